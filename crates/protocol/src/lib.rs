@@ -1,0 +1,93 @@
+//! Switchboard's wire protocol, as pure data and codecs.
+//!
+//! The socket speaks the Phoenix Channels V2 serializer (`frame`), so any Phoenix client
+//! connects unmodified; Switchboard's own payloads (joins, publishes, messages, history,
+//! presence) and its stable error codes live beside it. Nothing here does I/O, so the
+//! server, the Rust SDK and property tests all share one definition of every byte.
+
+pub mod codes;
+pub mod frame;
+pub mod history;
+pub mod join;
+pub mod limits;
+pub mod message;
+pub mod presence;
+
+pub use codes::{CloseCode, ErrorCode, ErrorReply};
+pub use frame::{Frame, FrameError, Payload};
+pub use history::{HistoryPage, HistoryQuery};
+pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
+pub use message::{Message, Publish, PublishAck};
+pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};
+
+/// Topic of the socket-level control channel (heartbeats, late authentication).
+pub const PHOENIX_TOPIC: &str = "phoenix";
+/// Prefix of every channel topic: `channel:<name>`.
+pub const CHANNEL_TOPIC_PREFIX: &str = "channel:";
+
+/// Event names used on the wire, client → server and server → client.
+pub mod events {
+    /// Phoenix: join a topic.
+    pub const JOIN: &str = "phx_join";
+    /// Phoenix: leave a topic.
+    pub const LEAVE: &str = "phx_leave";
+    /// Phoenix: reply to a client push (`{status, response}`).
+    pub const REPLY: &str = "phx_reply";
+    /// Phoenix: the server closed the topic for this client.
+    pub const CLOSE: &str = "phx_close";
+    /// Phoenix: the topic crashed on the server.
+    pub const ERROR: &str = "phx_error";
+    /// Phoenix: keep-alive on the `phoenix` topic.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// Switchboard: authenticate after the upgrade (on the `phoenix` topic).
+    pub const AUTH: &str = "auth";
+    /// Switchboard: publish a message to the channel.
+    pub const PUBLISH: &str = "publish";
+    /// Switchboard: read the channel's history.
+    pub const HISTORY: &str = "history";
+    /// Switchboard: list the agents present.
+    pub const PRESENCE: &str = "presence";
+    /// Switchboard: a message delivered to the agent.
+    pub const MESSAGE: &str = "message";
+    /// Switchboard: the server removed this agent from the channel (`{code, message}`).
+    pub const KICKED: &str = "kicked";
+    /// Switchboard: a socket-level error (`{code, message}`) on the `phoenix` topic.
+    pub const SOCKET_ERROR: &str = "error";
+    /// Phoenix Presence: the full presence map, sent after a join.
+    pub const PRESENCE_STATE: &str = "presence_state";
+    /// Phoenix Presence: joins and leaves since the last state or diff.
+    pub const PRESENCE_DIFF: &str = "presence_diff";
+}
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp on the wire.
+pub type Millis = i64;
+
+/// Returns the channel name of a `channel:<name>` topic.
+pub fn channel_of_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix(CHANNEL_TOPIC_PREFIX)
+}
+
+/// Checks a channel or agent name: 1–128 bytes of `[A-Za-z0-9_.:@-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("room-1.a_b:c@d"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("é"));
+        assert!(!valid_name(&"x".repeat(129)));
+        assert_eq!(channel_of_topic("channel:lobby"), Some("lobby"));
+        assert_eq!(channel_of_topic("room:lobby"), None);
+    }
+}
