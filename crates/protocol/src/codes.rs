@@ -76,6 +76,8 @@ error_codes! {
     ChannelNotFound = "channel_not_found",
     /// The channel exists already.
     ChannelExists = "channel_exists",
+    /// The channel was deleted while the agent was in it.
+    ChannelDeleted = "channel_deleted",
     /// A direct ephemeral message names an agent that is not present.
     AgentNotPresent = "agent_not_present",
     /// The channel keeps no history (ephemeral-only storage policy).
