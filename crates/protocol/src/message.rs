@@ -305,12 +305,14 @@ fn slice_attachments(bytes: &Bytes, sizes: &[usize]) -> Result<Vec<Bytes>, Strin
     Ok(out)
 }
 
-mod base64_list {
+/// Serde helpers for a list of byte strings as base64 strings (attachments in JSON).
+pub mod base64_list {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
 
+    /// Serializes each item as a standard base64 string.
     pub fn serialize<S: Serializer>(list: &[Bytes], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(list.len()))?;
         for b in list {
@@ -319,6 +321,7 @@ mod base64_list {
         seq.end()
     }
 
+    /// Parses a list of standard base64 strings.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bytes>, D::Error> {
         let list = Vec::<String>::deserialize(d)?;
         list.into_iter()

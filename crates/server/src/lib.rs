@@ -1,1 +1,287 @@
-//! Switchboard server.
+//! The Switchboard server: one binary's worth of hub, channels, auth, transports and storage.
+//!
+//! Layout: `transport/` speaks to the outside (WebSocket, HTTP); `hub` and `channel` hold the
+//! live state; `storage/` makes it durable; `auth` decides who may do what. Nothing here
+//! parses wire bytes itself: that is `switchboard_protocol`'s job.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchboard_server::StartError> {
+//! let server = switchboard_server::Server::start(switchboard_server::Config::default()).await?;
+//! println!("listening on {}", server.ws_url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod storage;
+pub mod transport;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::auth::Keys;
+use crate::channel::ChannelLimits;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::storage::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Everything the transports share.
+pub struct App {
+    /// The effective configuration.
+    pub config: Config,
+    /// API keys.
+    pub keys: Keys,
+    /// Loaded channels.
+    pub hub: Hub,
+    /// Durable storage.
+    pub store: Arc<SqliteStore>,
+    /// Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// Open WebSocket connections.
+    pub connections: AtomicUsize,
+    next_conn_id: AtomicU64,
+    /// Flips to true when shutdown begins.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or database could not be opened.
+    #[error("cannot open the data directory {dir}: {error}")]
+    Storage {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        error: Error,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The bootstrap key could not be written.
+    #[error("cannot write the bootstrap key {path}: {error}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    /// The bound address (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The `default` tenant's key when this start created it (first start only).
+    pub bootstrap_key: Option<String>,
+    app: Arc<App>,
+    shutdown_tx: watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the data directory, bootstraps the default tenant on first start, binds the
+    /// listener and starts serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let dir = config.server.data_dir.clone();
+        let storage_error = |error| StartError::Storage {
+            dir: dir.clone(),
+            error,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let observer_metrics = metrics.clone();
+        let observer: storage::CommitObserver = Arc::new(move |batch, took| {
+            observer_metrics.fsync_batch_size.observe(batch as f64);
+            observer_metrics.fsync_seconds.observe(took.as_secs_f64());
+        });
+        let store =
+            Arc::new(SqliteStore::open(&dir, &config.storage, observer).map_err(storage_error)?);
+        let keys = Keys::load(store.clone()).map_err(storage_error)?;
+        let bootstrap_key = if keys.is_empty() {
+            let key = keys
+                .create_key(auth::DEFAULT_TENANT)
+                .await
+                .map_err(storage_error)?;
+            let path = dir.join("default.key");
+            write_secret(&path, &key).map_err(|error| StartError::KeyFile { path, error })?;
+            Some(key)
+        } else {
+            None
+        };
+        let limits = ChannelLimits {
+            cache_messages: config.storage.cache_messages,
+            dedup_window: config.limits.dedup_window,
+            catch_up_buffer: config.limits.outbound_queue,
+        };
+        let hub = Hub::new(
+            store.clone(),
+            metrics.clone(),
+            limits,
+            config.storage.retention_max_messages,
+            config.storage.retention_max_age_secs,
+        );
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|error| StartError::Bind {
+                addr: config.server.listen,
+                error,
+            })?;
+        let local_addr = listener.local_addr().map_err(|error| StartError::Bind {
+            addr: config.server.listen,
+            error,
+        })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let app = Arc::new(App {
+            config,
+            keys,
+            hub,
+            store,
+            metrics,
+            connections: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(0),
+            shutdown: shutdown_rx.clone(),
+        });
+        tokio::spawn(retention_loop(app.clone()));
+        let router = transport::router(app.clone());
+        let mut stop = shutdown_rx;
+        let serve = tokio::spawn(async move {
+            let result = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutting_down(&mut stop).await })
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "listener failed");
+            }
+        });
+        tracing::info!(addr = %local_addr, data_dir = %app.config.server.data_dir.display(), "switchboard listening");
+        Ok(Server {
+            local_addr,
+            bootstrap_key,
+            app,
+            shutdown_tx,
+            serve,
+        })
+    }
+
+    /// `ws://<addr>`, the base URL SDKs take.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.local_addr)
+    }
+
+    /// `http://<addr>`, the base of the HTTP API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Creates an API key for `tenant`, creating the tenant if new; returns the key string.
+    pub async fn create_key(&self, tenant: &str) -> Result<String> {
+        self.app.keys.create_key(tenant).await
+    }
+
+    /// Graceful shutdown: stop accepting, close every socket with 1001, commit and fsync what
+    /// was accepted, and close the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let grace = Duration::from_millis(self.app.config.server.shutdown_grace_ms);
+        let mut serve = self.serve;
+        if tokio::time::timeout(grace, &mut serve).await.is_err() {
+            tracing::warn!("connections did not close within the grace period; closing anyway");
+            serve.abort();
+        }
+        let store = self.app.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("switchboard stopped");
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        self.shutdown().await;
+    }
+}
+
+/// Resolves once shutdown begins.
+pub(crate) async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn write_secret(path: &std::path::Path, key: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(key.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+async fn retention_loop(app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        app.config.storage.retention_interval_ms.max(100),
+    ));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutting_down(&mut shutdown) => return,
+        }
+        for channel in app.hub.loaded() {
+            if let Err(e) = channel.enforce_retention().await {
+                tracing::warn!(channel = channel.name(), error = %e, "retention failed");
+            }
+        }
+    }
+}

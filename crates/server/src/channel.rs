@@ -1,0 +1,879 @@
+//! A channel: its subscribers, presence, offsets, recent-message cache and dedup window.
+//!
+//! All of a channel's state sits behind one short, synchronous lock that is never held
+//! across an await. A persisted publish takes the lock to assign the next offset and queue
+//! the append, and the store completes appends in queue order; the completion takes the
+//! lock again to advance `head`, cache the message and fan it out. So delivery order is
+//! offset order, and nobody ever receives a message that is not yet durable.
+
+use crate::auth::random_id;
+use crate::connection::{ConnHandle, message_frame, reply_error, reply_ok, text_frame};
+use crate::error::{Error, Result, err};
+use crate::metrics::Metrics;
+use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
+use axum::extract::ws::Message as WsFrame;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_protocol::history::Direction;
+use switchboard_protocol::limits::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use switchboard_protocol::{
+    ErrorCode, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply, Message,
+    PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope, events,
+};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+
+/// Identifies a channel: its tenant (`""` for public scope) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelKey {
+    /// Owning tenant, or `""` for the public namespace.
+    pub tenant: Arc<str>,
+    /// Channel name.
+    pub name: Arc<str>,
+}
+
+impl ChannelKey {
+    /// The key of `name` in `scope` for `tenant`.
+    pub fn new(tenant: &str, scope: Scope, name: &str) -> Self {
+        let tenant = match scope {
+            Scope::Private => tenant,
+            Scope::Public => "",
+        };
+        ChannelKey {
+            tenant: tenant.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// A persisted message with its frame, encoded once for every subscriber.
+pub struct Entry {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Its `message` frame.
+    pub frame: WsFrame,
+}
+
+/// Where a publish's acknowledgement goes.
+pub enum AckTo {
+    /// A socket reply.
+    Socket {
+        /// The publishing connection.
+        conn: Arc<ConnHandle>,
+        /// The push's join ref.
+        join_ref: Option<String>,
+        /// The push's ref.
+        reference: Option<String>,
+        /// The channel topic.
+        topic: Arc<str>,
+        /// When the publish arrived.
+        started: Instant,
+        /// Released with the ack: bounds unacknowledged publishes per connection.
+        permit: Option<OwnedSemaphorePermit>,
+    },
+    /// An HTTP handler waiting for the result.
+    Http(oneshot::Sender<Result<PublishAck>>),
+}
+
+impl AckTo {
+    fn send(self, result: Result<PublishAck>, metrics: &Metrics) {
+        match self {
+            AckTo::Socket {
+                conn,
+                join_ref,
+                reference,
+                topic,
+                started,
+                permit,
+            } => {
+                if matches!(&result, Ok(ack) if ack.offset.is_some()) {
+                    metrics
+                        .publish_ack_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                let frame = match &result {
+                    Ok(ack) => reply_ok(join_ref.as_deref(), reference.as_deref(), &topic, ack),
+                    Err(e) => reply_error(
+                        join_ref.as_deref(),
+                        reference.as_deref(),
+                        &topic,
+                        &e.reply(),
+                    ),
+                };
+                conn.push(frame);
+                drop(permit);
+            }
+            AckTo::Http(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+struct Subscriber {
+    conn: Arc<ConnHandle>,
+    agent: Arc<str>,
+    session_id: String,
+    join_ref: Option<String>,
+    event_types: Option<HashSet<String>>,
+    echo: bool,
+    presence: PresenceMeta,
+    /// While a joining agent replays history from disk, live frames wait here.
+    catching_up: Option<Vec<WsFrame>>,
+}
+
+impl Subscriber {
+    fn wants(&self, m: &Message) -> bool {
+        let own = *m.from == *self.agent;
+        if own && !self.echo {
+            return false;
+        }
+        if let Some(to) = &m.to {
+            if **to != *self.agent && !own {
+                return false;
+            }
+        }
+        self.event_types
+            .as_ref()
+            .is_none_or(|types| types.contains(&m.kind))
+    }
+
+    /// Queues a live frame; false if the subscriber had to be dropped.
+    fn deliver(&mut self, frame: &WsFrame, cap: usize) -> bool {
+        match &mut self.catching_up {
+            Some(buffer) if buffer.len() >= cap => {
+                self.conn.close(
+                    switchboard_protocol::CloseCode::SlowConsumer.code(),
+                    "slow_consumer: too many messages arrived during the replay; resume by offset",
+                );
+                false
+            }
+            Some(buffer) => {
+                buffer.push(frame.clone());
+                true
+            }
+            None => self.conn.push(frame.clone()),
+        }
+    }
+}
+
+struct State {
+    next_offset: u64,
+    head: u64,
+    first_available: u64,
+    last_ts: i64,
+    ring: VecDeque<Arc<Entry>>,
+    dedup: HashMap<String, u64>,
+    dedup_order: VecDeque<String>,
+    subscribers: HashMap<u64, Subscriber>,
+    agents: HashMap<Arc<str>, u64>,
+    presence_seq: u64,
+    deleted: bool,
+}
+
+/// Limits a channel applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelLimits {
+    /// Messages cached in memory.
+    pub cache_messages: usize,
+    /// Ids remembered for dedup.
+    pub dedup_window: usize,
+    /// Frames buffered for a subscriber that is replaying.
+    pub catch_up_buffer: usize,
+}
+
+/// What a join needs to do after registering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// Live already: the reply and any replay are queued.
+    Live,
+    /// Replay offsets `from..=to` from the store, then call [`Channel::finish_catch_up`].
+    CatchUp {
+        /// First offset to replay.
+        from: u64,
+        /// Last offset to replay.
+        to: u64,
+    },
+}
+
+/// One loaded channel.
+pub struct Channel {
+    /// The stored row (id, epoch, password hash, policy).
+    pub row: ChannelRow,
+    /// `channel:<name>`.
+    pub topic: Arc<str>,
+    /// The channel's scope.
+    pub scope: Scope,
+    state: Mutex<State>,
+    head_tx: watch::Sender<u64>,
+    store: Arc<SqliteStore>,
+    metrics: Arc<Metrics>,
+    limits: ChannelLimits,
+    verified_passwords: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    crate::now_ms()
+}
+
+impl Channel {
+    /// Loads a channel's state from the store.
+    pub async fn load(
+        row: ChannelRow,
+        store: Arc<SqliteStore>,
+        metrics: Arc<Metrics>,
+        limits: ChannelLimits,
+    ) -> Result<Arc<Channel>> {
+        let (id, name, cache, window) = (
+            row.id,
+            row.name.clone(),
+            limits.cache_messages,
+            limits.dedup_window,
+        );
+        let topic: Arc<str> =
+            format!("{}{}", switchboard_protocol::CHANNEL_TOPIC_PREFIX, row.name).into();
+        let (bounds, recent, ids) = store
+            .read(move |conn| {
+                Ok((
+                    sqlite_queries::bounds(conn, id)?,
+                    sqlite_queries::recent(conn, id, &name, cache)?,
+                    sqlite_queries::recent_ids(conn, id, window)?,
+                ))
+            })
+            .await?;
+        let ring = recent
+            .into_iter()
+            .map(|m| {
+                Arc::new(Entry {
+                    frame: message_frame(&topic, &m),
+                    message: Arc::new(m),
+                })
+            })
+            .collect();
+        let mut dedup = HashMap::with_capacity(ids.len());
+        let mut dedup_order = VecDeque::with_capacity(ids.len());
+        for (id, offset) in ids {
+            dedup_order.push_back(id.clone());
+            dedup.insert(id, offset);
+        }
+        let head = bounds.last;
+        let scope = if row.tenant_id.is_empty() {
+            Scope::Public
+        } else {
+            Scope::Private
+        };
+        Ok(Arc::new(Channel {
+            topic,
+            scope,
+            state: Mutex::new(State {
+                next_offset: head + 1,
+                head,
+                first_available: if bounds.first == 0 {
+                    head + 1
+                } else {
+                    bounds.first
+                },
+                last_ts: 0,
+                ring,
+                dedup,
+                dedup_order,
+                subscribers: HashMap::new(),
+                agents: HashMap::new(),
+                presence_seq: 0,
+                deleted: false,
+            }),
+            head_tx: watch::Sender::new(head),
+            store,
+            metrics,
+            limits,
+            verified_passwords: Mutex::new(HashSet::new()),
+            row,
+        }))
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    /// Last persisted offset and the first one still stored.
+    pub fn offsets(&self) -> (u64, u64) {
+        let s = self.state.lock();
+        (s.head, s.first_available)
+    }
+
+    /// Number of agents present.
+    pub fn agent_count(&self) -> usize {
+        self.state.lock().agents.len()
+    }
+
+    /// Checks a join's password (Argon2id on a blocking thread; successes are remembered in
+    /// memory as SHA-256 digests so reconnects stay cheap).
+    pub async fn check_password(&self, password: Option<&str>) -> Result<()> {
+        use sha2::Digest;
+        let Some(hash) = self.row.password_hash.clone() else {
+            return Ok(());
+        };
+        let bad = || err!(BadPassword, "the channel password does not match");
+        let password = password.ok_or_else(bad)?.to_owned();
+        let digest: [u8; 32] = sha2::Sha256::digest(password.as_bytes()).into();
+        if self.verified_passwords.lock().contains(&digest) {
+            return Ok(());
+        }
+        let ok =
+            tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
+                .await
+                .map_err(Error::internal)?;
+        if !ok {
+            return Err(bad());
+        }
+        let mut verified = self.verified_passwords.lock();
+        if verified.len() >= 16 {
+            verified.clear();
+        }
+        verified.insert(digest);
+        Ok(())
+    }
+
+    /// Registers `conn` as agent `params.agent_name` and queues the join reply, any replay
+    /// the cache can serve, and `presence_state`.
+    pub fn join(
+        &self,
+        conn: &Arc<ConnHandle>,
+        join_ref: Option<&str>,
+        reference: Option<&str>,
+        params: &JoinParams,
+    ) -> Result<JoinOutcome> {
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        if s.deleted {
+            return Err(err!(
+                ChannelDeleted,
+                "the channel was deleted; join again to recreate it"
+            ));
+        }
+        if s.subscribers.contains_key(&conn.id) {
+            return Err(err!(
+                AlreadyJoined,
+                "this connection already joined {}",
+                self.topic
+            ));
+        }
+        let agent: Arc<str> = params.agent_name.as_str().into();
+        if let Some(&holder) = s.agents.get(&agent) {
+            let taken_over = params.session_id.as_deref().is_some_and(|sid| {
+                s.subscribers
+                    .get(&holder)
+                    .is_some_and(|sub| sub.session_id == sid)
+            });
+            if !taken_over {
+                return Err(err!(
+                    AgentNameTaken,
+                    "agent name {agent:?} is in use in this channel; pick another or present its session_id"
+                ));
+            }
+            if let Some(old) = self.remove(s, holder) {
+                kick(
+                    &old,
+                    &self.topic,
+                    ErrorCode::SessionTakenOver,
+                    "another session took over this agent name",
+                );
+            }
+        }
+
+        let mut gap = None;
+        let mut start = params.since.map(|since| since.saturating_add(1));
+        if let Some(from) = start.as_mut() {
+            if params.epoch.as_deref().is_some_and(|e| e != self.row.epoch) {
+                gap = Some(Gap {
+                    reason: GapReason::EpochChanged,
+                    first_available: s.first_available,
+                });
+                *from = s.first_available;
+            } else if *from < s.first_available {
+                gap = Some(Gap {
+                    reason: GapReason::Retention,
+                    first_available: s.first_available,
+                });
+                *from = s.first_available;
+            }
+        }
+
+        s.presence_seq += 1;
+        let presence = PresenceMeta {
+            phx_ref: format!("{}-{}", conn.id, s.presence_seq),
+            agent_name: params.agent_name.clone(),
+            joined_at: now_ms(),
+            meta: params.meta.clone().unwrap_or_default(),
+        };
+        let session_id = random_id::<16>();
+        let reply = JoinReply {
+            channel: self.row.name.clone(),
+            scope: self.scope,
+            agent_name: params.agent_name.clone(),
+            session_id: session_id.clone(),
+            epoch: self.row.epoch.clone(),
+            head: s.head,
+            persistent: self.row.persistent,
+            gap,
+        };
+        let mut sub = Subscriber {
+            conn: conn.clone(),
+            agent: agent.clone(),
+            session_id,
+            join_ref: join_ref.map(str::to_owned),
+            event_types: params
+                .event_types
+                .as_ref()
+                .map(|t| t.iter().cloned().collect()),
+            echo: params.echo,
+            presence: presence.clone(),
+            catching_up: None,
+        };
+
+        let mut frames = vec![reply_ok(join_ref, reference, &self.topic, &reply)];
+        let mut outcome = JoinOutcome::Live;
+        if let Some(from) = start.filter(|from| *from <= s.head) {
+            let cached_from = s
+                .ring
+                .front()
+                .and_then(|e| e.message.offset)
+                .unwrap_or(u64::MAX);
+            if cached_from <= from {
+                frames.extend(
+                    s.ring
+                        .iter()
+                        .filter(|e| {
+                            e.message.offset.is_some_and(|o| o >= from) && sub.wants(&e.message)
+                        })
+                        .map(|e| e.frame.clone()),
+                );
+            } else {
+                outcome = JoinOutcome::CatchUp { from, to: s.head };
+            }
+        }
+        let mut state = presence_state(s);
+        state
+            .entry(params.agent_name.clone())
+            .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+            .metas
+            .push(presence.clone());
+        let state_frame = self.presence_frame(events::PRESENCE_STATE, &state);
+        s.agents.insert(agent, conn.id);
+        match outcome {
+            JoinOutcome::Live => {
+                frames.push(state_frame);
+                conn.push_batch(frames);
+            }
+            JoinOutcome::CatchUp { .. } => {
+                conn.push_batch(frames);
+                sub.catching_up = Some(vec![state_frame]);
+            }
+        }
+        s.subscribers.insert(conn.id, sub);
+        let diff = self.presence_frame(events::PRESENCE_DIFF, &PresenceDiff::join(presence));
+        self.broadcast_except(s, conn.id, &diff);
+        Ok(outcome)
+    }
+
+    /// Ends a replay: queues the live frames that arrived meanwhile and goes live.
+    pub fn finish_catch_up(&self, conn_id: u64) {
+        let mut s = self.state.lock();
+        if let Some(sub) = s.subscribers.get_mut(&conn_id) {
+            if let Some(buffer) = sub.catching_up.take() {
+                if !buffer.is_empty() {
+                    sub.conn.push_batch(buffer);
+                }
+            }
+        }
+    }
+
+    /// Removes `conn` from the channel (leave or disconnect); a no-op if it is not there.
+    pub fn leave(&self, conn_id: u64) {
+        let mut s = self.state.lock();
+        self.remove(&mut s, conn_id);
+    }
+
+    fn remove(&self, s: &mut State, conn_id: u64) -> Option<Subscriber> {
+        let sub = s.subscribers.remove(&conn_id)?;
+        if s.agents.get(&sub.agent) == Some(&conn_id) {
+            s.agents.remove(&sub.agent);
+        }
+        let diff = self.presence_frame(
+            events::PRESENCE_DIFF,
+            &PresenceDiff::leave(sub.presence.clone()),
+        );
+        self.broadcast_except(s, conn_id, &diff);
+        Some(sub)
+    }
+
+    /// Whether `conn` is (still) subscribed: a takeover or a delete removes it.
+    pub fn is_member(&self, conn_id: u64) -> bool {
+        self.state.lock().subscribers.contains_key(&conn_id)
+    }
+
+    /// Marks the channel deleted and removes every agent with `channel_deleted`.
+    pub fn delete(&self) {
+        let mut s = self.state.lock();
+        s.deleted = true;
+        s.agents.clear();
+        for (_, sub) in s.subscribers.drain() {
+            kick(
+                &sub,
+                &self.topic,
+                ErrorCode::ChannelDeleted,
+                "the channel was deleted",
+            );
+        }
+    }
+
+    /// The Phoenix presence map.
+    pub fn presence(&self) -> PresenceState {
+        presence_state(&self.state.lock())
+    }
+
+    /// Publishes from agent `from`; the result goes to `ack` (immediately for ephemeral
+    /// messages and duplicates, after durability for persisted ones). `member` is the
+    /// publishing connection, which must still be subscribed (None for the HTTP API).
+    pub fn publish(
+        self: &Arc<Self>,
+        from: &str,
+        member: Option<u64>,
+        publish: Publish,
+        ack: AckTo,
+    ) {
+        if let Err(e) = self.try_publish(from, member, publish, ack) {
+            let (error, ack) = *e;
+            ack.send(Err(error), &self.metrics);
+        }
+    }
+
+    fn try_publish(
+        self: &Arc<Self>,
+        from: &str,
+        member: Option<u64>,
+        p: Publish,
+        ack: AckTo,
+    ) -> Result<(), Box<(Error, AckTo)>> {
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        if s.deleted {
+            return Err(Box::new((
+                err!(ChannelDeleted, "the channel was deleted"),
+                ack,
+            )));
+        }
+        if member.is_some_and(|id| !s.subscribers.contains_key(&id)) {
+            return Err(Box::new((
+                err!(
+                    NotJoined,
+                    "this session left {} or was taken over",
+                    self.topic
+                ),
+                ack,
+            )));
+        }
+        let ephemeral = p.ephemeral || !self.row.persistent;
+        if ephemeral {
+            if let Some(to) = &p.to {
+                if !s.agents.contains_key(to.as_str()) {
+                    return Err(Box::new((
+                        err!(
+                            AgentNotPresent,
+                            "agent {to:?} is not in the channel; ephemeral messages reach present agents only"
+                        ),
+                        ack,
+                    )));
+                }
+            }
+        }
+        s.last_ts = s.last_ts.max(now_ms());
+        let id = p.id.unwrap_or_else(random_id::<12>);
+        let mut message = Message {
+            id,
+            offset: None,
+            channel: self.row.name.clone(),
+            from: from.to_owned(),
+            to: p.to,
+            kind: p.kind,
+            data: p.data,
+            ts: s.last_ts,
+            ephemeral,
+            attachments: p.attachments,
+        };
+        self.metrics.messages_in.inc();
+        if ephemeral {
+            let frame = message_frame(&self.topic, &message);
+            self.fan_out(s, &message, &frame);
+            drop(guard);
+            ack.send(
+                Ok(PublishAck {
+                    id: message.id,
+                    offset: None,
+                    duplicate: false,
+                }),
+                &self.metrics,
+            );
+            return Ok(());
+        }
+        if let Some(&offset) = s.dedup.get(&message.id) {
+            let head = s.head;
+            drop(guard);
+            let result = PublishAck {
+                id: message.id,
+                offset: Some(offset),
+                duplicate: true,
+            };
+            if offset <= head {
+                ack.send(Ok(result), &self.metrics);
+            } else {
+                // The original is still being written: acknowledge once it is durable.
+                let mut head_rx = self.head_tx.subscribe();
+                let channel = self.clone();
+                tokio::spawn(async move {
+                    let outcome = match head_rx.wait_for(|h| *h >= offset).await {
+                        Ok(_) => Ok(result),
+                        Err(_) => Err(err!(
+                            ServerShutdown,
+                            "the server stopped before the original was stored"
+                        )),
+                    };
+                    ack.send(outcome, &channel.metrics);
+                });
+            }
+            return Ok(());
+        }
+        let offset = s.next_offset;
+        s.next_offset += 1;
+        message.offset = Some(offset);
+        s.dedup.insert(message.id.clone(), offset);
+        s.dedup_order.push_back(message.id.clone());
+        while s.dedup_order.len() > self.limits.dedup_window {
+            if let Some(old) = s.dedup_order.pop_front() {
+                s.dedup.remove(&old);
+            }
+        }
+        let message = Arc::new(message);
+        let entry = Arc::new(Entry {
+            frame: message_frame(&self.topic, &message),
+            message: message.clone(),
+        });
+        let channel = self.clone();
+        // Queued under the lock, so the store completes this channel's appends in offset order.
+        self.store.append(
+            self.row.id,
+            message,
+            Box::new(move |result| channel.on_durable(entry, result, ack)),
+        );
+        Ok(())
+    }
+
+    /// Runs on the store's writer thread once an append is durable (or failed).
+    fn on_durable(&self, entry: Arc<Entry>, result: Result<()>, ack: AckTo) {
+        let offset = entry
+            .message
+            .offset
+            .expect("persisted messages have offsets");
+        let id = entry.message.id.clone();
+        match result {
+            Ok(()) => {
+                {
+                    let mut guard = self.state.lock();
+                    let s = &mut *guard;
+                    s.head = offset;
+                    if s.first_available > offset {
+                        s.first_available = offset;
+                    }
+                    self.fan_out(s, &entry.message, &entry.frame);
+                    s.ring.push_back(entry);
+                    while s.ring.len() > self.limits.cache_messages {
+                        s.ring.pop_front();
+                    }
+                }
+                self.head_tx.send_replace(offset);
+                ack.send(
+                    Ok(PublishAck {
+                        id,
+                        offset: Some(offset),
+                        duplicate: false,
+                    }),
+                    &self.metrics,
+                );
+            }
+            Err(e) => {
+                let mut s = self.state.lock();
+                if s.dedup.get(&id) == Some(&offset) {
+                    s.dedup.remove(&id);
+                }
+                drop(s);
+                ack.send(Err(e), &self.metrics);
+            }
+        }
+    }
+
+    fn fan_out(&self, s: &mut State, message: &Message, frame: &WsFrame) {
+        let cap = self.limits.catch_up_buffer;
+        let mut delivered = 0u64;
+        for sub in s.subscribers.values_mut() {
+            if sub.wants(message) && sub.deliver(frame, cap) {
+                delivered += 1;
+            }
+        }
+        self.metrics.messages_out.inc_by(delivered);
+    }
+
+    fn broadcast_except(&self, s: &mut State, except: u64, frame: &WsFrame) {
+        let cap = self.limits.catch_up_buffer;
+        for (id, sub) in s.subscribers.iter_mut() {
+            if *id != except {
+                sub.deliver(frame, cap);
+            }
+        }
+    }
+
+    fn presence_frame(&self, event: &str, payload: &impl serde::Serialize) -> WsFrame {
+        let body = serde_json::to_string(payload).expect("presence serializes");
+        text_frame(None, None, &self.topic, event, &body)
+    }
+
+    /// Reads history. `visible_to` hides other agents' direct messages (None: see all).
+    pub async fn history(
+        &self,
+        query: HistoryQuery,
+        visible_to: Option<&str>,
+    ) -> Result<HistoryPage> {
+        if !self.row.persistent {
+            return Err(err!(
+                NoHistory,
+                "channel {} keeps no history (ephemeral storage policy)",
+                self.row.name
+            ));
+        }
+        let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        if limit == 0 || limit > MAX_HISTORY_LIMIT {
+            return Err(err!(InvalidPayload, "limit must be 1-{MAX_HISTORY_LIMIT}"));
+        }
+        let (id, name, agent) = (
+            self.row.id,
+            self.row.name.clone(),
+            visible_to.map(str::to_owned),
+        );
+        let q = query.clone();
+        let mut messages = self
+            .store
+            .read(move |conn| sqlite_queries::history(conn, id, &name, &q, limit, agent.as_deref()))
+            .await?;
+        let next = if messages.len() > limit as usize {
+            messages.truncate(limit as usize);
+            messages
+                .last()
+                .and_then(|m| m.offset)
+                .map(|o| match query.direction {
+                    Direction::Forward => o + 1,
+                    Direction::Backward => o.saturating_sub(1),
+                })
+        } else {
+            None
+        };
+        let (head, first_available) = self.offsets();
+        Ok(HistoryPage {
+            messages,
+            epoch: self.row.epoch.clone(),
+            head,
+            first_available,
+            next,
+        })
+    }
+
+    /// Replays `from..=to` to a joining subscriber, page by page, waiting for queue room.
+    pub async fn replay(&self, conn: &ConnHandle, agent: &str, from: u64, to: u64) -> Result<()> {
+        let mut next = from;
+        while next <= to {
+            let query = HistoryQuery {
+                from_offset: Some(next),
+                to_offset: Some(to),
+                limit: Some(MAX_HISTORY_LIMIT),
+                ..HistoryQuery::default()
+            };
+            let page = self.history(query, Some(agent)).await?;
+            let frames: Vec<WsFrame> = page
+                .messages
+                .iter()
+                .map(|m| message_frame(&self.topic, m))
+                .collect();
+            if !frames.is_empty() && !conn.send(crate::connection::Outbound::Batch(frames)).await {
+                break;
+            }
+            match page.next {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the retention policy: deletes old messages and advances `first_available`.
+    pub async fn enforce_retention(&self) -> Result<()> {
+        let (max_messages, max_age) = (self.row.max_messages, self.row.max_age_secs);
+        if max_messages == 0 && max_age == 0 {
+            return Ok(());
+        }
+        let head = self.state.lock().head;
+        let below = if max_messages > 0 {
+            head.saturating_sub(max_messages) + 1
+        } else {
+            0
+        };
+        let before_ts = if max_age > 0 {
+            now_ms() - (max_age as i64) * 1000
+        } else {
+            i64::MIN
+        };
+        let id = self.row.id;
+        let bounds = self
+            .store
+            .write(move |conn| {
+                sqlite_queries::prune(conn, id, below, before_ts)?;
+                sqlite_queries::bounds(conn, id)
+            })
+            .await?;
+        let mut s = self.state.lock();
+        s.first_available = if bounds.first == 0 {
+            s.head + 1
+        } else {
+            bounds.first
+        };
+        let first = s.first_available;
+        while s
+            .ring
+            .front()
+            .is_some_and(|e| e.message.offset.is_some_and(|o| o < first))
+        {
+            s.ring.pop_front();
+        }
+        Ok(())
+    }
+}
+
+fn presence_state(s: &State) -> PresenceState {
+    let mut state = PresenceState::new();
+    for sub in s.subscribers.values() {
+        state
+            .entry(sub.presence.agent_name.clone())
+            .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+            .metas
+            .push(sub.presence.clone());
+    }
+    state
+}
+
+fn kick(sub: &Subscriber, topic: &str, code: ErrorCode, message: &str) {
+    let body = serde_json::to_string(&switchboard_protocol::ErrorReply::new(code, message))
+        .expect("serializes");
+    let kicked = text_frame(sub.join_ref.as_deref(), None, topic, events::KICKED, &body);
+    let close = text_frame(sub.join_ref.as_deref(), None, topic, events::CLOSE, "{}");
+    sub.conn.push_batch(vec![kicked, close]);
+}

@@ -1,0 +1,288 @@
+//! Server configuration: built-in defaults, then `switchboard.toml`, then `SWITCHBOARD_*`
+//! environment variables, then command-line flags (applied by the caller).
+//!
+//! Every key can be overridden by an env var named after its path:
+//! `[limits] max_connections` ↔ `SWITCHBOARD_LIMITS_MAX_CONNECTIONS`.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The commented default configuration file, printed by `switchboard config --default`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../switchboard.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listening address and data directory.
+    pub server: ServerConfig,
+    /// Input limits and queue bounds.
+    pub limits: Limits,
+    /// Durability and retention.
+    pub storage: StorageConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP and WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Where the server keeps its database and the bootstrap key.
+    pub data_dir: PathBuf,
+    /// How long a graceful shutdown waits for connections to close, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest message body (data plus attachments), in bytes.
+    pub max_message_bytes: usize,
+    /// Most concurrent WebSocket connections.
+    pub max_connections: usize,
+    /// Most channels one connection may join.
+    pub max_channels_per_connection: usize,
+    /// Time allowed to authenticate after the upgrade, in milliseconds.
+    pub auth_timeout_ms: u64,
+    /// A connection silent for this long is dropped, in milliseconds.
+    pub heartbeat_timeout_ms: u64,
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub outbound_queue: usize,
+    /// Unacknowledged publishes per connection.
+    pub max_inflight_publishes: usize,
+    /// Recent message ids remembered per channel for idempotent publishes.
+    pub dedup_window: usize,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `fsync` (default: acknowledged means on disk) or `none` (acknowledged means in the OS
+    /// page cache; survives a process crash, not a power loss).
+    pub durability: Durability,
+    /// Most publishes one group commit (one fsync) covers.
+    pub max_batch: usize,
+    /// Recent messages kept in memory per channel for fast resume.
+    pub cache_messages: usize,
+    /// Default retention for new channels: most messages kept (0 = unlimited).
+    pub retention_max_messages: u64,
+    /// Default retention for new channels: oldest message age in seconds (0 = unlimited).
+    pub retention_max_age_secs: u64,
+    /// How often retention is enforced, in milliseconds.
+    pub retention_interval_ms: u64,
+}
+
+/// What an acknowledgement promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync before acknowledging (group-committed).
+    Fsync,
+    /// Written to the OS before acknowledging, no fsync.
+    None,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `RUST_LOG`-style filter; the `RUST_LOG` env var wins when set.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str(DEFAULT_CONFIG_TOML).expect("the built-in switchboard.toml parses")
+    }
+}
+
+macro_rules! defaults_from_file {
+    ($($ty:ident => $section:ident),+) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                #[derive(Deserialize)]
+                struct File { $section: $ty }
+                let file: File = toml::from_str(DEFAULT_CONFIG_TOML)
+                    .expect("the built-in switchboard.toml parses");
+                file.$section
+            }
+        }
+    )+};
+}
+
+// Each section's defaults come from the commented file, so the file and the code never disagree.
+defaults_from_file!(ServerConfig => server, Limits => limits, StorageConfig => storage, LogConfig => log);
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an env var does not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `SWITCHBOARD_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+            merge(&mut table, from_file);
+        }
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix("SWITCHBOARD_") else {
+                continue;
+            };
+            apply_env(&mut table, path, &value)?;
+        }
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The configuration as TOML (for `switchboard config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets `SECTION_KEY` (upper case) in `table`, parsing the value as the key's current type.
+/// Variables that name no key (such as `SWITCHBOARD_API_KEY`, a client setting) are ignored.
+fn apply_env(table: &mut toml::Table, path: &str, value: &str) -> Result<(), ConfigError> {
+    for (section, keys) in table.iter_mut() {
+        let Some(rest) = path.strip_prefix(&section.to_uppercase()) else {
+            continue;
+        };
+        let Some(key_upper) = rest.strip_prefix('_') else {
+            continue;
+        };
+        let toml::Value::Table(keys) = keys else {
+            continue;
+        };
+        for (key, current) in keys.iter_mut() {
+            if key.to_uppercase() != key_upper {
+                continue;
+            }
+            let invalid = |what: &str| {
+                ConfigError::Invalid(format!("SWITCHBOARD_{path}={value:?}: expected {what}"))
+            };
+            *current = match current {
+                toml::Value::String(_) => toml::Value::String(value.to_owned()),
+                toml::Value::Integer(_) => {
+                    toml::Value::Integer(value.parse().map_err(|_| invalid("an integer"))?)
+                }
+                toml::Value::Boolean(_) => {
+                    toml::Value::Boolean(value.parse().map_err(|_| invalid("true or false"))?)
+                }
+                toml::Value::Float(_) => {
+                    toml::Value::Float(value.parse().map_err(|_| invalid("a number"))?)
+                }
+                _ => return Err(invalid("a scalar")),
+            };
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_file() {
+        let c = Config::default();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:7400");
+        assert_eq!(c.server.data_dir, PathBuf::from("./switchboard-data"));
+        assert_eq!(c.storage.durability, Durability::Fsync);
+        assert_eq!(Config::load(None, []).unwrap(), c);
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "[limits]\nmax_connections = 7\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let env = [
+            (
+                "SWITCHBOARD_LIMITS_MAX_CONNECTIONS".to_owned(),
+                "9".to_owned(),
+            ),
+            (
+                "SWITCHBOARD_SERVER_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            ("SWITCHBOARD_API_KEY".to_owned(), "ignored".to_owned()),
+        ];
+        let c = Config::load(Some(&path), env).unwrap();
+        assert_eq!(c.limits.max_connections, 9);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.server.listen.port(), 0);
+    }
+
+    #[test]
+    fn bad_values_are_clear() {
+        let env = [(
+            "SWITCHBOARD_LIMITS_MAX_CONNECTIONS".to_owned(),
+            "many".to_owned(),
+        )];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("SWITCHBOARD_LIMITS_MAX_CONNECTIONS"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "[limits]\nmax_conections = 7\n").unwrap();
+        let err = Config::load(Some(&path), []).unwrap_err().to_string();
+        assert!(err.contains("max_conections"), "{err}");
+    }
+}

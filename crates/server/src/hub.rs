@@ -1,0 +1,175 @@
+//! The hub: every loaded channel, sharded so no lock is global.
+
+use crate::auth::{hash_password, random_id};
+use crate::channel::{Channel, ChannelKey, ChannelLimits};
+use crate::error::{Error, Result, err};
+use crate::metrics::Metrics;
+use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use std::sync::Arc;
+use switchboard_protocol::{Scope, valid_name};
+
+/// Options for a channel created explicitly (or implicitly, with defaults).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Password to set (hashed before storing).
+    pub password: Option<String>,
+    /// Whether messages are stored (false: ephemeral-only).
+    pub persistent: Option<bool>,
+    /// Retention by count (None: the server default; 0: unlimited).
+    pub max_messages: Option<u64>,
+    /// Retention by age in seconds (None: the server default; 0: unlimited).
+    pub max_age_secs: Option<u64>,
+}
+
+/// Every loaded channel.
+pub struct Hub {
+    channels: DashMap<ChannelKey, Arc<Channel>>,
+    store: Arc<SqliteStore>,
+    metrics: Arc<Metrics>,
+    limits: ChannelLimits,
+    default_max_messages: u64,
+    default_max_age_secs: u64,
+}
+
+impl Hub {
+    /// An empty hub over `store`.
+    pub fn new(
+        store: Arc<SqliteStore>,
+        metrics: Arc<Metrics>,
+        limits: ChannelLimits,
+        default_max_messages: u64,
+        default_max_age_secs: u64,
+    ) -> Self {
+        Hub {
+            channels: DashMap::new(),
+            store,
+            metrics,
+            limits,
+            default_max_messages,
+            default_max_age_secs,
+        }
+    }
+
+    /// Every loaded channel.
+    pub fn loaded(&self) -> Vec<Arc<Channel>> {
+        self.channels.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Finds a channel, loading it from the store; `None` if it does not exist.
+    pub async fn find(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<Arc<Channel>>> {
+        check_name(name)?;
+        let key = ChannelKey::new(tenant, scope, name);
+        if let Some(ch) = self.channels.get(&key) {
+            return Ok(Some(ch.clone()));
+        }
+        let (t, n) = (key.tenant.to_string(), name.to_owned());
+        match self
+            .store
+            .read(move |conn| sqlite_queries::get_channel(conn, &t, &n))
+            .await?
+        {
+            Some(row) => Ok(Some(self.install(key, row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Finds a channel or creates it with `options`; returns it and whether it was created.
+    pub async fn open(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        name: &str,
+        options: CreateOptions,
+    ) -> Result<(Arc<Channel>, bool)> {
+        if let Some(ch) = self.find(tenant, scope, name).await? {
+            return Ok((ch, false));
+        }
+        self.create(tenant, scope, name, options).await
+    }
+
+    /// Creates a channel; if it exists already, returns it with `false`.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        name: &str,
+        options: CreateOptions,
+    ) -> Result<(Arc<Channel>, bool)> {
+        check_name(name)?;
+        let key = ChannelKey::new(tenant, scope, name);
+        let password_hash = match options.password {
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(Error::internal)??,
+            ),
+            None => None,
+        };
+        let row = ChannelRow {
+            id: 0,
+            tenant_id: key.tenant.to_string(),
+            name: name.to_owned(),
+            password_hash,
+            persistent: options.persistent.unwrap_or(true),
+            max_messages: options.max_messages.unwrap_or(self.default_max_messages),
+            max_age_secs: options.max_age_secs.unwrap_or(self.default_max_age_secs),
+            epoch: random_id::<8>(),
+            created_at: crate::now_ms(),
+        };
+        let (stored, created) = self
+            .store
+            .write(move |conn| sqlite_queries::create_channel(conn, &row))
+            .await?;
+        Ok((self.install(key, stored).await?, created))
+    }
+
+    /// Deletes a channel: agents are kicked, messages and the row removed.
+    pub async fn delete(&self, tenant: &str, scope: Scope, name: &str) -> Result<()> {
+        let channel = self.find(tenant, scope, name).await?.ok_or_else(|| {
+            err!(
+                ChannelNotFound,
+                "no channel {name:?} in scope {}",
+                scope.as_str()
+            )
+        })?;
+        channel.delete();
+        self.channels
+            .remove_if(&ChannelKey::new(tenant, scope, name), |_, c| {
+                Arc::ptr_eq(c, &channel)
+            });
+        self.metrics.channels.set(self.channels.len() as i64);
+        let id = channel.row.id;
+        self.store
+            .write(move |conn| sqlite_queries::delete_channel(conn, id))
+            .await
+    }
+
+    async fn install(&self, key: ChannelKey, row: ChannelRow) -> Result<Arc<Channel>> {
+        let loaded =
+            Channel::load(row, self.store.clone(), self.metrics.clone(), self.limits).await?;
+        let channel = match self.channels.entry(key) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => e.insert(loaded).clone(),
+        };
+        self.metrics.channels.set(self.channels.len() as i64);
+        Ok(channel)
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(err!(
+            InvalidChannelName,
+            "channel names are 1-128 bytes of [A-Za-z0-9_.:@-]"
+        ))
+    }
+}

@@ -1,0 +1,31 @@
+//! Durable storage: tenants, keys, channels and messages.
+//!
+//! The embedded default keeps everything in one SQLite database in WAL mode under the data
+//! directory. All writes go through one writer thread that group-commits: it drains every
+//! pending append into one transaction, so one fsync covers a whole batch of publishes, and
+//! completes them in submission order (which is channel offset order). Reads use a pool of
+//! read-only connections and never wait for the writer.
+
+mod sqlite;
+
+pub use sqlite::{AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats};
+
+/// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
+pub(crate) mod sqlite_queries {
+    pub(crate) use super::sqlite::{
+        bounds, create_channel, delete_channel, get_channel, history, insert_tenant_key, load_keys,
+        prune, recent, recent_ids,
+    };
+}
+
+use crate::error::Error;
+use switchboard_protocol::ErrorCode;
+
+/// A storage failure as the client sees it.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Error {
+    tracing::error!(error = %e, "storage failure");
+    Error::new(
+        ErrorCode::StorageUnavailable,
+        format!("durable storage failed ({e}); nothing was acknowledged, retry later"),
+    )
+}

@@ -1,0 +1,641 @@
+//! SQLite implementation of the store (WAL, group commit on one writer thread).
+
+use super::unavailable;
+use crate::config::{Durability, StorageConfig};
+use crate::error::Result;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::value::RawValue;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use switchboard_protocol::history::Direction;
+use switchboard_protocol::{HistoryQuery, Message};
+use tokio::sync::{mpsc, oneshot};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    secret_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS channels (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,          -- '' for public scope
+    name TEXT NOT NULL,
+    password_hash TEXT,
+    persistent INTEGER NOT NULL,
+    max_messages INTEGER NOT NULL,    -- 0 = unlimited
+    max_age_secs INTEGER NOT NULL,    -- 0 = unlimited
+    epoch TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    channel_id INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT,
+    type TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    attachments BLOB,
+    PRIMARY KEY (channel_id, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_ts ON messages (channel_id, ts);
+";
+
+/// A stored channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelRow {
+    /// Row id.
+    pub id: i64,
+    /// Owning tenant, `""` for public channels.
+    pub tenant_id: String,
+    /// Channel name.
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password_hash: Option<String>,
+    /// Whether messages are stored.
+    pub persistent: bool,
+    /// Retention by count (0 = unlimited).
+    pub max_messages: u64,
+    /// Retention by age in seconds (0 = unlimited).
+    pub max_age_secs: u64,
+    /// Changes whenever the channel's history starts over.
+    pub epoch: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+/// A stored API key (the secret itself is never stored).
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    /// Public key id (part of the key string).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// SHA-256 of the secret part.
+    pub secret_hash: Vec<u8>,
+    /// Whether the key was revoked.
+    pub revoked: bool,
+}
+
+/// What the first and last stored offsets of a channel are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Lowest stored offset (0 when none).
+    pub first: u64,
+    /// Highest stored offset (0 when none).
+    pub last: u64,
+}
+
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+/// Called on the writer thread, in submission order, once the append is durable (or failed).
+pub type AppendDone = Box<dyn FnOnce(Result<()>) + Send>;
+
+enum WriteOp {
+    Append {
+        channel_id: i64,
+        message: Arc<Message>,
+        done: AppendDone,
+    },
+    Run(Job),
+}
+
+/// Observes each group commit (for metrics): number of appends and fsync time.
+pub type CommitObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
+/// The embedded store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::UnboundedSender<WriteOp>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir` and starts the writer thread.
+    pub fn open(dir: &Path, config: &StorageConfig, observer: CommitObserver) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let path = dir.join("switchboard.db");
+        let conn = Connection::open(&path).map_err(unavailable)?;
+        let sync = match config.durability {
+            Durability::Fsync => "FULL",
+            Durability::None => "OFF",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
+             PRAGMA wal_autocheckpoint=4000; {SCHEMA}"
+        ))
+        .map_err(unavailable)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let max_batch = config.max_batch.max(1);
+        let thread_failed = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("switchboard-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_batch, thread_failed, observer))
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            readers: Mutex::new(Vec::new()),
+            failed,
+        })
+    }
+
+    /// Whether a write failed: the store then refuses every write (fail-stop) until restart.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Queues an append; `done` runs on the writer thread once it is durable. Appends complete
+    /// in the order they were queued, so callers holding a channel lock while queuing get
+    /// completions in offset order.
+    pub fn append(&self, channel_id: i64, message: Arc<Message>, done: AppendDone) {
+        if let Err(WriteOp::Append { done, .. }) = self.send(WriteOp::Append {
+            channel_id,
+            message,
+            done,
+        }) {
+            done(Err(stopped()));
+        }
+    }
+
+    /// Runs `f` on the writer thread, after every write queued before it.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        if self.send(WriteOp::Run(job)).is_err() {
+            return Err(stopped());
+        }
+        rx.await.map_err(|_| stopped())?.map_err(unavailable)
+    }
+
+    /// Runs `f` on a pooled read-only connection on the blocking thread pool.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match store.readers.lock().pop() {
+                Some(conn) => conn,
+                None => Connection::open_with_flags(
+                    &store.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?,
+            };
+            let out = f(&conn);
+            store.readers.lock().push(conn);
+            out
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
+    }
+
+    /// Runs `f` on a read connection on the calling thread (start-up only).
+    pub fn read_now<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(unavailable)?;
+        f(&conn).map_err(unavailable)
+    }
+
+    /// Stops accepting writes, commits what is queued, and waits for the writer to finish.
+    pub fn close(&self) {
+        self.writer.lock().take();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+        self.readers.lock().clear();
+    }
+
+    fn send(&self, op: WriteOp) -> std::result::Result<(), WriteOp> {
+        match self.writer.lock().as_ref() {
+            Some(w) => w.send(op).map_err(|e| e.0),
+            None => Err(op),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn stopped() -> crate::error::Error {
+    crate::error::Error::new(
+        switchboard_protocol::ErrorCode::ServerShutdown,
+        "the server is shutting down; retry on reconnect",
+    )
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<WriteOp>,
+    max_batch: usize,
+    failed: Arc<AtomicBool>,
+    observer: CommitObserver,
+) {
+    let mut appends: Vec<(i64, Arc<Message>, AppendDone)> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                WriteOp::Append {
+                    channel_id,
+                    message,
+                    done,
+                } => {
+                    appends.push((channel_id, message, done));
+                    if appends.len() >= max_batch {
+                        commit(&conn, &mut appends, &failed, &observer);
+                    }
+                }
+                WriteOp::Run(job) => {
+                    commit(&conn, &mut appends, &failed, &observer);
+                    job(&conn);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        commit(&conn, &mut appends, &failed, &observer);
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+/// One transaction, one fsync, for every pending append; then the completions, in order.
+fn commit(
+    conn: &Connection,
+    appends: &mut Vec<(i64, Arc<Message>, AppendDone)>,
+    failed: &AtomicBool,
+    observer: &CommitObserver,
+) {
+    if appends.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let result = if failed.load(Ordering::Relaxed) {
+        Err(rusqlite::Error::InvalidQuery)
+    } else {
+        insert_all(conn, appends)
+    };
+    match result {
+        Ok(()) => {
+            observer(appends.len(), started.elapsed());
+            for (_, _, done) in appends.drain(..) {
+                done(Ok(()));
+            }
+        }
+        Err(e) => {
+            // Fail-stop: after a failed commit the file's state is unknown, so refuse every
+            // later write rather than risk acknowledging something that is not on disk.
+            failed.store(true, Ordering::Relaxed);
+            let error = unavailable(if matches!(e, rusqlite::Error::InvalidQuery) {
+                "an earlier commit failed; restart the server".to_owned()
+            } else {
+                e.to_string()
+            });
+            for (_, _, done) in appends.drain(..) {
+                done(Err(error.clone()));
+            }
+        }
+    }
+}
+
+fn insert_all(
+    conn: &Connection,
+    appends: &[(i64, Arc<Message>, AppendDone)],
+) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (channel_id, m, _) in appends {
+            let attachments =
+                (!m.attachments.is_empty()).then(|| encode_attachments(&m.attachments));
+            stmt.execute(params![
+                channel_id,
+                m.offset.unwrap_or(0) as i64,
+                m.id,
+                m.from,
+                m.to,
+                m.kind,
+                m.ts,
+                m.data.get(),
+                attachments.as_deref(),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn encode_attachments(list: &[Bytes]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_u32(list.len() as u32);
+    for a in list {
+        out.put_u32(a.len() as u32);
+        out.put_slice(a);
+    }
+    out.to_vec()
+}
+
+fn decode_attachments(mut raw: &[u8]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    if raw.remaining() < 4 {
+        return out;
+    }
+    let n = raw.get_u32();
+    for _ in 0..n {
+        if raw.remaining() < 4 {
+            break;
+        }
+        let len = raw.get_u32() as usize;
+        if raw.remaining() < len {
+            break;
+        }
+        out.push(Bytes::copy_from_slice(&raw[..len]));
+        raw.advance(len);
+    }
+    out
+}
+
+const MESSAGE_COLUMNS: &str = "offset, id, sender, recipient, type, ts, data, attachments";
+
+fn message_from_row(channel: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let data: String = row.get(6)?;
+    let attachments: Option<Vec<u8>> = row.get(7)?;
+    Ok(Message {
+        offset: Some(row.get::<_, i64>(0)? as u64),
+        id: row.get(1)?,
+        from: row.get(2)?,
+        to: row.get(3)?,
+        kind: row.get(4)?,
+        ts: row.get(5)?,
+        data: RawValue::from_string(data).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+        })?,
+        channel: channel.to_owned(),
+        ephemeral: false,
+        attachments: attachments
+            .map(|a| decode_attachments(&a))
+            .unwrap_or_default(),
+    })
+}
+
+// Queries, run through `read` / `write` by the layers above.
+
+/// Loads every tenant id and API key.
+pub(crate) fn load_keys(conn: &Connection) -> rusqlite::Result<(Vec<String>, Vec<KeyRow>)> {
+    let tenants = conn
+        .prepare("SELECT id FROM tenants")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let keys = conn
+        .prepare("SELECT id, tenant_id, secret_hash, revoked_at IS NOT NULL FROM api_keys")?
+        .query_map([], |r| {
+            Ok(KeyRow {
+                id: r.get(0)?,
+                tenant_id: r.get(1)?,
+                secret_hash: r.get(2)?,
+                revoked: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((tenants, keys))
+}
+
+/// Inserts a tenant (if new) and a key for it.
+pub(crate) fn insert_tenant_key(conn: &Connection, key: &KeyRow, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
+        params![key.tenant_id, now],
+    )?;
+    conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key.id, key.tenant_id, key.secret_hash, now],
+    )?;
+    Ok(())
+}
+
+fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
+    Ok(ChannelRow {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        password_hash: r.get(3)?,
+        persistent: r.get(4)?,
+        max_messages: r.get::<_, i64>(5)? as u64,
+        max_age_secs: r.get::<_, i64>(6)? as u64,
+        epoch: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+const CHANNEL_COLUMNS: &str =
+    "id, tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at";
+
+/// Finds a channel.
+pub(crate) fn get_channel(
+    conn: &Connection,
+    tenant_id: &str,
+    name: &str,
+) -> rusqlite::Result<Option<ChannelRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE tenant_id = ?1 AND name = ?2"
+    ))?
+    .query_row(params![tenant_id, name], channel_from_row)
+    .optional()
+}
+
+/// Inserts `row` unless the channel exists; returns the stored row and whether it was created.
+pub(crate) fn create_channel(
+    conn: &Connection,
+    row: &ChannelRow,
+) -> rusqlite::Result<(ChannelRow, bool)> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            row.tenant_id,
+            row.name,
+            row.password_hash,
+            row.persistent,
+            row.max_messages as i64,
+            row.max_age_secs as i64,
+            row.epoch,
+            row.created_at
+        ],
+    )?;
+    let stored = get_channel(conn, &row.tenant_id, &row.name)?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok((stored, inserted == 1))
+}
+
+/// Deletes a channel and its messages.
+pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute("DELETE FROM messages WHERE channel_id = ?1", [id])?;
+    tx.execute("DELETE FROM channels WHERE id = ?1", [id])?;
+    tx.commit()
+}
+
+/// First and last stored offsets.
+pub(crate) fn bounds(conn: &Connection, channel_id: i64) -> rusqlite::Result<StoreStats> {
+    conn.prepare_cached("SELECT MIN(offset), MAX(offset) FROM messages WHERE channel_id = ?1")?
+        .query_row([channel_id], |r| {
+            Ok(StoreStats {
+                first: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+                last: r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
+            })
+        })
+}
+
+/// The newest `n` messages, oldest first.
+pub(crate) fn recent(
+    conn: &Connection,
+    channel_id: i64,
+    channel: &str,
+    n: usize,
+) -> rusqlite::Result<Vec<Message>> {
+    let mut out = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1 ORDER BY offset DESC LIMIT ?2"
+        ))?
+        .query_map(params![channel_id, n as i64], |r| message_from_row(channel, r))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// The ids and offsets of the newest `n` messages, oldest first.
+pub(crate) fn recent_ids(
+    conn: &Connection,
+    channel_id: i64,
+    n: usize,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut out = conn
+        .prepare_cached(
+            "SELECT id, offset FROM messages WHERE channel_id = ?1 ORDER BY offset DESC LIMIT ?2",
+        )?
+        .query_map(params![channel_id, n as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// A history read. `visible_to` limits direct messages to those the agent sent or receives.
+/// Reads one more than `limit` so the caller knows whether the page was cut short.
+pub(crate) fn history(
+    conn: &Connection,
+    channel_id: i64,
+    channel: &str,
+    q: &HistoryQuery,
+    limit: u32,
+    visible_to: Option<&str>,
+) -> rusqlite::Result<Vec<Message>> {
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![channel_id.into()];
+    let mut bind = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(v) = q.from_offset {
+        bind(
+            &mut sql,
+            " AND offset >= ?",
+            (v.min(i64::MAX as u64) as i64).into(),
+        );
+    }
+    if let Some(v) = q.to_offset {
+        bind(
+            &mut sql,
+            " AND offset <= ?",
+            (v.min(i64::MAX as u64) as i64).into(),
+        );
+    }
+    if let Some(v) = q.from_ts {
+        bind(&mut sql, " AND ts >= ?", v.into());
+    }
+    if let Some(v) = q.to_ts {
+        bind(&mut sql, " AND ts <= ?", v.into());
+    }
+    if let Some(v) = &q.sender {
+        bind(&mut sql, " AND sender = ?", v.clone().into());
+    }
+    if let Some(v) = &q.kind {
+        bind(&mut sql, " AND type = ?", v.clone().into());
+    }
+    if let Some(agent) = visible_to {
+        args.push(agent.to_owned().into());
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (recipient IS NULL OR recipient = ?{n} OR sender = ?{n})"
+        ));
+    }
+    sql.push_str(match q.direction {
+        Direction::Forward => " ORDER BY offset ASC",
+        Direction::Backward => " ORDER BY offset DESC",
+    });
+    sql.push_str(&format!(" LIMIT {}", limit as u64 + 1));
+    conn.prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            message_from_row(channel, r)
+        })?
+        .collect()
+}
+
+/// Deletes messages beyond retention; returns how many were deleted.
+pub(crate) fn prune(
+    conn: &Connection,
+    channel_id: i64,
+    below_offset: u64,
+    before_ts: i64,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM messages WHERE channel_id = ?1 AND (offset < ?2 OR ts < ?3)")?
+        .execute(params![
+            channel_id,
+            below_offset.min(i64::MAX as u64) as i64,
+            before_ts
+        ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_round_trip() {
+        let list = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"\x00\xff"),
+        ];
+        assert_eq!(decode_attachments(&encode_attachments(&list)), list);
+        assert!(decode_attachments(&[0, 0]).is_empty());
+    }
+}

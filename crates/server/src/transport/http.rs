@@ -1,0 +1,333 @@
+//! The HTTP API under `/v1` (bearer key), plus `/healthz`, `/metrics` and `/openapi.json`.
+
+use super::ws::validate_publish;
+use crate::App;
+use crate::auth::Principal;
+use crate::channel::{AckTo, Channel};
+use crate::error::{Error, Result, err};
+use crate::hub::CreateOptions;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use switchboard_protocol::{HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck, Scope};
+use tokio::sync::oneshot;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI_JSON: &str = include_str!("../../../../spec/openapi.json");
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
+        .route("/v1/channels", axum::routing::post(create_channel))
+        .route(
+            "/v1/channels/{name}",
+            get(get_channel).delete(delete_channel),
+        )
+        .route("/v1/channels/{name}/messages", get(history).post(publish))
+        .route("/v1/channels/{name}/presence", get(presence))
+        .fallback(|| async { err!(NotFound, "no such route; see /openapi.json") })
+}
+
+/// The authenticated caller of an HTTP request.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))?;
+        Ok(Auth(app.keys.verify(key.trim())?))
+    }
+}
+
+/// A JSON body whose errors come out as `invalid_payload`.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| err!(MessageTooLarge, "request body: {e}"))?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| err!(InvalidPayload, "request body: {e}"))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ScopeParam {
+    #[serde(default)]
+    scope: Scope,
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    if app.store.is_failed() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "storage_failed"})),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({"status": "ok"})).into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateChannel {
+    name: String,
+    #[serde(default)]
+    scope: Scope,
+    password: Option<String>,
+    #[serde(default)]
+    storage: Option<StoragePolicy>,
+    #[serde(default)]
+    retention: Retention,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum StoragePolicy {
+    Persistent,
+    Ephemeral,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Retention {
+    max_messages: Option<u64>,
+    max_age_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ChannelInfo {
+    name: String,
+    scope: Scope,
+    epoch: String,
+    head: u64,
+    first_available: u64,
+    storage: StoragePolicy,
+    retention: Retention,
+    has_password: bool,
+    created_at: i64,
+    agents: usize,
+}
+
+fn info(channel: &Channel) -> ChannelInfo {
+    let (head, first_available) = channel.offsets();
+    ChannelInfo {
+        name: channel.row.name.clone(),
+        scope: channel.scope,
+        epoch: channel.row.epoch.clone(),
+        head,
+        first_available,
+        storage: if channel.row.persistent {
+            StoragePolicy::Persistent
+        } else {
+            StoragePolicy::Ephemeral
+        },
+        retention: Retention {
+            max_messages: Some(channel.row.max_messages),
+            max_age_secs: Some(channel.row.max_age_secs),
+        },
+        has_password: channel.row.password_hash.is_some(),
+        created_at: channel.row.created_at,
+        agents: channel.agent_count(),
+    }
+}
+
+async fn create_channel(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Body(body): Body<CreateChannel>,
+) -> Result<(StatusCode, Json<ChannelInfo>)> {
+    let options = CreateOptions {
+        password: body.password,
+        persistent: body.storage.map(|s| s == StoragePolicy::Persistent),
+        max_messages: body.retention.max_messages,
+        max_age_secs: body.retention.max_age_secs,
+    };
+    let (channel, created) = app
+        .hub
+        .create(&who.tenant_id, body.scope, &body.name, options)
+        .await?;
+    if !created {
+        return Err(err!(
+            ChannelExists,
+            "channel {:?} exists already",
+            body.name
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(info(&channel))))
+}
+
+/// Finds a channel the caller may use: its own private ones freely; public ones with their
+/// password (header `x-channel-password`) when they have one.
+async fn find(
+    app: &App,
+    who: &Principal,
+    scope: Scope,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<Channel>> {
+    let channel = app
+        .hub
+        .find(&who.tenant_id, scope, name)
+        .await?
+        .ok_or_else(|| {
+            err!(
+                ChannelNotFound,
+                "no channel {name:?} in scope {}",
+                scope.as_str()
+            )
+        })?;
+    check_public_password(&channel, headers).await?;
+    Ok(channel)
+}
+
+async fn check_public_password(channel: &Channel, headers: &HeaderMap) -> Result<()> {
+    if channel.scope == Scope::Public {
+        let password = headers
+            .get("x-channel-password")
+            .and_then(|v| v.to_str().ok());
+        channel.check_password(password).await?;
+    }
+    Ok(())
+}
+
+async fn get_channel(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeParam>,
+    headers: HeaderMap,
+) -> Result<Json<ChannelInfo>> {
+    Ok(Json(info(
+        &*find(&app, &who, q.scope, &name, &headers).await?,
+    )))
+}
+
+async fn delete_channel(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeParam>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    find(&app, &who, q.scope, &name, &headers).await?;
+    app.hub.delete(&who.tenant_id, q.scope, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpPublish {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Option<Box<RawValue>>,
+    to: Option<String>,
+    #[serde(default)]
+    ephemeral: bool,
+    id: Option<String>,
+    #[serde(default, with = "switchboard_protocol::message::base64_list")]
+    attachments: Vec<Bytes>,
+    from: Option<String>,
+}
+
+async fn publish(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeParam>,
+    headers: HeaderMap,
+    Body(body): Body<HttpPublish>,
+) -> Result<Json<PublishAck>> {
+    let from = body.from.unwrap_or_else(|| "http".to_owned());
+    if !switchboard_protocol::valid_name(&from) {
+        return Err(err!(
+            InvalidAgentName,
+            "from: agent names are 1-128 bytes of [A-Za-z0-9_.:@-]"
+        ));
+    }
+    let publish = Publish {
+        kind: body.kind,
+        data: body
+            .data
+            .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON")),
+        to: body.to,
+        ephemeral: body.ephemeral,
+        id: body.id,
+        attachments: body.attachments,
+    };
+    let publish = validate_publish(publish, app.config.limits.max_message_bytes)?;
+    let (channel, created) = app
+        .hub
+        .open(&who.tenant_id, q.scope, &name, CreateOptions::default())
+        .await?;
+    if !created {
+        check_public_password(&channel, &headers).await?;
+    }
+    let (tx, rx) = oneshot::channel();
+    channel.publish(&from, None, publish, AckTo::Http(tx));
+    let ack = rx
+        .await
+        .map_err(|_| err!(ServerShutdown, "the server stopped before acknowledging"))??;
+    Ok(Json(ack))
+}
+
+async fn history(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeParam>,
+    query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<HistoryPage>> {
+    let Query(query) = query.map_err(|e| err!(InvalidPayload, "history query: {e}"))?;
+    let channel = find(&app, &who, q.scope, &name, &headers).await?;
+    Ok(Json(channel.history(query, None).await?))
+}
+
+async fn presence(
+    State(app): State<Arc<App>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeParam>,
+    headers: HeaderMap,
+) -> Result<Json<PresenceState>> {
+    Ok(Json(
+        find(&app, &who, q.scope, &name, &headers).await?.presence(),
+    ))
+}
