@@ -1,0 +1,199 @@
+//! The per-channel handle: events in, publishes, history and presence out.
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use futures_util::Stream;
+use serde::de::DeserializeOwned;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use switchboard_protocol::{
+    ErrorReply, Gap, HistoryPage, HistoryQuery, JoinReply, Message, Payload, PresenceDiff,
+    PresenceState, Publish, PublishAck, events,
+};
+use tokio::sync::{mpsc, watch};
+
+/// Something that happened in a joined channel, in the order the server sent it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ChannelEvent {
+    /// A message for this agent (replayed or live; never a duplicate).
+    Message(Message),
+    /// The full presence map, sent after every (re)join.
+    PresenceState(PresenceState),
+    /// Agents that joined or left since the last state or diff.
+    PresenceDiff(PresenceDiff),
+    /// Messages between the requested resume point and `first_available` are gone.
+    Gap(Gap),
+    /// The agent was removed from the channel (or its rejoin was refused); the stream ends next.
+    Kicked(ErrorReply),
+    /// The connection dropped and the channel was joined again; replayed messages follow.
+    Reconnected,
+}
+
+/// A joined channel: receive its events with [`Channel::recv`] (or as a `Stream`), publish and
+/// read with the methods below. Dropping it leaves the channel.
+///
+/// Events queue without bound until read: read them, or drop the channel.
+#[derive(Debug)]
+pub struct Channel {
+    sender: ChannelSender,
+    events: mpsc::UnboundedReceiver<ChannelEvent>,
+    reply: watch::Receiver<JoinReply>,
+    left: bool,
+}
+
+/// A cloneable handle that publishes and reads on a joined channel, so one task can
+/// [`recv`](Channel::recv) while others publish.
+#[derive(Debug, Clone)]
+pub struct ChannelSender {
+    client: Client,
+    name: Arc<str>,
+    topic: Arc<str>,
+}
+
+impl Channel {
+    pub(crate) fn new(
+        client: Client,
+        name: &str,
+        topic: String,
+        events: mpsc::UnboundedReceiver<ChannelEvent>,
+        reply: watch::Receiver<JoinReply>,
+    ) -> Self {
+        Channel {
+            sender: ChannelSender {
+                client,
+                name: name.into(),
+                topic: topic.into(),
+            },
+            events,
+            reply,
+            left: false,
+        }
+    }
+
+    /// The channel name.
+    pub fn name(&self) -> &str {
+        &self.sender.name
+    }
+
+    /// The reply of the latest (re)join: session id, epoch, head.
+    pub fn join_reply(&self) -> JoinReply {
+        self.reply.borrow().clone()
+    }
+
+    /// The next event; `None` once the channel has ended (left, kicked, or client closed).
+    pub async fn recv(&mut self) -> Option<ChannelEvent> {
+        self.events.recv().await
+    }
+
+    /// A handle for publishing and reading from other tasks.
+    pub fn sender(&self) -> ChannelSender {
+        self.sender.clone()
+    }
+
+    /// Publishes and waits for the acknowledgement. See [`ChannelSender::publish`].
+    pub async fn publish(&self, publish: Publish) -> Result<PublishAck> {
+        self.sender.publish(publish).await
+    }
+
+    /// Reads the channel's history as this agent sees it.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage> {
+        self.sender.history(query).await
+    }
+
+    /// The agents present now.
+    pub async fn presence(&self) -> Result<PresenceState> {
+        self.sender.presence().await
+    }
+
+    /// Leaves the channel; the event stream ends.
+    pub async fn leave(mut self) -> Result<()> {
+        self.left = true;
+        self.sender.client.leave(&self.sender.topic).await
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if !self.left {
+            self.sender.client.leave_in_background(&self.sender.topic);
+        }
+    }
+}
+
+impl Stream for Channel {
+    type Item = ChannelEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ChannelEvent>> {
+        self.get_mut().events.poll_recv(cx)
+    }
+}
+
+impl ChannelSender {
+    /// The channel name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Publishes and waits for the acknowledgement (for persisted messages, sent once the
+    /// message is durable).
+    ///
+    /// A persisted publish without an `id` gets a random one, so the SDK can re-send it after a
+    /// reconnect and the server acknowledges the original instead of storing it twice. Ephemeral
+    /// publishes are never re-sent: one in flight when the connection drops fails with
+    /// [`Error::Disconnected`]. Publishes with attachments go as binary frames.
+    pub async fn publish(&self, mut publish: Publish) -> Result<PublishAck> {
+        if !publish.ephemeral && publish.id.is_none() {
+            publish.id = Some(random_id());
+        }
+        let payload = if publish.attachments.is_empty() {
+            Payload::json(&publish)
+        } else {
+            Payload::Binary(publish.encode_envelope())
+        };
+        let retry = !publish.ephemeral;
+        self.request(events::PUBLISH, payload, retry).await
+    }
+
+    /// Reads the channel's history as this agent sees it.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage> {
+        self.request(events::HISTORY, Payload::json(&query), true)
+            .await
+    }
+
+    /// The agents present now.
+    pub async fn presence(&self) -> Result<PresenceState> {
+        self.request(events::PRESENCE, Payload::empty(), true).await
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        event: &'static str,
+        payload: Payload,
+        retry: bool,
+    ) -> Result<T> {
+        let raw = self.client.push(&self.topic, event, payload, retry).await?;
+        serde_json::from_str(raw.get()).map_err(|e| Error::Protocol(format!("{event} reply: {e}")))
+    }
+}
+
+/// A random 128-bit id, hex-encoded.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_hex() {
+        let a = random_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_id());
+    }
+}

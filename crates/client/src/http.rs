@@ -1,0 +1,356 @@
+//! The HTTP API client: publish, history and presence without a socket, and channel management.
+//!
+//! It reaches the same server as the socket; its base URL is derived from the socket URL
+//! (`ws` → `http`, `wss` → `https`), so one `--url` serves both.
+
+use crate::config::{ClientConfig, http_base_url};
+use crate::error::{Error, Result};
+use reqwest::{Method, RequestBuilder, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::{
+    ErrorReply, HistoryPage, HistoryQuery, Millis, PresenceState, Publish, PublishAck, Scope,
+};
+
+/// Header carrying the password of a public channel.
+const PASSWORD_HEADER: &str = "x-channel-password";
+/// Most bytes of an unreadable error body kept in [`Error::Http`].
+const MAX_ERROR_BODY: usize = 512;
+
+/// Whether a channel stores its messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoragePolicy {
+    /// Messages get offsets and are kept for history and resume (default).
+    #[default]
+    Persistent,
+    /// Messages are delivered to agents present and never stored.
+    Ephemeral,
+}
+
+/// How long a persistent channel keeps its messages; absent bounds are unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Keep at most this many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u64>,
+    /// Keep messages at most this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+}
+
+/// The body of `POST /v1/channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateChannel {
+    /// The channel name.
+    pub name: String,
+    /// `private` (default) or `public`.
+    #[serde(default)]
+    pub scope: Scope,
+    /// The password later joins must give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Persistent (default) or ephemeral.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StoragePolicy>,
+    /// Retention bounds (persistent channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+impl CreateChannel {
+    /// A private, persistent channel with default retention and no password.
+    pub fn new(name: impl Into<String>) -> Self {
+        CreateChannel {
+            name: name.into(),
+            scope: Scope::Private,
+            password: None,
+            storage: None,
+            retention: None,
+        }
+    }
+}
+
+/// What the server tells about a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The channel name.
+    pub name: String,
+    /// Its scope.
+    pub scope: Scope,
+    /// Its epoch: offsets are comparable only within one epoch.
+    pub epoch: String,
+    /// The last persisted offset (0 when empty).
+    pub head: u64,
+    /// The oldest offset still kept.
+    pub first_available: u64,
+    /// Whether it stores messages.
+    pub persistent: bool,
+    /// Its retention bounds.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: Millis,
+    /// How many agents are present.
+    pub agents: u64,
+}
+
+/// A client of the HTTP API, authenticated with a bearer key. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    http: reqwest::Client,
+    base: Url,
+    api_key: String,
+    channel_password: Option<String>,
+}
+
+impl HttpClient {
+    /// A client for the server at `url` (`ws(s)://` or `http(s)://`) with `api_key`.
+    pub fn new(url: &str, api_key: impl Into<String>) -> Result<Self> {
+        Ok(HttpClient {
+            http: reqwest::Client::new(),
+            base: http_base_url(url)?,
+            api_key: api_key.into(),
+            channel_password: None,
+        })
+    }
+
+    /// A client for the server and key of a socket configuration (uses its request timeout).
+    pub fn from_config(config: &ClientConfig) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        Ok(HttpClient {
+            http,
+            base: config.http_base_url()?,
+            api_key: config.api_key.clone(),
+            channel_password: None,
+        })
+    }
+
+    /// Sends this password (`x-channel-password`) with channel requests, for public channels
+    /// that have one.
+    pub fn with_channel_password(mut self, password: Option<String>) -> Self {
+        self.channel_password = password;
+        self
+    }
+
+    /// The HTTP base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Publishes as the agent `http`; returns once the message is durable.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        publish: &Publish,
+        scope: Scope,
+    ) -> Result<PublishAck> {
+        self.publish_from(channel, None, publish, scope).await
+    }
+
+    /// Publishes as `from` (default `http`); returns once the message is durable.
+    pub async fn publish_from(
+        &self,
+        channel: &str,
+        from: Option<&str>,
+        publish: &Publish,
+        scope: Scope,
+    ) -> Result<PublishAck> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(flatten)]
+            publish: &'a Publish,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            from: Option<&'a str>,
+        }
+        let request = self
+            .request(
+                Method::POST,
+                &["v1", "channels", channel, "messages"],
+                scope,
+            )
+            .json(&Body { publish, from });
+        self.call(request).await
+    }
+
+    /// Reads history (every message, direct ones too).
+    pub async fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        scope: Scope,
+    ) -> Result<HistoryPage> {
+        let request = self
+            .request(Method::GET, &["v1", "channels", channel, "messages"], scope)
+            .query(query);
+        self.call(request).await
+    }
+
+    /// The agents present in a channel.
+    pub async fn presence(&self, channel: &str, scope: Scope) -> Result<PresenceState> {
+        let request = self.request(Method::GET, &["v1", "channels", channel, "presence"], scope);
+        self.call(request).await
+    }
+
+    /// Creates a channel; `channel_exists` when it exists already.
+    pub async fn create_channel(&self, create: &CreateChannel) -> Result<ChannelInfo> {
+        let request = self
+            .request(Method::POST, &["v1", "channels"], Scope::Private)
+            .json(create);
+        self.call(request).await
+    }
+
+    /// Describes a channel; `channel_not_found` when there is none.
+    pub async fn get_channel(&self, channel: &str, scope: Scope) -> Result<ChannelInfo> {
+        let request = self.request(Method::GET, &["v1", "channels", channel], scope);
+        self.call(request).await
+    }
+
+    /// Deletes a channel; agents present are kicked with `channel_deleted`.
+    pub async fn delete_channel(&self, channel: &str, scope: Scope) -> Result<()> {
+        let request = self.request(Method::DELETE, &["v1", "channels", channel], scope);
+        let response = self.send(request).await?;
+        check(response).await.map(drop)
+    }
+
+    /// Checks that the server answers `/healthz`.
+    pub async fn health(&self) -> Result<()> {
+        let request = self.request(Method::GET, &["healthz"], Scope::Private);
+        let response = self.send(request).await?;
+        check(response).await.map(drop)
+    }
+
+    fn request(&self, method: Method, segments: &[&str], scope: Scope) -> RequestBuilder {
+        let url = endpoint(&self.base, segments, scope);
+        let mut request = self.http.request(method, url).bearer_auth(&self.api_key);
+        if let Some(password) = &self.channel_password {
+            request = request.header(PASSWORD_HEADER, password);
+        }
+        request
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Connection(format!("HTTP request timed out: {e}"))
+            } else {
+                Error::Connection(format!("HTTP request failed: {e}"))
+            }
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = check(self.send(request).await?).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("HTTP response: {e}")))
+    }
+}
+
+/// `base/segments…`, with `?scope=public` for public channels; segments are percent-encoded.
+fn endpoint(base: &Url, segments: &[&str], scope: Scope) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    if scope == Scope::Public {
+        url.query_pairs_mut().append_pair("scope", "public");
+    }
+    url
+}
+
+/// Turns a non-success response into an error: the server's `{code, message}` when it sent one.
+async fn check(response: reqwest::Response) -> Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    Err(error_from_body(status.as_u16(), &body))
+}
+
+fn error_from_body(status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorReply>(body) {
+        Ok(reply) => Error::Server(reply),
+        Err(_) => {
+            let mut text = String::from_utf8_lossy(body).into_owned();
+            if text.len() > MAX_ERROR_BODY {
+                let mut cut = MAX_ERROR_BODY;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            Error::Http { status, body: text }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::ErrorCode;
+
+    #[test]
+    fn endpoints() {
+        let base = http_base_url("ws://127.0.0.1:7400").unwrap();
+        assert_eq!(
+            endpoint(&base, &["v1", "channels", "room"], Scope::Private).as_str(),
+            "http://127.0.0.1:7400/v1/channels/room"
+        );
+        assert_eq!(
+            endpoint(
+                &base,
+                &["v1", "channels", "a b/c", "messages"],
+                Scope::Public
+            )
+            .as_str(),
+            "http://127.0.0.1:7400/v1/channels/a%20b%2Fc/messages?scope=public"
+        );
+        let base = http_base_url("wss://example.com/sb/").unwrap();
+        assert_eq!(
+            endpoint(&base, &["healthz"], Scope::Private).as_str(),
+            "https://example.com/sb/healthz"
+        );
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = error_from_body(403, br#"{"code":"bad_password","message":"wrong"}"#);
+        assert_eq!(e.code(), Some(ErrorCode::BadPassword));
+        let e = error_from_body(502, "é".repeat(400).as_bytes());
+        match e {
+            Error::Http { status, body } => {
+                assert_eq!(status, 502);
+                assert!(body.len() <= MAX_ERROR_BODY);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_body_and_query() {
+        let q = HistoryQuery {
+            from_offset: Some(3),
+            kind: Some("chat".into()),
+            direction: switchboard_protocol::history::Direction::Backward,
+            ..HistoryQuery::default()
+        };
+        let url = reqwest::Client::new()
+            .get("http://h/x")
+            .query(&q)
+            .build()
+            .unwrap()
+            .url()
+            .clone();
+        assert_eq!(
+            url.query(),
+            Some("from_offset=3&type=chat&direction=backward")
+        );
+    }
+}
