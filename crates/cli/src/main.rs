@@ -1,2 +1,52 @@
-//! The switchboard binary.
-fn main() {}
+//! The switchboard binary: `serve` and `config` run the server; the other subcommands are a
+//! command-line client built on the Rust SDK.
+
+mod client;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Switchboard: a real-time messaging server for agents, and its command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Print the effective server configuration.
+    Config(serve::ConfigArgs),
+    /// Join a channel, publish one message and print its offset (its id if ephemeral).
+    Send(client::send::SendArgs),
+    /// Join a channel and print each message as one JSON line.
+    Listen(client::listen::ListenArgs),
+    /// Print a channel's history (over HTTP), one JSON line per message.
+    History(client::history::HistoryArgs),
+    /// Print the agents present in a channel (over HTTP), one JSON line per agent.
+    Presence(client::presence::PresenceArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Config(args) => serve::print_config(args),
+        Command::Send(args) => client::send::run(args).await,
+        Command::Listen(args) => client::listen::run(args).await,
+        Command::History(args) => client::history::run(args).await,
+        Command::Presence(args) => client::presence::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", client::describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

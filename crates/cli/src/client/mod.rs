@@ -1,0 +1,103 @@
+//! The client subcommands: thin wrappers over the SDK that print JSON lines.
+
+pub mod history;
+pub mod listen;
+pub mod presence;
+pub mod send;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use switchboard_client::{Client, ClientConfig, HttpClient, Scope};
+
+/// Where the server is and which key to use.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Server URL (`ws://`, `wss://`, `http://` or `https://`).
+    #[arg(long, default_value = "ws://127.0.0.1:7400")]
+    pub url: String,
+    /// API key.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub key: String,
+}
+
+impl ConnectArgs {
+    /// The SDK configuration for these arguments.
+    pub fn config(&self) -> ClientConfig {
+        ClientConfig::new(&self.url, &self.key)
+    }
+
+    /// Opens a socket.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect(self.config())
+            .await
+            .with_context(|| format!("cannot connect to {}", self.url))
+    }
+
+    /// An HTTP API client, sending `password` for public channels that have one.
+    pub fn http(&self, password: Option<String>) -> anyhow::Result<HttpClient> {
+        Ok(HttpClient::from_config(&self.config())?.with_channel_password(password))
+    }
+}
+
+/// A channel's namespace, as a flag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// The key's tenant namespace.
+    #[default]
+    Private,
+    /// The namespace shared by every tenant.
+    Public,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(scope: ScopeArg) -> Scope {
+        match scope {
+            ScopeArg::Private => Scope::Private,
+            ScopeArg::Public => Scope::Public,
+        }
+    }
+}
+
+/// Writes one JSON line to stdout and flushes it, so pipes see each line at once.
+pub fn print_json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let line = serde_json::to_string(value)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `<code>: <message>` for errors the server (or the SDK, by a protocol code) reported; the
+/// whole context chain otherwise.
+pub fn describe(error: &anyhow::Error) -> String {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<switchboard_client::Error>() {
+            if let Some(reply) = e.as_server() {
+                return format!("{}: {}", reply.code, reply.message);
+            }
+            if let Some(code) = e.code() {
+                return format!("{code}: {e}");
+            }
+        }
+    }
+    format!("{error:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_client::{ErrorCode, ErrorReply};
+
+    #[test]
+    fn error_lines() {
+        let e = anyhow::Error::new(switchboard_client::Error::Server(ErrorReply::new(
+            ErrorCode::BadPassword,
+            "wrong channel password",
+        )))
+        .context("cannot join room");
+        assert_eq!(describe(&e), "bad_password: wrong channel password");
+        let e = anyhow::anyhow!("plain").context("outer");
+        assert_eq!(describe(&e), "outer: plain");
+    }
+}
