@@ -13,7 +13,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../switchboard.toml");
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listening address and data directory.
     pub server: ServerConfig,
@@ -27,7 +27,7 @@ pub struct Config {
 
 /// `[server]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address the HTTP and WebSocket listener binds.
     pub listen: SocketAddr,
@@ -39,7 +39,7 @@ pub struct ServerConfig {
 
 /// `[limits]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest WebSocket frame accepted, in bytes.
     pub max_frame_bytes: usize,
@@ -63,7 +63,7 @@ pub struct Limits {
 
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// `fsync` (default: acknowledged means on disk) or `none` (acknowledged means in the OS
     /// page cache; survives a process crash, not a power loss).
@@ -92,7 +92,7 @@ pub enum Durability {
 
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `RUST_LOG`-style filter; the `RUST_LOG` env var wins when set.
     pub filter: String,
@@ -110,28 +110,14 @@ pub enum LogFormat {
     Json,
 }
 
+// The defaults are the commented file itself, so the file and the code never disagree.
+// Loading merges a user's file and env vars over the default file's table, so every key
+// is always present and the structs need no serde defaults.
 impl Default for Config {
     fn default() -> Self {
         toml::from_str(DEFAULT_CONFIG_TOML).expect("the built-in switchboard.toml parses")
     }
 }
-
-macro_rules! defaults_from_file {
-    ($($ty:ident => $section:ident),+) => {$(
-        impl Default for $ty {
-            fn default() -> Self {
-                #[derive(Deserialize)]
-                struct File { $section: $ty }
-                let file: File = toml::from_str(DEFAULT_CONFIG_TOML)
-                    .expect("the built-in switchboard.toml parses");
-                file.$section
-            }
-        }
-    )+};
-}
-
-// Each section's defaults come from the commented file, so the file and the code never disagree.
-defaults_from_file!(ServerConfig => server, Limits => limits, StorageConfig => storage, LogConfig => log);
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +141,8 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = toml::Table::try_from(Config::default())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut table: toml::Table =
+            toml::from_str(DEFAULT_CONFIG_TOML).expect("the built-in switchboard.toml parses");
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),

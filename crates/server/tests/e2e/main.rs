@@ -1,0 +1,9 @@
+//! End-to-end tests against the real server on port 0. One binary, one module per behaviour.
+
+mod harness;
+
+mod channels;
+mod history;
+mod limits;
+mod messaging;
+mod presence;
