@@ -32,8 +32,16 @@ impl TestServer {
         config.server.data_dir = dir.path().to_owned();
         adjust(&mut config);
         let server = Server::start(config.clone()).await.unwrap();
-        let key = server.bootstrap_key.clone().expect("first start creates a key");
-        TestServer { server: Some(server), config, _dir: dir, key }
+        let key = server
+            .bootstrap_key
+            .clone()
+            .expect("first start creates a key");
+        TestServer {
+            server: Some(server),
+            config,
+            _dir: dir,
+            key,
+        }
     }
 
     pub fn server(&self) -> &Server {
@@ -54,16 +62,28 @@ impl TestServer {
         self.config.server.listen = old.local_addr;
         old.shutdown().await;
         let server = Server::start(self.config.clone()).await.unwrap();
-        assert!(server.bootstrap_key.is_none(), "a restart keeps the existing tenant");
+        assert!(
+            server.bootstrap_key.is_none(),
+            "a restart keeps the existing tenant"
+        );
         self.server = Some(server);
     }
 
     pub async fn raw(&self) -> Raw {
-        Raw::connect(&format!("{}/socket/websocket?vsn=2.0.0&api_key={}", self.ws_url(), self.key)).await
+        Raw::connect(&format!(
+            "{}/socket/websocket?vsn=2.0.0&api_key={}",
+            self.ws_url(),
+            self.key
+        ))
+        .await
     }
 
     pub async fn raw_with_key(&self, key: &str) -> Raw {
-        Raw::connect(&format!("{}/socket/websocket?vsn=2.0.0&api_key={key}", self.ws_url())).await
+        Raw::connect(&format!(
+            "{}/socket/websocket?vsn=2.0.0&api_key={key}",
+            self.ws_url()
+        ))
+        .await
     }
 
     pub async fn raw_unauthenticated(&self) -> Raw {
@@ -75,15 +95,22 @@ impl TestServer {
         http_request(&self.http_url(), method, path, Some(&self.key), body).await
     }
 }
-}
 
 /// A minimal HTTP/1.1 client (one request per connection), enough for API tests.
-pub async fn http_request(base: &str, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub async fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -94,18 +121,26 @@ pub async fn http_request(base: &str, method: &str, path: &str, key: Option<&str
     let text = String::from_utf8_lossy(&response);
     let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_owned()
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     loop {
-        let Some((size, rest)) = s.split_once("\r\n") else { return out };
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            return out;
+        };
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             return out;
@@ -135,7 +170,12 @@ pub struct Raw {
 impl Raw {
     pub async fn connect(url: &str) -> Raw {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Raw { ws, next_ref: 0, pending: VecDeque::new(), closed: None }
+        Raw {
+            ws,
+            next_ref: 0,
+            pending: VecDeque::new(),
+            closed: None,
+        }
     }
 
     pub fn next_ref(&mut self) -> String {
@@ -154,36 +194,57 @@ impl Raw {
     /// Sends a push; returns its ref.
     pub async fn push(&mut self, topic: &str, event: &str, payload: Value) -> String {
         let r = self.next_ref();
-        let frame = Frame::new(Some("j".into()), Some(r.clone()), topic, event, Payload::json(&payload));
+        let frame = Frame::new(
+            Some("j".into()),
+            Some(r.clone()),
+            topic,
+            event,
+            Payload::json(&payload),
+        );
         self.send_text(frame.encode_text()).await;
         r
     }
 
     /// Sends a push and waits for its reply: Ok(response) or Err(error response).
-    pub async fn request(&mut self, topic: &str, event: &str, payload: Value) -> Result<Value, Value> {
+    pub async fn request(
+        &mut self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> Result<Value, Value> {
         let r = self.push(topic, event, payload).await;
         self.reply(&r).await
     }
 
     pub async fn reply(&mut self, r: &str) -> Result<Value, Value> {
-        let got = self.take(|g| g.event == "phx_reply" && g.reference.as_deref() == Some(r)).await;
+        let got = self
+            .take(|g| g.event == "phx_reply" && g.reference.as_deref() == Some(r))
+            .await;
         let status = got.payload["status"].as_str().unwrap().to_owned();
         let response = got.payload["response"].clone();
-        if status == "ok" { Ok(response) } else { Err(response) }
+        if status == "ok" {
+            Ok(response)
+        } else {
+            Err(response)
+        }
     }
 
     pub async fn join(&mut self, channel: &str, params: Value) -> Result<Value, Value> {
-        self.request(&format!("channel:{channel}"), "phx_join", params).await
+        self.request(&format!("channel:{channel}"), "phx_join", params)
+            .await
     }
 
     pub async fn publish(&mut self, channel: &str, payload: Value) -> Result<Value, Value> {
-        self.request(&format!("channel:{channel}"), "publish", payload).await
+        self.request(&format!("channel:{channel}"), "publish", payload)
+            .await
     }
 
     /// The next `message` event on `channel`.
     pub async fn message(&mut self, channel: &str) -> Value {
         let topic = format!("channel:{channel}");
-        self.take(|g| g.topic == topic && g.event == "message").await.payload
+        self.take(|g| g.topic == topic && g.event == "message")
+            .await
+            .payload
     }
 
     /// The next frame with this event (any topic).
@@ -200,8 +261,18 @@ impl Raw {
         loop {
             let got = tokio::time::timeout_at(deadline, self.recv())
                 .await
-                .unwrap_or_else(|_| panic!("timed out; pending: {:?}, closed: {:?}", self.pending, self.closed))
-                .unwrap_or_else(|| panic!("socket closed {:?}; pending: {:?}", self.closed, self.pending));
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out; pending: {:?}, closed: {:?}",
+                        self.pending, self.closed
+                    )
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "socket closed {:?}; pending: {:?}",
+                        self.closed, self.pending
+                    )
+                });
             if pred(&got) {
                 return got;
             }
@@ -231,7 +302,9 @@ impl Raw {
             match self.ws.next().await? {
                 Ok(Ws::Text(t)) => {
                     let f = Frame::decode_text(&t).expect("server frames decode");
-                    let Payload::Json(raw) = f.payload else { unreachable!() };
+                    let Payload::Json(raw) = f.payload else {
+                        unreachable!()
+                    };
                     return Some(Got {
                         reference: f.reference,
                         topic: f.topic,
@@ -242,7 +315,9 @@ impl Raw {
                 }
                 Ok(Ws::Binary(b)) => {
                     let f = Frame::decode_server_binary(&b).expect("server binary frames decode");
-                    let Payload::Binary(bytes) = f.payload else { unreachable!() };
+                    let Payload::Binary(bytes) = f.payload else {
+                        unreachable!()
+                    };
                     return Some(Got {
                         reference: f.reference,
                         topic: f.topic,
@@ -267,13 +342,18 @@ impl Raw {
         while let Ok(Some(got)) = tokio::time::timeout_at(deadline, self.recv()).await {
             self.pending.push_back(got);
         }
-        self.closed.as_ref().map(|c| c.0).expect("the server closed with a code")
+        self.closed
+            .as_ref()
+            .map(|c| c.0)
+            .expect("the server closed with a code")
     }
 }
 
 /// The error code of an error response.
 pub fn code(err: &Value) -> &str {
-    err["code"].as_str().unwrap_or_else(|| panic!("not an error reply: {err}"))
+    err["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error reply: {err}"))
 }
 
 pub fn agent(name: &str) -> Value {

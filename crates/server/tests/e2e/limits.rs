@@ -13,9 +13,14 @@ async fn oversized_frames_close_the_connection_and_large_messages_are_refused() 
     .await;
     let mut a = s.raw().await;
     a.join("room", agent("a")).await.unwrap();
-    let err = a.publish("room", json!({"type": "t", "data": "x".repeat(9000)})).await.unwrap_err();
+    let err = a
+        .publish("room", json!({"type": "t", "data": "x".repeat(9000)}))
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "message_too_large");
-    a.publish("room", json!({"type": "t", "data": "x".repeat(7000)})).await.unwrap();
+    a.publish("room", json!({"type": "t", "data": "x".repeat(7000)}))
+        .await
+        .unwrap();
     let mut frame = String::from(r#"[null,"1","channel:room","publish",{"type":"t","data":""#);
     frame.push_str(&"x".repeat(70 * 1024));
     frame.push_str(r#""}]"#);
@@ -35,9 +40,18 @@ async fn publish_payload_limits() {
         (json!({"data": 1}), "invalid_payload"),
         (json!({"type": ""}), "invalid_payload"),
         (json!({"type": "x".repeat(129)}), "invalid_payload"),
-        (json!({"type": "t", "id": "i".repeat(129)}), "invalid_payload"),
-        (json!({"type": "t", "to": "no spaces"}), "invalid_agent_name"),
-        (json!({"type": "t", "attachments": ["not base64!"]}), "invalid_payload"),
+        (
+            json!({"type": "t", "id": "i".repeat(129)}),
+            "invalid_payload",
+        ),
+        (
+            json!({"type": "t", "to": "no spaces"}),
+            "invalid_agent_name",
+        ),
+        (
+            json!({"type": "t", "attachments": ["not base64!"]}),
+            "invalid_payload",
+        ),
         (json!("not an object"), "invalid_payload"),
     ] {
         let err = a.publish("room", payload.clone()).await.unwrap_err();
@@ -83,13 +97,26 @@ async fn invalid_keys_are_refused_and_late_auth_works() {
     assert_eq!(bad.closed_with().await, 4500);
 
     let mut late = s.raw_unauthenticated().await;
-    assert_eq!(code(&late.join("room", agent("a")).await.unwrap_err()), "unauthenticated");
+    assert_eq!(
+        code(&late.join("room", agent("a")).await.unwrap_err()),
+        "unauthenticated"
+    );
     let key = s.key.clone();
-    late.request("phoenix", "auth", json!({"api_key": key})).await.unwrap();
+    late.request("phoenix", "auth", json!({"api_key": key}))
+        .await
+        .unwrap();
     late.join("room", agent("a")).await.unwrap();
 
     let mut wrong = s.raw_unauthenticated().await;
-    assert_eq!(code(&wrong.request("phoenix", "auth", json!({"api_key": "sk_x_y"})).await.unwrap_err()), "invalid_key");
+    assert_eq!(
+        code(
+            &wrong
+                .request("phoenix", "auth", json!({"api_key": "sk_x_y"}))
+                .await
+                .unwrap_err()
+        ),
+        "invalid_key"
+    );
     assert_eq!(wrong.closed_with().await, 4500);
 }
 
@@ -121,21 +148,38 @@ async fn connection_and_channel_caps() {
     .await;
     let mut a = s.raw().await;
     let _b = s.raw().await;
-    let url = format!("{}/socket/websocket?vsn=2.0.0&api_key={}", s.ws_url(), s.key);
+    let url = format!(
+        "{}/socket/websocket?vsn=2.0.0&api_key={}",
+        s.ws_url(),
+        s.key
+    );
     match tokio_tungstenite::connect_async(&url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
         other => panic!("expected a 503 refusal, got {:?}", other.map(|_| ())),
     }
     a.join("one", agent("a")).await.unwrap();
     a.join("two", agent("a")).await.unwrap();
-    assert_eq!(code(&a.join("three", agent("a")).await.unwrap_err()), "too_many_channels");
-    a.request("channel:one", "phx_leave", json!({})).await.unwrap();
+    assert_eq!(
+        code(&a.join("three", agent("a")).await.unwrap_err()),
+        "too_many_channels"
+    );
+    a.request("channel:one", "phx_leave", json!({}))
+        .await
+        .unwrap();
     a.join("three", agent("a")).await.unwrap();
 
-    let bad_vsn = format!("{}/socket/websocket?vsn=1.0.0&api_key={}", s.ws_url(), s.key);
+    let bad_vsn = format!(
+        "{}/socket/websocket?vsn=1.0.0&api_key={}",
+        s.ws_url(),
+        s.key
+    );
     drop(a);
     match tokio_tungstenite::connect_async(&bad_vsn).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400)
+        }
         other => panic!("expected a 400 refusal, got {:?}", other.map(|_| ())),
     }
 }
@@ -147,7 +191,10 @@ async fn too_many_unacknowledged_publishes_are_rate_limited() {
     a.join("room", agent("a")).await.unwrap();
     let mut refs = Vec::new();
     for _ in 0..30 {
-        refs.push(a.push("channel:room", "publish", json!({"type": "t"})).await);
+        refs.push(
+            a.push("channel:room", "publish", json!({"type": "t"}))
+                .await,
+        );
     }
     let mut limited = 0;
     for r in refs {
@@ -160,7 +207,10 @@ async fn too_many_unacknowledged_publishes_are_rate_limited() {
             }
         }
     }
-    assert!(limited > 0, "30 pipelined publishes with room for 1 in flight");
+    assert!(
+        limited > 0,
+        "30 pipelined publishes with room for 1 in flight"
+    );
 }
 
 #[tokio::test]
@@ -170,8 +220,12 @@ async fn a_slow_consumer_is_dropped_without_slowing_the_others() {
     let mut fast = s.raw().await;
     let mut slow = s.raw().await;
     publisher.join("firehose", agent("pub")).await.unwrap();
-    fast.join("firehose", json!({"agent_name": "fast"})).await.unwrap();
-    slow.join("firehose", json!({"agent_name": "slow"})).await.unwrap();
+    fast.join("firehose", json!({"agent_name": "fast"}))
+        .await
+        .unwrap();
+    slow.join("firehose", json!({"agent_name": "slow"}))
+        .await
+        .unwrap();
     // `slow` never reads; 400 × 32 KiB outgrows its socket buffers and then its queue.
     let data = "y".repeat(32 * 1024);
     let total = 400;
@@ -183,11 +237,26 @@ async fn a_slow_consumer_is_dropped_without_slowing_the_others() {
         last
     });
     for _ in 0..total {
-        publisher.publish("firehose", json!({"type": "blob", "data": data, "ephemeral": false})).await.unwrap();
+        publisher
+            .publish(
+                "firehose",
+                json!({"type": "blob", "data": data, "ephemeral": false}),
+            )
+            .await
+            .unwrap();
     }
-    assert_eq!(reader.await.unwrap(), total, "the fast subscriber got everything");
+    assert_eq!(
+        reader.await.unwrap(),
+        total,
+        "the fast subscriber got everything"
+    );
     assert_eq!(slow.closed_with().await, 4000);
     let (status, metrics) = s.http("GET", "/metrics", None).await;
     assert_eq!(status, 200);
-    assert!(metrics.as_str().unwrap().contains("switchboard_slow_consumers_total 1"));
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("switchboard_slow_consumers_total 1")
+    );
 }

@@ -13,7 +13,10 @@ async fn broadcast_reaches_every_agent_with_offsets() {
     assert_eq!(joined["head"], 0);
     assert_eq!(joined["persistent"], true);
     b.join("room", agent("bob")).await.unwrap();
-    let ack = a.publish("room", json!({"type": "chat", "data": {"text": "hi"}})).await.unwrap();
+    let ack = a
+        .publish("room", json!({"type": "chat", "data": {"text": "hi"}}))
+        .await
+        .unwrap();
     assert_eq!(ack["offset"], 1);
     for c in [&mut a, &mut b] {
         let m = c.message("room").await;
@@ -25,7 +28,10 @@ async fn broadcast_reaches_every_agent_with_offsets() {
         assert_eq!(m["channel"], "room");
         assert!(m.get("to").is_none());
     }
-    let ack2 = b.publish("room", json!({"type": "chat", "data": 2})).await.unwrap();
+    let ack2 = b
+        .publish("room", json!({"type": "chat", "data": 2}))
+        .await
+        .unwrap();
     assert_eq!(ack2["offset"], 2);
     assert_eq!(a.message("room").await["data"], 2);
 }
@@ -37,15 +43,31 @@ async fn direct_messages_reach_only_their_target_and_sender() {
     a.join("room", agent("alice")).await.unwrap();
     b.join("room", agent("bob")).await.unwrap();
     c.join("room", agent("carol")).await.unwrap();
-    a.publish("room", json!({"type": "dm", "to": "bob", "data": "secret"})).await.unwrap();
+    a.publish("room", json!({"type": "dm", "to": "bob", "data": "secret"}))
+        .await
+        .unwrap();
     let m = b.message("room").await;
-    assert_eq!((m["to"].as_str(), m["data"].as_str()), (Some("bob"), Some("secret")));
-    assert_eq!(a.message("room").await["to"], "bob", "the sender sees its own direct message (echo)");
-    c.assert_none(Duration::from_millis(100), |g| g.event == "message").await;
+    assert_eq!(
+        (m["to"].as_str(), m["data"].as_str()),
+        (Some("bob"), Some("secret"))
+    );
+    assert_eq!(
+        a.message("room").await["to"],
+        "bob",
+        "the sender sees its own direct message (echo)"
+    );
+    c.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
     // History hides other agents' direct messages.
-    let page = c.request("channel:room", "history", json!({})).await.unwrap();
+    let page = c
+        .request("channel:room", "history", json!({}))
+        .await
+        .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 0);
-    let page = b.request("channel:room", "history", json!({})).await.unwrap();
+    let page = b
+        .request("channel:room", "history", json!({}))
+        .await
+        .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
 }
 
@@ -55,15 +77,30 @@ async fn ephemeral_messages_are_delivered_but_never_stored() {
     let (mut a, mut b) = (s.raw().await, s.raw().await);
     a.join("game", agent("p1")).await.unwrap();
     b.join("game", agent("p2")).await.unwrap();
-    let ack = a.publish("game", json!({"type": "pos", "data": [1, 2], "ephemeral": true})).await.unwrap();
+    let ack = a
+        .publish(
+            "game",
+            json!({"type": "pos", "data": [1, 2], "ephemeral": true}),
+        )
+        .await
+        .unwrap();
     assert!(ack.get("offset").is_none());
     let m = b.message("game").await;
     assert_eq!(m["ephemeral"], true);
     assert!(m.get("offset").is_none());
-    let page = b.request("channel:game", "history", json!({})).await.unwrap();
+    let page = b
+        .request("channel:game", "history", json!({}))
+        .await
+        .unwrap();
     assert!(page["messages"].as_array().unwrap().is_empty());
     assert_eq!(page["head"], 0);
-    let err = a.publish("game", json!({"type": "pos", "to": "ghost", "ephemeral": true})).await.unwrap_err();
+    let err = a
+        .publish(
+            "game",
+            json!({"type": "pos", "to": "ghost", "ephemeral": true}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "agent_not_present");
 }
 
@@ -71,16 +108,38 @@ async fn ephemeral_messages_are_delivered_but_never_stored() {
 async fn event_type_filter_and_echo_off() {
     let s = TestServer::start().await;
     let (mut a, mut b) = (s.raw().await, s.raw().await);
-    a.join("room", json!({"agent_name": "alice", "echo": false})).await.unwrap();
-    b.join("room", json!({"agent_name": "bob", "event_types": ["alert"]})).await.unwrap();
-    a.publish("room", json!({"type": "chat", "data": 1})).await.unwrap();
-    a.publish("room", json!({"type": "alert", "data": 2})).await.unwrap();
+    a.join("room", json!({"agent_name": "alice", "echo": false}))
+        .await
+        .unwrap();
+    b.join(
+        "room",
+        json!({"agent_name": "bob", "event_types": ["alert"]}),
+    )
+    .await
+    .unwrap();
+    a.publish("room", json!({"type": "chat", "data": 1}))
+        .await
+        .unwrap();
+    a.publish("room", json!({"type": "alert", "data": 2}))
+        .await
+        .unwrap();
     let m = b.message("room").await;
-    assert_eq!((m["type"].as_str(), m["data"].as_i64()), (Some("alert"), Some(2)));
-    b.assert_none(Duration::from_millis(100), |g| g.event == "message").await;
-    a.assert_none(Duration::from_millis(100), |g| g.event == "message").await;
-    b.publish("room", json!({"type": "chat", "data": 3})).await.unwrap();
-    assert_eq!(a.message("room").await["data"], 3, "echo off still receives others");
+    assert_eq!(
+        (m["type"].as_str(), m["data"].as_i64()),
+        (Some("alert"), Some(2))
+    );
+    b.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+    a.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+    b.publish("room", json!({"type": "chat", "data": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.message("room").await["data"],
+        3,
+        "echo off still receives others"
+    );
 }
 
 #[tokio::test]
@@ -89,20 +148,42 @@ async fn a_retried_publish_with_the_same_id_is_stored_and_delivered_once() {
     let (mut a, mut b) = (s.raw().await, s.raw().await);
     a.join("room", agent("alice")).await.unwrap();
     b.join("room", agent("bob")).await.unwrap();
-    let first = a.publish("room", json!({"type": "t", "id": "order-1", "data": 1})).await.unwrap();
-    let again = a.publish("room", json!({"type": "t", "id": "order-1", "data": 1})).await.unwrap();
+    let first = a
+        .publish("room", json!({"type": "t", "id": "order-1", "data": 1}))
+        .await
+        .unwrap();
+    let again = a
+        .publish("room", json!({"type": "t", "id": "order-1", "data": 1}))
+        .await
+        .unwrap();
     assert_eq!(first["offset"], again["offset"]);
     assert_eq!(again["duplicate"], true);
     assert!(first.get("duplicate").is_none());
     // Pipelined duplicates (the original not yet durable) also resolve to one offset.
-    let r1 = a.push("channel:room", "publish", json!({"type": "t", "id": "order-2"})).await;
-    let r2 = a.push("channel:room", "publish", json!({"type": "t", "id": "order-2"})).await;
+    let r1 = a
+        .push(
+            "channel:room",
+            "publish",
+            json!({"type": "t", "id": "order-2"}),
+        )
+        .await;
+    let r2 = a
+        .push(
+            "channel:room",
+            "publish",
+            json!({"type": "t", "id": "order-2"}),
+        )
+        .await;
     let (x, y) = (a.reply(&r1).await.unwrap(), a.reply(&r2).await.unwrap());
     assert_eq!(x["offset"], y["offset"]);
     assert_eq!(b.message("room").await["id"], "order-1");
     assert_eq!(b.message("room").await["id"], "order-2");
-    b.assert_none(Duration::from_millis(100), |g| g.event == "message").await;
-    let page = b.request("channel:room", "history", json!({})).await.unwrap();
+    b.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+    let page = b
+        .request("channel:room", "history", json!({}))
+        .await
+        .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 2);
 }
 
@@ -114,7 +195,10 @@ async fn binary_attachments_round_trip() {
     a.join("files", agent("alice")).await.unwrap();
     b.join("files", agent("bob")).await.unwrap();
     let mut p = Publish::new("file", &json!({"name": "blob.bin"}));
-    p.attachments = vec![bytes::Bytes::from(vec![0u8, 1, 2, 255]), bytes::Bytes::from_static(b"second")];
+    p.attachments = vec![
+        bytes::Bytes::from(vec![0u8, 1, 2, 255]),
+        bytes::Bytes::from_static(b"second"),
+    ];
     let frame = switchboard_protocol::Frame::new(
         Some("j".into()),
         Some("77".into()),
@@ -128,8 +212,17 @@ async fn binary_attachments_round_trip() {
     let got = b.take(|g| g.event == "message").await;
     let m = Message::decode_envelope(got.binary.as_ref().expect("a binary frame")).unwrap();
     assert_eq!(m.attachments, p.attachments);
-    assert_eq!(m.data_as::<serde_json::Value>().unwrap(), json!({"name": "blob.bin"}));
+    assert_eq!(
+        m.data_as::<serde_json::Value>().unwrap(),
+        json!({"name": "blob.bin"})
+    );
     // History carries them as base64.
-    let page = b.request("channel:files", "history", json!({})).await.unwrap();
-    assert_eq!(page["messages"][0]["attachments"], json!(["AAEC/w==", "c2Vjb25k"]));
+    let page = b
+        .request("channel:files", "history", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        page["messages"][0]["attachments"],
+        json!(["AAEC/w==", "c2Vjb25k"])
+    );
 }

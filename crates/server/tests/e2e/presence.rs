@@ -7,7 +7,12 @@ use serde_json::json;
 async fn presence_state_and_diffs() {
     let s = TestServer::start().await;
     let (mut a, mut b) = (s.raw().await, s.raw().await);
-    a.join("room", json!({"agent_name": "alice", "meta": {"role": "pilot"}})).await.unwrap();
+    a.join(
+        "room",
+        json!({"agent_name": "alice", "meta": {"role": "pilot"}}),
+    )
+    .await
+    .unwrap();
     let state = a.event("presence_state").await.payload;
     let metas = state["alice"]["metas"].as_array().unwrap();
     assert_eq!(metas.len(), 1);
@@ -25,10 +30,15 @@ async fn presence_state_and_diffs() {
     let (status, listed) = s.http("GET", "/v1/channels/room/presence", None).await;
     assert_eq!(status, 200);
     assert_eq!(listed.as_object().unwrap().len(), 2);
-    let over_socket = a.request("channel:room", "presence", json!({})).await.unwrap();
+    let over_socket = a
+        .request("channel:room", "presence", json!({}))
+        .await
+        .unwrap();
     assert_eq!(over_socket.as_object().unwrap().len(), 2);
 
-    b.request("channel:room", "phx_leave", json!({})).await.unwrap();
+    b.request("channel:room", "phx_leave", json!({}))
+        .await
+        .unwrap();
     let diff = a.event("presence_diff").await.payload;
     assert!(diff["leaves"].get("bob").is_some());
 
