@@ -129,10 +129,11 @@ impl Subscriber {
         if own && !self.echo {
             return false;
         }
-        if let Some(to) = &m.to {
-            if **to != *self.agent && !own {
-                return false;
-            }
+        if let Some(to) = &m.to
+            && **to != *self.agent
+            && !own
+        {
+            return false;
         }
         self.event_types
             .as_ref()
@@ -482,12 +483,11 @@ impl Channel {
     /// Ends a replay: queues the live frames that arrived meanwhile and goes live.
     pub fn finish_catch_up(&self, conn_id: u64) {
         let mut s = self.state.lock();
-        if let Some(sub) = s.subscribers.get_mut(&conn_id) {
-            if let Some(buffer) = sub.catching_up.take() {
-                if !buffer.is_empty() {
-                    sub.conn.push_batch(buffer);
-                }
-            }
+        if let Some(sub) = s.subscribers.get_mut(&conn_id)
+            && let Some(buffer) = sub.catching_up.take()
+            && !buffer.is_empty()
+        {
+            sub.conn.push_batch(buffer);
         }
     }
 
@@ -577,18 +577,17 @@ impl Channel {
             )));
         }
         let ephemeral = p.ephemeral || !self.row.persistent;
-        if ephemeral {
-            if let Some(to) = &p.to {
-                if !s.agents.contains_key(to.as_str()) {
-                    return Err(Box::new((
-                        err!(
-                            AgentNotPresent,
-                            "agent {to:?} is not in the channel; ephemeral messages reach present agents only"
-                        ),
-                        ack,
-                    )));
-                }
-            }
+        if ephemeral
+            && let Some(to) = &p.to
+            && !s.agents.contains_key(to.as_str())
+        {
+            return Err(Box::new((
+                err!(
+                    AgentNotPresent,
+                    "agent {to:?} is not in the channel; ephemeral messages reach present agents only"
+                ),
+                ack,
+            )));
         }
         s.last_ts = s.last_ts.max(now_ms());
         let id = p.id.unwrap_or_else(random_id::<12>);

@@ -405,14 +405,12 @@ impl Session {
     }
 
     async fn try_join(&mut self, frame: &Frame, name: &str) -> Result<()> {
-        if self.joined.contains_key(&frame.topic) {
-            if self.member(&frame.topic).is_ok() {
-                return Err(err!(
-                    AlreadyJoined,
-                    "this connection already joined {}",
-                    frame.topic
-                ));
-            }
+        if self.joined.contains_key(&frame.topic) && self.member(&frame.topic).is_ok() {
+            return Err(err!(
+                AlreadyJoined,
+                "this connection already joined {}",
+                frame.topic
+            ));
         }
         let max = self.app.config.limits.max_channels_per_connection;
         if self.joined.len() >= max {
@@ -517,15 +515,14 @@ fn validate_join(p: &JoinParams) -> Result<()> {
             "agent names are 1-128 bytes of [A-Za-z0-9_.:@-]"
         ));
     }
-    if let Some(types) = &p.event_types {
-        if types.len() > MAX_EVENT_TYPES
-            || types.iter().any(|t| t.is_empty() || t.len() > MAX_TYPE_LEN)
-        {
-            return Err(err!(
-                InvalidPayload,
-                "event_types: at most {MAX_EVENT_TYPES} types of 1-{MAX_TYPE_LEN} bytes"
-            ));
-        }
+    if let Some(types) = &p.event_types
+        && (types.len() > MAX_EVENT_TYPES
+            || types.iter().any(|t| t.is_empty() || t.len() > MAX_TYPE_LEN))
+    {
+        return Err(err!(
+            InvalidPayload,
+            "event_types: at most {MAX_EVENT_TYPES} types of 1-{MAX_TYPE_LEN} bytes"
+        ));
     }
     if let Some(meta) = &p.meta {
         let size = serde_json::to_string(meta)
@@ -560,13 +557,13 @@ pub fn validate_publish(p: Publish, max_message_bytes: usize) -> Result<Publish,
     {
         return Err(err!(InvalidPayload, "id must be 1-{MAX_ID_LEN} bytes"));
     }
-    if let Some(to) = &p.to {
-        if !valid_name(to) {
-            return Err(err!(
-                InvalidAgentName,
-                "to: agent names are 1-128 bytes of [A-Za-z0-9_.:@-]"
-            ));
-        }
+    if let Some(to) = &p.to
+        && !valid_name(to)
+    {
+        return Err(err!(
+            InvalidAgentName,
+            "to: agent names are 1-128 bytes of [A-Za-z0-9_.:@-]"
+        ));
     }
     if p.attachments.len() > switchboard_protocol::limits::MAX_ATTACHMENTS {
         return Err(err!(

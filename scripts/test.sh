@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, every Rust test (nextest), and the Node tests
+# that drive the real server with the official `phoenix` client. Needs cargo-nextest and Node 20.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --locked
+cargo nextest run --workspace --locked --no-fail-fast
+
+if [ -d tests/phoenix-js ]; then
+  (cd tests/phoenix-js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" npm test)
+fi
