@@ -73,6 +73,7 @@ impl CreateChannel {
 
 /// What the server tells about a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ChannelInfoWire")]
 pub struct ChannelInfo {
     /// The channel name.
     pub name: String,
@@ -86,13 +87,56 @@ pub struct ChannelInfo {
     pub first_available: u64,
     /// Whether it stores messages.
     pub persistent: bool,
-    /// Its retention bounds.
-    #[serde(default)]
+    /// Its retention bounds (0 means unlimited).
     pub retention: Retention,
+    /// Whether joins need a password.
+    pub has_password: bool,
     /// Creation time, ms since the Unix epoch.
     pub created_at: Millis,
     /// How many agents are present.
     pub agents: u64,
+}
+
+/// Channel info as sent: the spec names the storage flag `persistent`, the server may send
+/// `storage` instead; both are accepted.
+#[derive(Deserialize)]
+struct ChannelInfoWire {
+    name: String,
+    #[serde(default)]
+    scope: Scope,
+    epoch: String,
+    head: u64,
+    first_available: u64,
+    #[serde(default)]
+    persistent: Option<bool>,
+    #[serde(default)]
+    storage: Option<StoragePolicy>,
+    #[serde(default)]
+    retention: Retention,
+    #[serde(default)]
+    has_password: bool,
+    created_at: Millis,
+    #[serde(default)]
+    agents: u64,
+}
+
+impl From<ChannelInfoWire> for ChannelInfo {
+    fn from(w: ChannelInfoWire) -> Self {
+        ChannelInfo {
+            name: w.name,
+            scope: w.scope,
+            epoch: w.epoch,
+            head: w.head,
+            first_available: w.first_available,
+            persistent: w
+                .persistent
+                .unwrap_or(w.storage != Some(StoragePolicy::Ephemeral)),
+            retention: w.retention,
+            has_password: w.has_password,
+            created_at: w.created_at,
+            agents: w.agents,
+        }
+    }
 }
 
 /// A client of the HTTP API, authenticated with a bearer key. Cheap to clone.
@@ -317,6 +361,25 @@ mod tests {
             endpoint(&base, &["healthz"], Scope::Private).as_str(),
             "https://example.com/sb/healthz"
         );
+    }
+
+    #[test]
+    fn channel_info_shapes() {
+        let spec: ChannelInfo = serde_json::from_str(
+            r#"{"name":"r","scope":"private","epoch":"e","head":3,"first_available":1,
+                "persistent":false,"retention":{},"created_at":5,"agents":2}"#,
+        )
+        .unwrap();
+        assert!(!spec.persistent);
+        assert_eq!(spec.agents, 2);
+        let server: ChannelInfo = serde_json::from_str(
+            r#"{"name":"r","scope":"public","epoch":"e","head":3,"first_available":1,
+                "storage":"persistent","retention":{"max_messages":0,"max_age_secs":0},
+                "has_password":true,"created_at":5,"agents":0}"#,
+        )
+        .unwrap();
+        assert!(server.persistent && server.has_password);
+        assert_eq!(server.retention.max_messages, Some(0));
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! Join, publish, receive, attachments, history, presence and errors over the socket.
+
+use crate::harness::*;
+use bytes::Bytes;
+use serde_json::json;
+use std::time::Duration;
+use switchboard_client::{
+    ChannelEvent, Client, ClientConfig, Error, ErrorCode, HistoryQuery, JoinParams, Publish,
+    protocol::history::Direction,
+};
+
+#[tokio::test]
+async fn publish_is_acknowledged_and_delivered_once() {
+    let s = TestServer::start().await;
+    let (alice, bob) = (s.client().await, s.client().await);
+    let a = alice.join("room", JoinParams::new("alice")).await.unwrap();
+    let mut b = bob.join("room", JoinParams::new("bob")).await.unwrap();
+    assert_eq!(a.join_reply().head, 0);
+    assert_eq!(a.join_reply().agent_name, "alice");
+
+    let ack = a
+        .publish(Publish::new("chat", &json!({"text": "hi"})))
+        .await
+        .unwrap();
+    assert_eq!(ack.offset, Some(1));
+    assert_eq!(ack.id.len(), 32, "the SDK generated an id");
+    let m = next_message(&mut b).await;
+    assert_eq!(
+        (m.offset, m.from.as_str(), m.kind.as_str()),
+        (Some(1), "alice", "chat")
+    );
+    assert_eq!(
+        m.data_as::<serde_json::Value>().unwrap(),
+        json!({"text": "hi"})
+    );
+    assert_eq!(m.id, ack.id);
+
+    // Retrying with the same id is acknowledged with the original offset and not delivered.
+    let mut again = Publish::new("chat", &json!({"text": "hi"}));
+    again.id = Some(ack.id.clone());
+    let dup = a.publish(again).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.offset, Some(1));
+    assert_no_message(&mut b, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn attachments_and_ephemeral_messages() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let a = client
+        .join("files", JoinParams::new("alice"))
+        .await
+        .unwrap();
+    let mut b = s
+        .client()
+        .await
+        .join("files", JoinParams::new("bob"))
+        .await
+        .unwrap();
+
+    let mut with_files = Publish::new("file", &json!({"name": "x.bin"}));
+    with_files.attachments = vec![Bytes::from_static(b"\x00\x01\xff"), Bytes::new()];
+    let ack = a.publish(with_files).await.unwrap();
+    let m = next_message(&mut b).await;
+    assert_eq!(m.offset, ack.offset);
+    assert_eq!(
+        m.attachments,
+        vec![Bytes::from_static(b"\x00\x01\xff"), Bytes::new()]
+    );
+
+    let mut blip = Publish::new("pos", &json!([1, 2]));
+    blip.ephemeral = true;
+    let ack = a.publish(blip).await.unwrap();
+    assert_eq!(ack.offset, None);
+    let m = next_message(&mut b).await;
+    assert!(m.ephemeral && m.offset.is_none());
+
+    let page = b.history(HistoryQuery::default()).await.unwrap();
+    assert_eq!(page.messages.len(), 1, "ephemeral messages are not stored");
+    assert_eq!(page.messages[0].attachments.len(), 2);
+}
+
+#[tokio::test]
+async fn join_with_since_replays_then_goes_live() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let writer = client.join("log", JoinParams::new("w")).await.unwrap();
+    for i in 1..=5 {
+        writer.publish(Publish::new("n", &i)).await.unwrap();
+    }
+    let mut params = JoinParams::new("reader");
+    params.since = Some(2);
+    let mut reader = s.client().await.join("log", params).await.unwrap();
+    assert_eq!(reader.join_reply().head, 5);
+    for expected in 3..=5u64 {
+        assert_eq!(next_message(&mut reader).await.offset, Some(expected));
+    }
+    writer.publish(Publish::new("n", &6)).await.unwrap();
+    assert_eq!(next_message(&mut reader).await.offset, Some(6));
+}
+
+#[tokio::test]
+async fn history_and_presence_over_the_socket() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let mut params = JoinParams::new("alice");
+    params.meta = Some(json!({"role": "writer"}).as_object().unwrap().clone());
+    let mut a = client.join("room", params).await.unwrap();
+    match next_event(&mut a).await {
+        ChannelEvent::PresenceState(state) => assert!(state.contains_key("alice")),
+        other => panic!("expected presence_state, got {other:?}"),
+    }
+    let _b = s
+        .client()
+        .await
+        .join("room", JoinParams::new("bob"))
+        .await
+        .unwrap();
+    match next_event(&mut a).await {
+        ChannelEvent::PresenceDiff(diff) => assert!(diff.joins.contains_key("bob")),
+        other => panic!("expected presence_diff, got {other:?}"),
+    }
+    let present = a.presence().await.unwrap();
+    assert_eq!(
+        present.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    assert_eq!(present["alice"].metas[0].meta["role"], "writer");
+
+    for i in 0..5 {
+        a.publish(Publish::new(if i % 2 == 0 { "even" } else { "odd" }, &i))
+            .await
+            .unwrap();
+    }
+    let page = a
+        .history(HistoryQuery {
+            limit: Some(2),
+            direction: Direction::Backward,
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap();
+    let offsets: Vec<_> = page.messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [Some(5), Some(4)]);
+    assert_eq!(page.head, 5);
+    assert!(page.next.is_some());
+    let page = a
+        .history(HistoryQuery {
+            kind: Some("odd".into()),
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2);
+}
+
+#[tokio::test]
+async fn server_errors_keep_their_codes() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let mut params = JoinParams::new("alice");
+    params.password = Some("secret".into());
+    let _room = client.join("locked", params).await.unwrap();
+
+    let mut wrong = JoinParams::new("eve");
+    wrong.password = Some("guess".into());
+    let err = s.client().await.join("locked", wrong).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadPassword), "{err}");
+
+    let mut same_name = JoinParams::new("alice");
+    same_name.password = Some("secret".into());
+    let err = s
+        .client()
+        .await
+        .join("locked", same_name)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AgentNameTaken), "{err}");
+
+    let err = client
+        .join("locked", JoinParams::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AlreadyJoined));
+    let err = client
+        .join("bad name", JoinParams::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidChannelName));
+
+    let room = client.join("open", JoinParams::new("alice")).await.unwrap();
+    let mut direct = Publish::new("dm", &1);
+    direct.to = Some("ghost".into());
+    direct.ephemeral = true;
+    let err = room.publish(direct).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AgentNotPresent));
+
+    let huge = Publish::new("big", &"x".repeat(2 << 20));
+    let err = room.publish(huge).await.unwrap_err();
+    assert!(matches!(err, Error::FrameTooLarge { .. }), "{err}");
+    // The connection survived: the frame was never sent.
+    room.publish(Publish::new("small", &1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_key_fails_requests_and_does_not_reconnect() {
+    let s = TestServer::start().await;
+    let client = Client::connect(fast(ClientConfig::new(s.url(), "sk_wrong")))
+        .await
+        .unwrap();
+    let err = client.join("room", JoinParams::new("a")).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidKey), "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!client.is_connected());
+    let err = client.join("room", JoinParams::new("a")).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidKey), "{err}");
+}
+
+#[tokio::test]
+async fn leave_close_and_kicks_end_the_stream() {
+    let s = TestServer::start().await;
+    let client = s.client().await;
+    let room = client.join("room", JoinParams::new("alice")).await.unwrap();
+    room.leave().await.unwrap();
+    // The name is free again and the topic can be joined again on the same client.
+    let mut room = client.join("room", JoinParams::new("alice")).await.unwrap();
+
+    // Taking the session over kicks this one.
+    let mut takeover = JoinParams::new("alice");
+    takeover.session_id = Some(room.join_reply().session_id);
+    let other = s.client().await;
+    let _new = other.join("room", takeover).await.unwrap();
+    loop {
+        match next_event(&mut room).await {
+            ChannelEvent::Kicked(reply) => {
+                assert_eq!(reply.code, ErrorCode::SessionTakenOver);
+                break;
+            }
+            ChannelEvent::PresenceState(_) | ChannelEvent::PresenceDiff(_) => {}
+            other => panic!("expected a kick, got {other:?}"),
+        }
+    }
+    let end = tokio::time::timeout(WAIT, async {
+        while let Some(event) = room.recv().await {
+            assert!(!matches!(event, ChannelEvent::Message(_)));
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends after a kick");
+    let err = room.publish(Publish::new("x", &1)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotJoined), "{err}");
+
+    let mut other_room = other.join("else", JoinParams::new("b")).await.unwrap();
+    other.close().await;
+    let end =
+        tokio::time::timeout(WAIT, async { while other_room.recv().await.is_some() {} }).await;
+    assert!(end.is_ok(), "close ends every stream");
+    let err = other_room.presence().await.unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err}");
+}
