@@ -111,20 +111,18 @@ impl AckTo {
     }
 }
 
-struct Subscriber {
-    conn: Arc<ConnHandle>,
+/// Which messages an agent receives: direct messages only its own, its own only with echo,
+/// and only the event types it asked for.
+#[derive(Debug, Clone)]
+pub struct Filter {
     agent: Arc<str>,
-    session_id: String,
-    join_ref: Option<String>,
-    event_types: Option<HashSet<String>>,
     echo: bool,
-    presence: PresenceMeta,
-    /// While a joining agent replays history from disk, live frames wait here.
-    catching_up: Option<Vec<WsFrame>>,
+    event_types: Option<HashSet<String>>,
 }
 
-impl Subscriber {
-    fn wants(&self, m: &Message) -> bool {
+impl Filter {
+    /// Whether the agent receives `m`.
+    pub fn wants(&self, m: &Message) -> bool {
         let own = *m.from == *self.agent;
         if own && !self.echo {
             return false;
@@ -138,6 +136,23 @@ impl Subscriber {
         self.event_types
             .as_ref()
             .is_none_or(|types| types.contains(&m.kind))
+    }
+}
+
+struct Subscriber {
+    conn: Arc<ConnHandle>,
+    agent: Arc<str>,
+    session_id: String,
+    join_ref: Option<String>,
+    filter: Filter,
+    presence: PresenceMeta,
+    /// While a joining agent replays history from disk, live frames wait here.
+    catching_up: Option<Vec<WsFrame>>,
+}
+
+impl Subscriber {
+    fn wants(&self, m: &Message) -> bool {
+        self.filter.wants(m)
     }
 
     /// Queues a live frame; false if the subscriber had to be dropped.
@@ -185,7 +200,7 @@ pub struct ChannelLimits {
 }
 
 /// What a join needs to do after registering.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum JoinOutcome {
     /// Live already: the reply and any replay are queued.
     Live,
@@ -195,6 +210,8 @@ pub enum JoinOutcome {
         from: u64,
         /// Last offset to replay.
         to: u64,
+        /// What the agent receives.
+        filter: Filter,
     },
 }
 
@@ -260,6 +277,8 @@ impl Channel {
             dedup.insert(id, offset);
         }
         let head = bounds.last;
+        // Timestamps stay monotonic per channel even if the clock stepped back across a restart.
+        let last_ts = bounds.last_ts;
         let scope = if row.tenant_id.is_empty() {
             Scope::Public
         } else {
@@ -276,7 +295,7 @@ impl Channel {
                 } else {
                     bounds.first
                 },
-                last_ts: 0,
+                last_ts,
                 ring,
                 dedup,
                 dedup_order,
@@ -426,11 +445,14 @@ impl Channel {
             agent: agent.clone(),
             session_id,
             join_ref: join_ref.map(str::to_owned),
-            event_types: params
-                .event_types
-                .as_ref()
-                .map(|t| t.iter().cloned().collect()),
-            echo: params.echo,
+            filter: Filter {
+                agent: agent.clone(),
+                echo: params.echo,
+                event_types: params
+                    .event_types
+                    .as_ref()
+                    .map(|t| t.iter().cloned().collect()),
+            },
             presence: presence.clone(),
             catching_up: None,
         };
@@ -453,7 +475,11 @@ impl Channel {
                         .map(|e| e.frame.clone()),
                 );
             } else {
-                outcome = JoinOutcome::CatchUp { from, to: s.head };
+                outcome = JoinOutcome::CatchUp {
+                    from,
+                    to: s.head,
+                    filter: sub.filter.clone(),
+                };
             }
         }
         let mut state = presence_state(s);
@@ -788,7 +814,13 @@ impl Channel {
     }
 
     /// Replays `from..=to` to a joining subscriber, page by page, waiting for queue room.
-    pub async fn replay(&self, conn: &ConnHandle, agent: &str, from: u64, to: u64) -> Result<()> {
+    pub async fn replay(
+        &self,
+        conn: &ConnHandle,
+        filter: &Filter,
+        from: u64,
+        to: u64,
+    ) -> Result<()> {
         let mut next = from;
         while next <= to {
             let query = HistoryQuery {
@@ -797,10 +829,11 @@ impl Channel {
                 limit: Some(MAX_HISTORY_LIMIT),
                 ..HistoryQuery::default()
             };
-            let page = self.history(query, Some(agent)).await?;
+            let page = self.history(query, Some(&filter.agent)).await?;
             let frames: Vec<WsFrame> = page
                 .messages
                 .iter()
+                .filter(|m| filter.wants(m))
                 .map(|m| message_frame(&self.topic, m))
                 .collect();
             if !frames.is_empty() && !conn.send(crate::connection::Outbound::Batch(frames)).await {

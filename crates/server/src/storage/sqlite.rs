@@ -96,6 +96,8 @@ pub struct StoreStats {
     pub first: u64,
     /// Highest stored offset (0 when none).
     pub last: u64,
+    /// Newest stored timestamp (0 when none).
+    pub last_ts: i64,
 }
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
@@ -504,13 +506,16 @@ pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()>
 
 /// First and last stored offsets.
 pub(crate) fn bounds(conn: &Connection, channel_id: i64) -> rusqlite::Result<StoreStats> {
-    conn.prepare_cached("SELECT MIN(offset), MAX(offset) FROM messages WHERE channel_id = ?1")?
-        .query_row([channel_id], |r| {
-            Ok(StoreStats {
-                first: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
-                last: r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
-            })
+    conn.prepare_cached(
+        "SELECT MIN(offset), MAX(offset), MAX(ts) FROM messages WHERE channel_id = ?1",
+    )?
+    .query_row([channel_id], |r| {
+        Ok(StoreStats {
+            first: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+            last: r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
+            last_ts: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
         })
+    })
 }
 
 /// The newest `n` messages, oldest first.

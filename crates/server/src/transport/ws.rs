@@ -456,8 +456,8 @@ impl Session {
                 agent: agent.clone(),
             },
         );
-        if let crate::channel::JoinOutcome::CatchUp { from, to } = outcome {
-            let replayed = channel.replay(&self.conn, &agent, from, to).await;
+        if let crate::channel::JoinOutcome::CatchUp { from, to, filter } = outcome {
+            let replayed = channel.replay(&self.conn, &filter, from, to).await;
             channel.finish_catch_up(self.conn.id);
             if let Err(e) = replayed {
                 tracing::warn!(error = %e, topic = %frame.topic, "replay failed");

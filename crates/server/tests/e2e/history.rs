@@ -285,3 +285,44 @@ async fn acknowledged_messages_survive_a_restart_and_resume_continues() {
     let next = b.publish("durable", json!({"type": "n"})).await.unwrap();
     assert_eq!(next["offset"], 21);
 }
+
+async fn filtered_replay_case(cache_messages: usize) {
+    let s = TestServer::with(|c| c.storage.cache_messages = cache_messages).await;
+    let (mut a, mut b) = (s.raw().await, s.raw().await);
+    let session = a.join("mixed", agent("alice")).await.unwrap()["session_id"].clone();
+    b.join("mixed", agent("bob")).await.unwrap();
+    for i in 1..=12 {
+        let (who, kind) = if i % 3 == 0 {
+            (&mut b, "alert")
+        } else {
+            (&mut a, "chat")
+        };
+        who.publish("mixed", json!({"type": kind, "data": i}))
+            .await
+            .unwrap();
+    }
+    a.publish("mixed", json!({"type": "alert", "to": "bob", "data": "dm"}))
+        .await
+        .unwrap();
+    let mut c = s.raw().await;
+    let params =
+        json!({"agent_name": "alice", "since": 0, "event_types": ["alert"], "echo": false});
+    drop(a);
+    c.join("mixed", params).await.unwrap();
+    // Only bob's alerts: not alice's own (echo off), not chat, not the direct message to bob.
+    for expected in [3, 6, 9, 12] {
+        assert_eq!(c.message("mixed").await["offset"], expected);
+    }
+    c.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+}
+
+#[tokio::test]
+async fn replay_from_the_cache_applies_the_join_filters() {
+    filtered_replay_case(1024).await;
+}
+
+#[tokio::test]
+async fn replay_from_disk_applies_the_join_filters() {
+    filtered_replay_case(2).await;
+}
