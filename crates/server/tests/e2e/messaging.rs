@@ -226,3 +226,121 @@ async fn binary_attachments_round_trip() {
         json!(["AAEC/w==", "c2Vjb25k"])
     );
 }
+
+#[tokio::test]
+async fn http_publish_reaches_agents_and_is_idempotent() {
+    let s = TestServer::start().await;
+    let mut a = s.raw().await;
+    a.join("ops", agent("watcher")).await.unwrap();
+    let body = json!({"type": "deploy", "data": {"v": 2}, "id": "deploy-2", "from": "ci"});
+    let (status, ack) = s
+        .http("POST", "/v1/channels/ops/messages", Some(body.clone()))
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["offset"], 1);
+    let m = a.message("ops").await;
+    assert_eq!(
+        (m["from"].as_str(), m["type"].as_str()),
+        (Some("ci"), Some("deploy"))
+    );
+    let (_, again) = s
+        .http("POST", "/v1/channels/ops/messages", Some(body))
+        .await;
+    assert_eq!(
+        (again["offset"].as_u64(), again["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
+    a.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+
+    let (status, ack) = s
+        .http(
+            "POST",
+            "/v1/channels/ops/messages",
+            Some(json!({"type": "dm", "to": "watcher", "data": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(a.message("ops").await["offset"], ack["offset"]);
+    // Publishing to a channel that does not exist creates it.
+    let (status, _) = s
+        .http(
+            "POST",
+            "/v1/channels/fresh/messages",
+            Some(json!({"type": "t"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    for (body, status, expected) in [
+        (json!({"data": 1}), 400, "invalid_payload"),
+        (
+            json!({"type": "t", "from": "bad name"}),
+            400,
+            "invalid_agent_name",
+        ),
+        (
+            json!({"type": "t", "data": "x".repeat(600 * 1024)}),
+            413,
+            "message_too_large",
+        ),
+        (
+            json!({"type": "t", "ephemeral": true, "to": "ghost"}),
+            404,
+            "agent_not_present",
+        ),
+    ] {
+        let (got, err) = s
+            .http("POST", "/v1/channels/ops/messages", Some(body))
+            .await;
+        assert_eq!((got, code(&err)), (status, expected));
+    }
+}
+
+#[tokio::test]
+async fn public_channels_with_a_password_need_it_over_http() {
+    let s = TestServer::start().await;
+    let other = s.server().create_key("acme").await.unwrap();
+    let mut a = s.raw().await;
+    a.join(
+        "arena",
+        json!({"agent_name": "host", "scope": "public", "password": "open-sesame"}),
+    )
+    .await
+    .unwrap();
+    let url = s.http_url();
+    let body = Some(json!({"type": "t"}));
+    let (status, err) = http_request(
+        &url,
+        "POST",
+        "/v1/channels/arena/messages?scope=public",
+        Some(&other),
+        body.clone(),
+    )
+    .await;
+    assert_eq!((status, code(&err)), (403, "bad_password"));
+    let password = [("x-channel-password", "open-sesame")];
+    let (status, ack) = http_request_with(
+        &url,
+        "POST",
+        "/v1/channels/arena/messages?scope=public",
+        Some(&other),
+        body.clone(),
+        &password,
+    )
+    .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(a.message("arena").await["offset"], ack["offset"]);
+    // The same name in the other tenant's private scope is another channel, unaffected.
+    let (status, _) = http_request(
+        &url,
+        "POST",
+        "/v1/channels/arena/messages",
+        Some(&other),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    a.assert_none(Duration::from_millis(100), |g| g.event == "message")
+        .await;
+}
