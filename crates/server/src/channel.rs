@@ -290,11 +290,7 @@ impl Channel {
             state: Mutex::new(State {
                 next_offset: head + 1,
                 head,
-                first_available: if bounds.first == 0 {
-                    head + 1
-                } else {
-                    bounds.first
-                },
+                first_available: bounds.first,
                 last_ts,
                 ring,
                 dedup,
@@ -873,11 +869,7 @@ impl Channel {
             })
             .await?;
         let mut s = self.state.lock();
-        s.first_available = if bounds.first == 0 {
-            s.head + 1
-        } else {
-            bounds.first
-        };
+        s.first_available = bounds.first.max(s.first_available);
         let first = s.first_available;
         while s
             .ring

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS channels (
     max_age_secs INTEGER NOT NULL,    -- 0 = unlimited
     epoch TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    pruned_through INTEGER NOT NULL DEFAULT 0,  -- highest offset retention ever deleted
     UNIQUE (tenant_id, name)
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -92,9 +93,9 @@ pub struct KeyRow {
 /// What the first and last stored offsets of a channel are.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreStats {
-    /// Lowest stored offset (0 when none).
+    /// The first offset still stored (`last + 1` when none is).
     pub first: u64,
-    /// Highest stored offset (0 when none).
+    /// The channel's head: the highest offset ever stored (0 when none).
     pub last: u64,
     /// Newest stored timestamp (0 when none).
     pub last_ts: i64,
@@ -504,17 +505,33 @@ pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()>
     tx.commit()
 }
 
-/// First and last stored offsets.
+/// First and last offsets: of the stored messages, or past what retention deleted.
 pub(crate) fn bounds(conn: &Connection, channel_id: i64) -> rusqlite::Result<StoreStats> {
-    conn.prepare_cached(
-        "SELECT MIN(offset), MAX(offset), MAX(ts) FROM messages WHERE channel_id = ?1",
-    )?
-    .query_row([channel_id], |r| {
-        Ok(StoreStats {
-            first: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
-            last: r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
-            last_ts: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-        })
+    let (first, last, last_ts) = conn
+        .prepare_cached(
+            "SELECT MIN(offset), MAX(offset), MAX(ts) FROM messages WHERE channel_id = ?1",
+        )?
+        .query_row([channel_id], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+                r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
+                r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            ))
+        })?;
+    let pruned: i64 = conn
+        .prepare_cached("SELECT pruned_through FROM channels WHERE id = ?1")?
+        .query_row([channel_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let pruned = pruned as u64;
+    Ok(StoreStats {
+        first: if first == 0 {
+            last.max(pruned) + 1
+        } else {
+            first
+        },
+        last: last.max(pruned),
+        last_ts,
     })
 }
 
@@ -614,19 +631,31 @@ pub(crate) fn history(
         .collect()
 }
 
-/// Deletes messages beyond retention; returns how many were deleted.
+/// Deletes messages beyond retention and records the highest offset deleted, so the channel's
+/// offsets continue after a restart even when retention emptied it.
 pub(crate) fn prune(
     conn: &Connection,
     channel_id: i64,
     below_offset: u64,
     before_ts: i64,
 ) -> rusqlite::Result<usize> {
-    conn.prepare_cached("DELETE FROM messages WHERE channel_id = ?1 AND (offset < ?2 OR ts < ?3)")?
-        .execute(params![
-            channel_id,
-            below_offset.min(i64::MAX as u64) as i64,
-            before_ts
-        ])
+    let below = below_offset.min(i64::MAX as u64) as i64;
+    let tx = conn.unchecked_transaction()?;
+    let highest: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MAX(offset) FROM messages WHERE channel_id = ?1 AND (offset < ?2 OR ts < ?3)",
+        )?
+        .query_row(params![channel_id, below, before_ts], |r| r.get(0))?;
+    let Some(highest) = highest else { return Ok(0) };
+    let deleted = tx
+        .prepare_cached("DELETE FROM messages WHERE channel_id = ?1 AND offset <= ?2")?
+        .execute(params![channel_id, highest])?;
+    tx.execute(
+        "UPDATE channels SET pruned_through = MAX(pruned_through, ?2) WHERE id = ?1",
+        params![channel_id, highest],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -326,3 +326,68 @@ async fn replay_from_the_cache_applies_the_join_filters() {
 async fn replay_from_disk_applies_the_join_filters() {
     filtered_replay_case(2).await;
 }
+
+#[tokio::test]
+async fn offsets_continue_after_retention_empties_a_channel_and_the_server_restarts() {
+    let mut s = TestServer::with(|c| c.storage.retention_interval_ms = 100).await;
+    let (status, created) = s
+        .http(
+            "POST",
+            "/v1/channels",
+            Some(json!({"name": "aging", "retention": {"max_age_secs": 1}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for i in 1..=3 {
+        let (_, ack) = s
+            .http(
+                "POST",
+                "/v1/channels/aging/messages",
+                Some(json!({"type": "n", "data": i})),
+            )
+            .await;
+        assert_eq!(ack["offset"], i);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, info) = s.http("GET", "/v1/channels/aging", None).await;
+        if info["first_available"] == 4 {
+            assert_eq!(info["head"], 3);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "age retention never ran: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.restart().await;
+    let (_, info) = s.http("GET", "/v1/channels/aging", None).await;
+    assert_eq!(
+        (info["head"].as_u64(), info["first_available"].as_u64()),
+        (Some(3), Some(4)),
+        "{info}"
+    );
+    assert_eq!(info["epoch"], created["epoch"]);
+    let (_, ack) = s
+        .http(
+            "POST",
+            "/v1/channels/aging/messages",
+            Some(json!({"type": "n"})),
+        )
+        .await;
+    assert_eq!(ack["offset"], 4, "offsets are never reused within an epoch");
+    let mut a = s.raw().await;
+    let joined = a
+        .join(
+            "aging",
+            json!({"agent_name": "r", "since": 1, "epoch": created["epoch"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        joined["gap"],
+        json!({"reason": "retention", "first_available": 4})
+    );
+    assert_eq!(a.message("aging").await["offset"], 4);
+}
