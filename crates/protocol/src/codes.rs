@@ -98,6 +98,8 @@ error_codes! {
     Internal = "internal",
     /// The resource does not exist.
     NotFound = "not_found",
+    /// The HTTP method is not supported on this route.
+    MethodNotAllowed = "method_not_allowed",
 }
 
 impl fmt::Display for ErrorCode {
@@ -147,8 +149,6 @@ pub enum CloseCode {
     SlowConsumer = 4000,
     /// No heartbeat within the timeout: reconnect.
     HeartbeatTimeout = 4001,
-    /// The server is at `max_connections`: reconnect later.
-    TooManyConnections = 4002,
     /// The API key is invalid or revoked: do not reconnect with it.
     InvalidKey = 4500,
     /// No authentication in time: fix the client before reconnecting.
@@ -174,7 +174,6 @@ impl CloseCode {
             CloseCode::GoingAway => ErrorCode::ServerShutdown,
             CloseCode::SlowConsumer => ErrorCode::SlowConsumer,
             CloseCode::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
-            CloseCode::TooManyConnections => ErrorCode::TooManyConnections,
             CloseCode::InvalidKey => ErrorCode::InvalidKey,
             CloseCode::AuthTimeout => ErrorCode::AuthTimeout,
             CloseCode::FrameTooLarge => ErrorCode::FrameTooLarge,

@@ -625,8 +625,8 @@ impl Channel {
             ephemeral,
             attachments: p.attachments,
         };
-        self.metrics.messages_in.inc();
         if ephemeral {
+            self.metrics.messages_in.inc();
             let frame = message_frame(&self.topic, &message);
             self.fan_out(s, &message, &frame);
             drop(guard);
@@ -667,6 +667,7 @@ impl Channel {
             }
             return Ok(());
         }
+        self.metrics.messages_in.inc();
         let offset = s.next_offset;
         s.next_offset += 1;
         message.offset = Some(offset);

@@ -124,12 +124,27 @@ pub struct SqliteStore {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     failed: Arc<AtomicBool>,
+    /// The data directory's lock, held until `close`.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and starts the writer thread.
     pub fn open(dir: &Path, config: &StorageConfig, observer: CommitObserver) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
+        // One server per data directory: two writers would hand out the same offsets.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(unavailable)?;
+        if lock.try_lock().is_err() {
+            return Err(unavailable(format!(
+                "{} is in use by another switchboard process; stop it or pick another --data-dir",
+                dir.display()
+            )));
+        }
         let path = dir.join("switchboard.db");
         let conn = Connection::open(&path).map_err(unavailable)?;
         let sync = match config.durability {
@@ -155,6 +170,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(thread)),
             readers: Mutex::new(Vec::new()),
             failed,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -182,6 +198,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        if self.is_failed() {
+            return Err(unavailable("an earlier commit failed; restart the server"));
+        }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(f(conn));
@@ -230,6 +249,7 @@ impl SqliteStore {
             let _ = thread.join();
         }
         self.readers.lock().clear();
+        self.lock.lock().take();
     }
 
     fn send(&self, op: WriteOp) -> std::result::Result<(), WriteOp> {

@@ -38,6 +38,12 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/v1/channels/{name}/messages", get(history).post(publish))
         .route("/v1/channels/{name}/presence", get(presence))
         .fallback(|| async { err!(NotFound, "no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            err!(
+                MethodNotAllowed,
+                "this route does not take that method; see /openapi.json"
+            )
+        })
 }
 
 /// The authenticated caller of an HTTP request.
@@ -54,7 +60,9 @@ impl FromRequestParts<Arc<App>> for Auth {
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
             .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))?;
         Ok(Auth(app.keys.verify(key.trim())?))
     }
@@ -63,16 +71,31 @@ impl FromRequestParts<Arc<App>> for Auth {
 /// A JSON body whose errors come out as `invalid_payload`.
 pub struct Body<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Arc<App>> for Body<T> {
     type Rejection = Error;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self> {
-        let bytes = Bytes::from_request(req, state)
+    async fn from_request(req: axum::extract::Request, app: &Arc<App>) -> Result<Self> {
+        let bytes = Bytes::from_request(req, app)
             .await
             .map_err(|e| err!(MessageTooLarge, "request body: {e}"))?;
+        app.metrics.bytes_in.inc_by(bytes.len() as u64);
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|e| err!(InvalidPayload, "request body: {e}"))
+    }
+}
+
+/// Query parameters whose errors come out as `invalid_payload`.
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| err!(InvalidPayload, "query string: {}", e.body_text()))
     }
 }
 
@@ -231,7 +254,7 @@ async fn get_channel(
     State(app): State<Arc<App>>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    Query(q): Query<ScopeParam>,
+    Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<Json<ChannelInfo>> {
     Ok(Json(info(
@@ -243,7 +266,7 @@ async fn delete_channel(
     State(app): State<Arc<App>>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    Query(q): Query<ScopeParam>,
+    Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
     find(&app, &who, q.scope, &name, &headers).await?;
@@ -270,7 +293,7 @@ async fn publish(
     State(app): State<Arc<App>>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    Query(q): Query<ScopeParam>,
+    Params(q): Params<ScopeParam>,
     headers: HeaderMap,
     Body(body): Body<HttpPublish>,
 ) -> Result<Json<PublishAck>> {
@@ -311,11 +334,10 @@ async fn history(
     State(app): State<Arc<App>>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    Query(q): Query<ScopeParam>,
-    query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ScopeParam>,
+    Params(query): Params<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Json<HistoryPage>> {
-    let Query(query) = query.map_err(|e| err!(InvalidPayload, "history query: {e}"))?;
     let channel = find(&app, &who, q.scope, &name, &headers).await?;
     Ok(Json(channel.history(query, None).await?))
 }
@@ -324,7 +346,7 @@ async fn presence(
     State(app): State<Arc<App>>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    Query(q): Query<ScopeParam>,
+    Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<Json<PresenceState>> {
     Ok(Json(

@@ -275,7 +275,41 @@ async fn http_requires_a_valid_key() {
     assert_eq!((status, code(&err)), (401, "invalid_key"));
     let (status, health) = http_request(&s.http_url(), "GET", "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, err) = s.http("GET", "/v1/channels/x?scope=bogus", None).await;
+    assert_eq!((status, code(&err)), (400, "invalid_payload"));
+    let (status, err) = s.http("PUT", "/v1/channels/x", None).await;
+    assert_eq!((status, code(&err)), (405, "method_not_allowed"));
+    let (status, err) = s.http("GET", "/v2/nothing", None).await;
+    assert_eq!((status, code(&err)), (404, "not_found"));
+    let lower = [("Authorization", format!("bearer {}", s.key))];
+    let lower: Vec<(&str, &str)> = lower.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _) = http_request_with(
+        &s.http_url(),
+        "POST",
+        "/v1/channels",
+        None,
+        Some(json!({"name": "lc"})),
+        &lower,
+    )
+    .await;
+    assert_eq!(status, 201, "the auth scheme is case-insensitive");
     let (status, api) = http_request(&s.http_url(), "GET", "/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
+}
+
+#[tokio::test]
+async fn a_data_directory_serves_one_server_at_a_time() {
+    let s = TestServer::start().await;
+    let mut second = s.config.clone();
+    second.server.listen = "127.0.0.1:0".parse().unwrap();
+    let err = switchboard_server::Server::start(second)
+        .await
+        .err()
+        .expect("the second start is refused");
+    assert!(
+        err.to_string()
+            .contains("in use by another switchboard process"),
+        "{err}"
+    );
 }
