@@ -305,9 +305,9 @@ async fn filtered_replay_case(cache_messages: usize) {
         .await
         .unwrap();
     let mut c = s.raw().await;
-    let params =
-        json!({"agent_name": "alice", "since": 0, "event_types": ["alert"], "echo": false});
-    drop(a);
+    // Take alice's name over with its session id (no race with the old socket's cleanup).
+    let params = json!({"agent_name": "alice", "session_id": session, "since": 0,
+                        "event_types": ["alert"], "echo": false});
     c.join("mixed", params).await.unwrap();
     // Only bob's alerts: not alice's own (echo off), not chat, not the direct message to bob.
     for expected in [3, 6, 9, 12] {
