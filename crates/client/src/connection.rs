@@ -297,20 +297,14 @@ impl Connection {
         self.healthy = false;
         self.socket_error = None;
         loop {
-            if !self.outbox.is_empty() {
-                let mut result = Ok(());
-                for message in self.outbox.drain(..) {
-                    result = ws.feed(message).await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                if let Err(e) = result.and(ws.flush().await) {
-                    return End::Lost(e.to_string());
-                }
-            }
+            // A close from the server ends the socket before anything else is written to it.
             if let Some(end) = self.end.take() {
                 return end;
+            }
+            if !self.outbox.is_empty()
+                && let Err(e) = write_all(ws, &mut self.outbox).await
+            {
+                return End::Lost(e.to_string());
             }
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -756,6 +750,17 @@ impl Connection {
             }
         }
     }
+}
+
+/// Writes every queued frame, then flushes once.
+async fn write_all(
+    ws: &mut Socket,
+    outbox: &mut Vec<WsMessage>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for message in outbox.drain(..) {
+        ws.feed(message).await?;
+    }
+    ws.flush().await
 }
 
 /// Fails a channel's waiting requests; dropping it ends the application's event stream.

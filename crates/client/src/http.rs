@@ -278,11 +278,12 @@ impl HttpClient {
 
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::Connection(format!("HTTP request timed out: {e}"))
+            let what = if e.is_timeout() {
+                "HTTP request timed out"
             } else {
-                Error::Connection(format!("HTTP request failed: {e}"))
-            }
+                "HTTP request failed"
+            };
+            Error::Connection(format!("{what}: {}", with_causes(&e)))
         })
     }
 
@@ -294,6 +295,21 @@ impl HttpClient {
             .map_err(|e| Error::Connection(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("HTTP response: {e}")))
     }
+}
+
+/// An error and its causes, `a: b: c` (reqwest's own message leaves the cause out).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// `base/segments…`, with `?scope=public` for public channels; segments are percent-encoded.

@@ -1,0 +1,267 @@
+//! The client subcommands against a real server on port 0, run as the built binary.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use switchboard_server::{Config, Server};
+
+struct Env {
+    server: Server,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.data_dir = dir.path().to_owned();
+    let server = Server::start(config).await.unwrap();
+    let key = server.bootstrap_key.clone().unwrap();
+    Env {
+        server,
+        key,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(args)
+            .arg("--url")
+            .arg(self.server.ws_url())
+            .env("SWITCHBOARD_API_KEY", &self.key)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.cmd(args);
+        let output = tokio::task::spawn_blocking(move || cmd.output());
+        tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .expect("the command finishes")
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_listen_history_presence() {
+    let env = start().await;
+    let send = ["send", "--channel", "lobby", "--agent", "alice"];
+    let out = env
+        .ok(&[&send[..], &[r#"{"text":"hello"}"#]].concat())
+        .await;
+    assert_eq!(out, "1\n");
+    let out = env
+        .ok(&[&send[..], &["--type", "dm", "--to", "bob", r#""psst""#]].concat())
+        .await;
+    assert_eq!(out, "2\n");
+    let out = env
+        .ok(&[&send[..], &["--ephemeral", "--id", "blip-1", "1"]].concat())
+        .await;
+    assert_eq!(out, "blip-1\n", "an ephemeral send prints its id");
+    let out = env.ok(&[&send[..], &["--id", "fixed", "3"]].concat()).await;
+    assert_eq!(out, "3\n");
+    let out = env.ok(&[&send[..], &["--id", "fixed", "3"]].concat()).await;
+    assert_eq!(
+        out, "3\n",
+        "a repeated id is acknowledged with the original offset"
+    );
+
+    // Replay from the start: the direct message to bob is visible to bob.
+    let out = env
+        .ok(&[
+            "listen",
+            "--channel",
+            "lobby",
+            "--agent",
+            "bob",
+            "--since",
+            "0",
+            "--count",
+            "3",
+        ])
+        .await;
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["data"]["text"], "hello");
+    assert_eq!(
+        (lines[1]["type"].as_str(), lines[1]["to"].as_str()),
+        (Some("dm"), Some("bob"))
+    );
+    assert_eq!(lines[2]["offset"], 3);
+
+    let out = env.ok(&["history", "--channel", "lobby"]).await;
+    assert_eq!(json_lines(&out).len(), 3);
+    let out = env
+        .ok(&[
+            "history",
+            "--channel",
+            "lobby",
+            "--limit",
+            "1",
+            "--backward",
+        ])
+        .await;
+    assert_eq!(json_lines(&out)[0]["offset"], 3);
+    let out = env
+        .ok(&[
+            "history",
+            "--channel",
+            "lobby",
+            "--from",
+            "2",
+            "--to",
+            "2",
+            "--type",
+            "dm",
+            "--sender",
+            "alice",
+        ])
+        .await;
+    assert_eq!(json_lines(&out)[0]["offset"], 2);
+
+    // A live listener: it shows up in presence and prints what is sent after it joined.
+    let mut listener = env
+        .cmd(&[
+            "listen",
+            "--channel",
+            "lobby",
+            "--agent",
+            "carol",
+            "--count",
+            "1",
+            "--type",
+            "chat",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut present = Vec::new();
+    for _ in 0..100 {
+        present = json_lines(&env.ok(&["presence", "--channel", "lobby"]).await);
+        if !present.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(present.len(), 1);
+    assert_eq!(present[0]["name"], "carol");
+    assert!(present[0]["joined_at"].as_i64().unwrap() > 0);
+    env.ok(&[&send[..], &["--type", "other", "0"]].concat())
+        .await;
+    env.ok(&[&send[..], &["--type", "chat", r#"{"n":5}"#]].concat())
+        .await;
+    let stdout = listener.stdout.take().unwrap();
+    let read = tokio::task::spawn_blocking(move || {
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        (line, listener.wait().unwrap())
+    });
+    let (line, status) = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("listen prints and exits")
+        .unwrap();
+    let m: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (m["type"].as_str(), m["data"]["n"].as_i64()),
+        (Some("chat"), Some(5))
+    );
+    assert!(status.success(), "listen exits after --count messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_print_their_code_and_exit_1() {
+    let env = start().await;
+    env.ok(&[
+        "send",
+        "--channel",
+        "safe",
+        "--password",
+        "pw",
+        "--agent",
+        "a",
+        "1",
+    ])
+    .await;
+    let out = env
+        .run(&[
+            "send",
+            "--channel",
+            "safe",
+            "--password",
+            "nope",
+            "--agent",
+            "b",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: bad_password: "), "{stderr}");
+
+    let out = env.run(&["history", "--channel", "missing"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: channel_not_found: "), "{stderr}");
+
+    let out = env
+        .run(&["send", "--channel", "x", "--agent", "a", "not json"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+
+    let out = env
+        .run(&[
+            "send",
+            "--channel",
+            "x",
+            "--agent",
+            "a",
+            "--key",
+            "sk_bad",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: invalid_key: "), "{stderr}");
+
+    // Nothing listens on port 1.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.args([
+        "presence",
+        "--channel",
+        "x",
+        "--url",
+        "ws://127.0.0.1:1",
+        "--key",
+        "k",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: connection failed"), "{stderr}");
+}
