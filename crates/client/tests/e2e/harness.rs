@@ -118,6 +118,7 @@ pub async fn assert_no_message(channel: &mut Channel, within: Duration) {
 /// A TCP proxy to `target`: `cut()` drops every connection through it, like a network failure.
 pub struct Proxy {
     pub addr: SocketAddr,
+    freeze: tokio::sync::watch::Sender<()>,
     /// How many connections the proxy accepted.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -131,13 +132,24 @@ impl Proxy {
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let registry = links.clone();
         let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (freeze, freeze_rx) = tokio::sync::watch::channel(());
         let count = accepted.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut freeze = freeze_rx.clone();
+                // Only connections open at the time of a freeze freeze.
+                freeze.borrow_and_update();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = freeze.changed() => {
+                            // Hold both sockets open and silent, like a dead network path.
+                            std::future::pending::<()>().await;
+                        }
                     }
                 });
                 registry.lock().unwrap().push(link);
@@ -145,6 +157,7 @@ impl Proxy {
         });
         Proxy {
             addr,
+            freeze,
             accepted,
             links,
             accept,
@@ -158,6 +171,11 @@ impl Proxy {
     /// How many connections the proxy accepted so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops forwarding on every open connection without closing it; new ones work.
+    pub fn freeze(&self) {
+        self.freeze.send_replace(());
     }
 
     /// Drops every open connection; new ones are accepted again.

@@ -153,3 +153,32 @@ async fn publishes_in_flight_during_a_cut_are_stored_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_detected_by_heartbeats() {
+    let s = TestServer::start().await;
+    let proxy = Proxy::start(s.addr()).await;
+    let config = fast(ClientConfig::new(proxy.url(), &s.key))
+        .with_heartbeat_interval(Duration::from_millis(100));
+    let client = Client::connect(config).await.unwrap();
+    let mut reader = client
+        .join("feed", JoinParams::new("reader"))
+        .await
+        .unwrap();
+    let writer = s
+        .client()
+        .await
+        .join("feed", JoinParams::new("writer"))
+        .await
+        .unwrap();
+    writer.publish(Publish::new("n", &1)).await.unwrap();
+    assert_eq!(next_message(&mut reader).await.offset, Some(1));
+
+    proxy.freeze();
+    writer.publish(Publish::new("n", &2)).await.unwrap();
+    // No close ever arrives: only the missing heartbeat replies reveal the dead socket.
+    let early = until_reconnected(&mut reader).await;
+    assert!(early.is_empty(), "{early:?}");
+    assert_eq!(proxy.connections(), 2);
+    assert_eq!(next_message(&mut reader).await.offset, Some(2));
+}
