@@ -143,6 +143,9 @@ impl ChannelSender {
     /// reconnect and the server acknowledges the original instead of storing it twice. Ephemeral
     /// publishes are never re-sent: one in flight when the connection drops fails with
     /// [`Error::Disconnected`]. Publishes with attachments go as binary frames.
+    ///
+    /// A publish that fails with [`Error::Timeout`] may still be stored; to retry it safely,
+    /// give it your own `id` and publish again with the same one.
     pub async fn publish(&self, mut publish: Publish) -> Result<PublishAck> {
         if !publish.ephemeral && publish.id.is_none() {
             publish.id = Some(random_id());

@@ -107,8 +107,7 @@ impl Client {
             respond,
         })?;
         match tokio::time::timeout(self.inner.config.request_timeout, reply).await {
-            Ok(Ok(Ok((join_reply, watch)))) => {
-                let _ = join_reply;
+            Ok(Ok(Ok((_reply, watch)))) => {
                 Ok(Channel::new(self.clone(), channel, topic, events_rx, watch))
             }
             Ok(Ok(Err(e))) => Err(e),
