@@ -786,13 +786,7 @@ fn close_reason(code: u16, reason: &str, socket_error: Option<ErrorReply>) -> Er
     if let Some(reply) = socket_error {
         return reply;
     }
-    let known = [
-        CloseCode::InvalidKey,
-        CloseCode::AuthTimeout,
-        CloseCode::FrameTooLarge,
-    ]
-    .into_iter()
-    .find(|c| c.code() == code);
+    let known = CloseCode::from_code(code);
     let error_code = match known {
         Some(c) => c.error_code(),
         None => ErrorCode::parse(reason).unwrap_or(ErrorCode::Internal),

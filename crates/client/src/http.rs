@@ -6,10 +6,10 @@
 use crate::config::{ClientConfig, http_base_url};
 use crate::error::{Error, Result};
 use reqwest::{Method, RequestBuilder, Url};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use switchboard_protocol::{
-    ErrorReply, HistoryPage, HistoryQuery, Millis, PresenceState, Publish, PublishAck, Scope,
+    ErrorReply, HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck, Scope,
 };
 
 /// Header carrying the password of a public channel.
@@ -17,127 +17,7 @@ const PASSWORD_HEADER: &str = "x-channel-password";
 /// Most bytes of an unreadable error body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 512;
 
-/// Whether a channel stores its messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoragePolicy {
-    /// Messages get offsets and are kept for history and resume (default).
-    #[default]
-    Persistent,
-    /// Messages are delivered to agents present and never stored.
-    Ephemeral,
-}
-
-/// How long a persistent channel keeps its messages; absent bounds are unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retention {
-    /// Keep at most this many messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_messages: Option<u64>,
-    /// Keep messages at most this many seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age_secs: Option<u64>,
-}
-
-/// The body of `POST /v1/channels`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreateChannel {
-    /// The channel name.
-    pub name: String,
-    /// `private` (default) or `public`.
-    #[serde(default)]
-    pub scope: Scope,
-    /// The password later joins must give.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// Persistent (default) or ephemeral.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<StoragePolicy>,
-    /// Retention bounds (persistent channels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<Retention>,
-}
-
-impl CreateChannel {
-    /// A private, persistent channel with default retention and no password.
-    pub fn new(name: impl Into<String>) -> Self {
-        CreateChannel {
-            name: name.into(),
-            scope: Scope::Private,
-            password: None,
-            storage: None,
-            retention: None,
-        }
-    }
-}
-
-/// What the server tells about a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "ChannelInfoWire")]
-pub struct ChannelInfo {
-    /// The channel name.
-    pub name: String,
-    /// Its scope.
-    pub scope: Scope,
-    /// Its epoch: offsets are comparable only within one epoch.
-    pub epoch: String,
-    /// The last persisted offset (0 when empty).
-    pub head: u64,
-    /// The oldest offset still kept.
-    pub first_available: u64,
-    /// Whether it stores messages.
-    pub persistent: bool,
-    /// Its retention bounds (0 means unlimited).
-    pub retention: Retention,
-    /// Whether joins need a password.
-    pub has_password: bool,
-    /// Creation time, ms since the Unix epoch.
-    pub created_at: Millis,
-    /// How many agents are present.
-    pub agents: u64,
-}
-
-/// Channel info as sent: the spec names the storage flag `persistent`, the server may send
-/// `storage` instead; both are accepted.
-#[derive(Deserialize)]
-struct ChannelInfoWire {
-    name: String,
-    #[serde(default)]
-    scope: Scope,
-    epoch: String,
-    head: u64,
-    first_available: u64,
-    #[serde(default)]
-    persistent: Option<bool>,
-    #[serde(default)]
-    storage: Option<StoragePolicy>,
-    #[serde(default)]
-    retention: Retention,
-    #[serde(default)]
-    has_password: bool,
-    created_at: Millis,
-    #[serde(default)]
-    agents: u64,
-}
-
-impl From<ChannelInfoWire> for ChannelInfo {
-    fn from(w: ChannelInfoWire) -> Self {
-        ChannelInfo {
-            name: w.name,
-            scope: w.scope,
-            epoch: w.epoch,
-            head: w.head,
-            first_available: w.first_available,
-            persistent: w
-                .persistent
-                .unwrap_or(w.storage != Some(StoragePolicy::Ephemeral)),
-            retention: w.retention,
-            has_password: w.has_password,
-            created_at: w.created_at,
-            agents: w.agents,
-        }
-    }
-}
+pub use switchboard_protocol::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
 
 /// A client of the HTTP API, authenticated with a bearer key. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -377,25 +257,6 @@ mod tests {
             endpoint(&base, &["healthz"], Scope::Private).as_str(),
             "https://example.com/sb/healthz"
         );
-    }
-
-    #[test]
-    fn channel_info_shapes() {
-        let spec: ChannelInfo = serde_json::from_str(
-            r#"{"name":"r","scope":"private","epoch":"e","head":3,"first_available":1,
-                "persistent":false,"retention":{},"created_at":5,"agents":2}"#,
-        )
-        .unwrap();
-        assert!(!spec.persistent);
-        assert_eq!(spec.agents, 2);
-        let server: ChannelInfo = serde_json::from_str(
-            r#"{"name":"r","scope":"public","epoch":"e","head":3,"first_available":1,
-                "storage":"persistent","retention":{"max_messages":0,"max_age_secs":0},
-                "has_password":true,"created_at":5,"agents":0}"#,
-        )
-        .unwrap();
-        assert!(server.persistent && server.has_password);
-        assert_eq!(server.retention.max_messages, Some(0));
     }
 
     #[test]

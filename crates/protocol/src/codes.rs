@@ -163,6 +163,20 @@ impl CloseCode {
         self as u16
     }
 
+    /// The close code with this number, if the server sends it.
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        [
+            CloseCode::GoingAway,
+            CloseCode::SlowConsumer,
+            CloseCode::HeartbeatTimeout,
+            CloseCode::InvalidKey,
+            CloseCode::AuthTimeout,
+            CloseCode::FrameTooLarge,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+
     /// Whether a client should reconnect after this close.
     pub fn should_reconnect(code: u16) -> bool {
         code < 4500
@@ -201,5 +215,7 @@ mod tests {
         assert!(CloseCode::should_reconnect(CloseCode::SlowConsumer.code()));
         assert!(CloseCode::should_reconnect(CloseCode::GoingAway.code()));
         assert!(!CloseCode::should_reconnect(CloseCode::InvalidKey.code()));
+        assert_eq!(CloseCode::from_code(4500), Some(CloseCode::InvalidKey));
+        assert_eq!(CloseCode::from_code(4999), None);
     }
 }

@@ -5,6 +5,7 @@
 //! presence) and its stable error codes live beside it. Nothing here does I/O, so the
 //! server, the Rust SDK and property tests all share one definition of every byte.
 
+pub mod channel;
 pub mod codes;
 pub mod frame;
 pub mod history;
@@ -13,9 +14,10 @@ pub mod limits;
 pub mod message;
 pub mod presence;
 
+pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
 pub use codes::{CloseCode, ErrorCode, ErrorReply};
 pub use frame::{Frame, FrameError, Payload};
-pub use history::{HistoryPage, HistoryQuery};
+pub use history::{Direction, HistoryPage, HistoryQuery};
 pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
 pub use message::{Message, Publish, PublishAck};
 pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};

@@ -16,7 +16,11 @@ async fn http_publish_history_presence_and_channels() {
     create.password = Some("pw".into());
     let info = http.create_channel(&create).await.unwrap();
     assert_eq!(
-        (info.name.as_str(), info.head, info.persistent),
+        (
+            info.name.as_str(),
+            info.head,
+            info.storage == StoragePolicy::Persistent
+        ),
         ("news", 0, true)
     );
     let err = http.create_channel(&create).await.unwrap_err();
@@ -79,7 +83,7 @@ async fn http_publish_history_presence_and_channels() {
     let mut ephemeral = CreateChannel::new("pings");
     ephemeral.storage = Some(StoragePolicy::Ephemeral);
     let info = http.create_channel(&ephemeral).await.unwrap();
-    assert!(!info.persistent);
+    assert_eq!(info.storage, StoragePolicy::Ephemeral);
 
     let bad = HttpClient::new(&s.url(), "sk_nope").unwrap();
     let err = bad

@@ -13,10 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
-use switchboard_protocol::{HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck, Scope};
+use switchboard_protocol::{
+    ChannelInfo, CreateChannel, HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck,
+    Retention, Scope, StoragePolicy,
+};
 use tokio::sync::oneshot;
 
 /// The OpenAPI document of this API.
@@ -127,47 +130,6 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateChannel {
-    name: String,
-    #[serde(default)]
-    scope: Scope,
-    password: Option<String>,
-    #[serde(default)]
-    storage: Option<StoragePolicy>,
-    #[serde(default)]
-    retention: Retention,
-}
-
-#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum StoragePolicy {
-    Persistent,
-    Ephemeral,
-}
-
-#[derive(Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Retention {
-    max_messages: Option<u64>,
-    max_age_secs: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ChannelInfo {
-    name: String,
-    scope: Scope,
-    epoch: String,
-    head: u64,
-    first_available: u64,
-    storage: StoragePolicy,
-    retention: Retention,
-    has_password: bool,
-    created_at: i64,
-    agents: usize,
-}
-
 fn info(channel: &Channel) -> ChannelInfo {
     let (head, first_available) = channel.offsets();
     ChannelInfo {
@@ -187,7 +149,7 @@ fn info(channel: &Channel) -> ChannelInfo {
         },
         has_password: channel.row.password_hash.is_some(),
         created_at: channel.row.created_at,
-        agents: channel.agent_count(),
+        agents: channel.agent_count() as u64,
     }
 }
 
@@ -199,8 +161,8 @@ async fn create_channel(
     let options = CreateOptions {
         password: body.password,
         persistent: body.storage.map(|s| s == StoragePolicy::Persistent),
-        max_messages: body.retention.max_messages,
-        max_age_secs: body.retention.max_age_secs,
+        max_messages: body.retention.as_ref().and_then(|r| r.max_messages),
+        max_age_secs: body.retention.as_ref().and_then(|r| r.max_age_secs),
     };
     let (channel, created) = app
         .hub
