@@ -1,6 +1,6 @@
 //! `switchboard history`: read a channel's history over HTTP.
 
-use super::{ConnectArgs, ScopeArg, print_json_line};
+use super::{ChannelArgs, ConnectArgs, print_json_line};
 use clap::Args;
 use switchboard_client::{HistoryQuery, protocol::history::Direction};
 
@@ -9,15 +9,8 @@ use switchboard_client::{HistoryQuery, protocol::history::Direction};
 pub struct HistoryArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Channel name.
-    #[arg(long)]
-    channel: String,
-    /// Password of a public channel that has one.
-    #[arg(long)]
-    password: Option<String>,
-    /// Channel scope.
-    #[arg(long, value_enum, default_value_t)]
-    scope: ScopeArg,
+    #[command(flatten)]
+    target: ChannelArgs,
     /// Lowest offset (inclusive).
     #[arg(long = "from", value_name = "OFFSET")]
     from_offset: Option<u64>,
@@ -40,7 +33,7 @@ pub struct HistoryArgs {
 
 /// Runs `switchboard history`.
 pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
-    let http = args.connect.http(args.password.clone())?;
+    let http = args.connect.http(args.target.password.clone())?;
     let query = HistoryQuery {
         from_offset: args.from_offset,
         to_offset: args.to_offset,
@@ -55,7 +48,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         ..HistoryQuery::default()
     };
     let page = http
-        .history(&args.channel, &query, args.scope.into())
+        .history(&args.target.channel, &query, args.target.scope.into())
         .await?;
     for message in &page.messages {
         print_json_line(message)?;

@@ -1,6 +1,6 @@
 //! `switchboard listen`: join a channel and print each message as one JSON line.
 
-use super::{ConnectArgs, ScopeArg, print_json_line};
+use super::{ChannelArgs, ConnectArgs, print_json_line};
 use clap::Args;
 use switchboard_client::{ChannelEvent, GapReason, JoinParams};
 
@@ -9,15 +9,8 @@ use switchboard_client::{ChannelEvent, GapReason, JoinParams};
 pub struct ListenArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Channel name.
-    #[arg(long)]
-    channel: String,
-    /// Channel password (sets it if this join creates the channel).
-    #[arg(long)]
-    password: Option<String>,
-    /// Channel scope.
-    #[arg(long, value_enum, default_value_t)]
-    scope: ScopeArg,
+    #[command(flatten)]
+    target: ChannelArgs,
     /// Agent name to listen as.
     #[arg(long)]
     agent: String,
@@ -39,13 +32,13 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     }
     let client = args.connect.connect().await?;
     let mut params = JoinParams::new(&args.agent);
-    params.password = args.password.clone();
-    params.scope = args.scope.into();
+    params.password = args.target.password.clone();
+    params.scope = args.target.scope.into();
     params.since = args.since;
     if !args.types.is_empty() {
         params.event_types = Some(args.types.clone());
     }
-    let mut channel = client.join(&args.channel, params).await?;
+    let mut channel = client.join(&args.target.channel, params).await?;
     let mut seen = 0u64;
     let outcome = loop {
         let event = tokio::select! {

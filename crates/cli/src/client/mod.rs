@@ -40,6 +40,21 @@ impl ConnectArgs {
     }
 }
 
+/// Which channel, and how to get in.
+#[derive(Debug, Clone, Args)]
+pub struct ChannelArgs {
+    /// Channel name.
+    #[arg(long)]
+    pub channel: String,
+    /// Channel password (a join that creates the channel sets it; over HTTP, needed for
+    /// public channels that have one).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Channel scope.
+    #[arg(long, value_enum, default_value_t)]
+    pub scope: ScopeArg,
+}
+
 /// A channel's namespace, as a flag.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum ScopeArg {

@@ -1,6 +1,6 @@
 //! `switchboard presence`: list the agents present in a channel over HTTP.
 
-use super::{ConnectArgs, ScopeArg, print_json_line};
+use super::{ChannelArgs, ConnectArgs, print_json_line};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -11,15 +11,8 @@ use switchboard_client::PresenceState;
 pub struct PresenceArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Channel name.
-    #[arg(long)]
-    channel: String,
-    /// Password of a public channel that has one.
-    #[arg(long)]
-    password: Option<String>,
-    /// Channel scope.
-    #[arg(long, value_enum, default_value_t)]
-    scope: ScopeArg,
+    #[command(flatten)]
+    target: ChannelArgs,
 }
 
 /// One printed line.
@@ -32,8 +25,10 @@ struct Agent<'a> {
 
 /// Runs `switchboard presence`.
 pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
-    let http = args.connect.http(args.password.clone())?;
-    let presence = http.presence(&args.channel, args.scope.into()).await?;
+    let http = args.connect.http(args.target.password.clone())?;
+    let presence = http
+        .presence(&args.target.channel, args.target.scope.into())
+        .await?;
     for agent in agents(&presence) {
         print_json_line(&agent)?;
     }

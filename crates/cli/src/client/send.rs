@@ -1,6 +1,6 @@
 //! `switchboard send`: join, publish one message, print its offset.
 
-use super::{ConnectArgs, ScopeArg};
+use super::{ChannelArgs, ConnectArgs};
 use anyhow::Context;
 use clap::Args;
 use std::io::Read;
@@ -12,15 +12,8 @@ use switchboard_client::{JoinParams, Publish, PublishAck};
 pub struct SendArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Channel name.
-    #[arg(long)]
-    channel: String,
-    /// Channel password (sets it if this join creates the channel).
-    #[arg(long)]
-    password: Option<String>,
-    /// Channel scope.
-    #[arg(long, value_enum, default_value_t)]
-    scope: ScopeArg,
+    #[command(flatten)]
+    target: ChannelArgs,
     /// Agent name to send as.
     #[arg(long)]
     agent: String,
@@ -58,12 +51,12 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
 
     let client = args.connect.connect().await?;
     let mut params = JoinParams::new(&args.agent);
-    params.password = args.password.clone();
-    params.scope = args.scope.into();
+    params.password = args.target.password.clone();
+    params.scope = args.target.scope.into();
     // This agent only sends: no echo of its own message.
     params.echo = false;
     let outcome = async {
-        let channel = client.join(&args.channel, params).await?;
+        let channel = client.join(&args.target.channel, params).await?;
         let ack = channel.publish(publish).await?;
         channel.leave().await?;
         Ok::<PublishAck, switchboard_client::Error>(ack)
