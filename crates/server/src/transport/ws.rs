@@ -139,26 +139,41 @@ async fn write_loop(
     app: Arc<App>,
 ) {
     loop {
-        tokio::select! {
+        let out = tokio::select! {
             biased;
             _ = conn.closing() => break,
-            out = rx.recv() => {
-                let Some(out) = out else { break };
-                let mut bytes = 0u64;
-                let mut ok = feed(&mut sink, out, &mut bytes).await;
-                let mut frames = 1;
-                while ok && frames < 256 {
-                    let Ok(more) = rx.try_recv() else { break };
-                    ok = feed(&mut sink, more, &mut bytes).await;
-                    frames += 1;
-                }
-                ok = ok && sink.flush().await.is_ok();
-                app.metrics.bytes_out.inc_by(bytes);
-                if !ok {
-                    conn.close(1006, "write failed");
-                    return;
+            out = rx.recv() => out,
+        };
+        let Some(out) = out else { break };
+        let write = async {
+            let mut bytes = 0u64;
+            let mut ok = feed(&mut sink, out, &mut bytes).await;
+            let mut frames = 1;
+            while ok && frames < 256 {
+                let Ok(more) = rx.try_recv() else { break };
+                ok = feed(&mut sink, more, &mut bytes).await;
+                frames += 1;
+            }
+            app.metrics.bytes_out.inc_by(bytes);
+            ok && sink.flush().await.is_ok()
+        };
+        // A peer that stopped reading can block a write forever. On a close request, the write
+        // in progress gets a moment to finish, so the close frame after it stays readable;
+        // a peer that still reads nothing is dropped without one.
+        tokio::pin!(write);
+        let ok = tokio::select! {
+            biased;
+            ok = &mut write => ok,
+            _ = conn.closing() => {
+                match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+                    Ok(true) => break,
+                    _ => return,
                 }
             }
+        };
+        if !ok {
+            conn.close(1006, "write failed");
+            return;
         }
     }
     let (code, reason) = conn
@@ -182,7 +197,7 @@ async fn write_loop(
         sink.send(close_frame(code, &reason)),
     )
     .await;
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
 async fn feed(sink: &mut SplitSink<WebSocket, WsFrame>, out: Outbound, bytes: &mut u64) -> bool {

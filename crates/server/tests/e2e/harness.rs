@@ -78,6 +78,28 @@ impl TestServer {
         .await
     }
 
+    /// A client whose socket receive buffer is tiny, so a peer that stops reading stalls the
+    /// server's writes at once instead of after megabytes of kernel buffering.
+    pub async fn raw_small_buffer(&self) -> Raw {
+        let url = format!(
+            "{}/socket/websocket?vsn=2.0.0&api_key={}",
+            self.ws_url(),
+            self.key
+        );
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.server().local_addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        Raw {
+            ws,
+            next_ref: 0,
+            pending: VecDeque::new(),
+            closed: None,
+        }
+    }
+
     pub async fn raw_with_key(&self, key: &str) -> Raw {
         Raw::connect(&format!(
             "{}/socket/websocket?vsn=2.0.0&api_key={key}",
@@ -349,6 +371,15 @@ impl Raw {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Waits for the socket to end; returns the close code, if a close frame arrived.
+    pub async fn closed_code(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while let Ok(Some(got)) = tokio::time::timeout_at(deadline, self.recv()).await {
+            self.pending.push_back(got);
+        }
+        self.closed.as_ref().map(|c| c.0)
     }
 
     /// Waits for the server to close the socket; returns the close code.

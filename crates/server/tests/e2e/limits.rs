@@ -218,7 +218,7 @@ async fn a_slow_consumer_is_dropped_without_slowing_the_others() {
     let s = TestServer::with(|c| c.limits.outbound_queue = 16).await;
     let mut publisher = s.raw().await;
     let mut fast = s.raw().await;
-    let mut slow = s.raw().await;
+    let mut slow = s.raw_small_buffer().await;
     publisher.join("firehose", agent("pub")).await.unwrap();
     fast.join("firehose", json!({"agent_name": "fast"}))
         .await
@@ -234,7 +234,7 @@ async fn a_slow_consumer_is_dropped_without_slowing_the_others() {
         while last < total {
             last = fast.message("firehose").await["offset"].as_u64().unwrap();
         }
-        last
+        (last, fast)
     });
     for _ in 0..total {
         publisher
@@ -245,18 +245,27 @@ async fn a_slow_consumer_is_dropped_without_slowing_the_others() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        reader.await.unwrap(),
-        total,
-        "the fast subscriber got everything"
-    );
-    assert_eq!(slow.closed_with().await, 4000);
-    let (status, metrics) = s.http("GET", "/metrics", None).await;
-    assert_eq!(status, 200);
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .contains("switchboard_slow_consumers_total 1")
-    );
+    let (last, _fast) = reader.await.unwrap();
+    assert_eq!(last, total, "the fast subscriber got everything");
+    // The server lets go of the stuck connection while its peer still reads nothing.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, metrics) = s.http("GET", "/metrics", None).await;
+        let metrics = metrics.as_str().unwrap().to_owned();
+        if metrics.contains("switchboard_connections 2\n")
+        /* publisher and fast */
+        {
+            assert!(metrics.contains("switchboard_slow_consumers_total 1"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow connection lingers: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A peer that reads nothing cannot even be sent a close frame: the server drops it, and
+    // whatever it had buffered ends either with the 4000 close or with the TCP connection.
+    let code = slow.closed_code().await;
+    assert!(matches!(code, None | Some(4000)), "closed with {code:?}");
 }
