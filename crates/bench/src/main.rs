@@ -5,13 +5,18 @@
 
 mod baseline;
 mod payload;
+mod peers;
 mod proto;
+mod report;
+mod run;
+mod scenarios;
 mod servers;
 mod worker;
 mod ws;
 
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -20,8 +25,59 @@ struct Cli {
     command: Cmd,
 }
 
+/// A scenario of the benchmark plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Fan-out: one publisher to N subscribers, rate stepped up.
+    S1,
+    /// Latency at 10,000 deliveries/s.
+    S3,
+    /// Memory per idle connection.
+    S4,
+    /// Durable publish against the fdatasync floor.
+    S5,
+    /// History reads.
+    S6,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs the suite and writes `<out>/latest.md` and `<out>/latest.json`.
+    Run {
+        /// Scenarios to run (default: all).
+        #[arg(long, value_delimiter = ',')]
+        scenario: Vec<Scenario>,
+        /// Servers to compare (default: all).
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<scenarios::Server>,
+        /// Fewer steps and shorter windows: a smoke run, not for publishing.
+        #[arg(long)]
+        quick: bool,
+        /// Repetitions of each measurement, alternating servers.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Output directory.
+        #[arg(long, default_value = "bench/results")]
+        out: std::path::PathBuf,
+        /// The `switchboard` binary (a release build).
+        #[arg(long, default_value = "target/release/switchboard")]
+        switchboard: std::path::PathBuf,
+    },
+    /// Appends records and fdatasyncs every batch; prints records per second.
+    FsyncFloor {
+        /// Directory for the file.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Bytes per record.
+        #[arg(long, default_value_t = 200)]
+        record_bytes: usize,
+        /// Records per fdatasync.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+        /// How long to run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// The bare tokio WebSocket broadcast server (the physical-limit baseline).
     BaselineServer {
         /// Address to bind.
@@ -50,6 +106,108 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Cmd::Run {
+            scenario,
+            servers,
+            quick,
+            repeats,
+            out,
+            switchboard,
+        } => {
+            let bins = servers::Binaries {
+                switchboard,
+                bench: std::env::current_exe()?,
+            };
+            anyhow::ensure!(
+                bins.switchboard.exists(),
+                "{} not found: cargo build --release -p switchboard",
+                bins.switchboard.display()
+            );
+            let servers = if servers.is_empty() {
+                <scenarios::Server as clap::ValueEnum>::value_variants().to_vec()
+            } else {
+                servers
+            };
+            let scenario = if scenario.is_empty() {
+                <Scenario as clap::ValueEnum>::value_variants().to_vec()
+            } else {
+                scenario
+            };
+            let timing = if quick {
+                run::Timing {
+                    warmup: Duration::from_millis(500),
+                    window: Duration::from_secs(1),
+                    drain: Duration::from_millis(500),
+                }
+            } else {
+                run::Timing {
+                    warmup: Duration::from_secs(1),
+                    window: Duration::from_secs(2),
+                    drain: Duration::from_millis(700),
+                }
+            };
+            let plan = scenarios::Plan {
+                quick,
+                repeats: if quick { 1 } else { repeats },
+                timing,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut results = report::Results {
+                started: String::from_utf8(
+                    std::process::Command::new("date")
+                        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+                        .output()?
+                        .stdout,
+                )?
+                .trim()
+                .to_owned(),
+                machine: report::machine(&bins.switchboard),
+                command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+                ..Default::default()
+            };
+            std::fs::create_dir_all(&out)?;
+            for s in scenario {
+                match s {
+                    Scenario::S1 => {
+                        results.fan_out = rt.block_on(scenarios::fan_out(&bins, &servers, &plan))?
+                    }
+                    Scenario::S3 => {
+                        results.latency = rt.block_on(scenarios::latency(&bins, &servers, &plan))?
+                    }
+                    Scenario::S4 => {
+                        results.memory = rt.block_on(scenarios::memory(&bins, &servers, &plan))?
+                    }
+                    Scenario::S5 => {
+                        results.durable = rt.block_on(scenarios::durable(&bins, &plan))?
+                    }
+                    Scenario::S6 => {
+                        results.history = rt.block_on(scenarios::history(&bins, &plan))?
+                    }
+                }
+                // Write after every scenario, so an interrupted run keeps what it measured.
+                std::fs::write(
+                    out.join("latest.json"),
+                    serde_json::to_string_pretty(&results)?,
+                )?;
+                std::fs::write(out.join("latest.md"), results.markdown())?;
+            }
+            eprintln!("wrote {}/latest.md and latest.json", out.display());
+            Ok(())
+        }
+        Cmd::FsyncFloor {
+            dir,
+            record_bytes,
+            batch,
+            seconds,
+        } => {
+            println!(
+                "{}",
+                scenarios::fsync_floor_loop(&dir, record_bytes, batch, seconds)?
+            );
+            Ok(())
+        }
         Cmd::BaselineServer { listen } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

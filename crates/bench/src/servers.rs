@@ -66,6 +66,18 @@ impl TempDir {
     }
 }
 
+impl Running {
+    /// A running server from its process and, if any, the directory to remove after it.
+    pub fn new(target: Target, child: Child, dir: Option<TempDir>) -> Running {
+        Running {
+            target,
+            pid: child.id(),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -164,8 +164,25 @@ impl Ws {
         }
     }
 
+    /// A blocking `std` handle on the same socket, for a thread that must write on a precise
+    /// schedule (tokio's timer ticks in milliseconds). Frames are still encoded with
+    /// [`Ws::encode`]; this connection's own reads must stop once the clone is in use.
+    pub fn std_clone(&self) -> io::Result<std::net::TcpStream> {
+        use std::os::fd::AsFd;
+        let stream = std::net::TcpStream::from(self.stream.as_fd().try_clone_to_owned()?);
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+
     fn parse(&mut self) -> io::Result<Option<Frame>> {
-        let b = &self.buf[..];
+        parse_frame(&mut self.buf)
+    }
+}
+
+/// Parses one frame from the front of `buf`, if it is complete.
+pub fn parse_frame(buf: &mut BytesMut) -> io::Result<Option<Frame>> {
+    {
+        let b = &buf[..];
         if b.len() < 2 {
             return Ok(None);
         }
@@ -184,11 +201,12 @@ impl Ws {
             header += 4;
         }
         if b.len() < header + len {
-            self.buf.reserve(header + len - b.len());
+            let missing = header + len - b.len();
+            buf.reserve(missing);
             return Ok(None);
         }
-        self.buf.advance(header);
-        let payload = self.buf.split_to(len).freeze();
+        buf.advance(header);
+        let payload = buf.split_to(len).freeze();
         Ok(Some(Frame { opcode, payload }))
     }
 }

@@ -9,7 +9,10 @@
 //!   acknowledged, persisted publish, where it has one);
 //! - `answer`: the reply an incoming frame requires (protocol-level pings), if any.
 
+pub mod mqtt;
+pub mod nats;
 pub mod raw;
+pub mod socketio;
 pub mod switchboard;
 
 use crate::ws::{Frame, Opcode, Ws};
@@ -25,6 +28,12 @@ pub enum Proto {
     Raw,
     /// Switchboard's Phoenix V2 protocol.
     Switchboard,
+    /// MQTT 3.1.1 over WebSocket (Mosquitto).
+    Mqtt,
+    /// The NATS text protocol over WebSocket (nats-server, JetStream for durable publishes).
+    Nats,
+    /// Socket.IO 4 rooms (the Node peer in bench/peers).
+    SocketIo,
 }
 
 /// A server under test and how to reach it.
@@ -46,6 +55,9 @@ impl Target {
         match self.proto {
             Proto::Raw => raw::subscribe(self, local, channel, id).await,
             Proto::Switchboard => switchboard::subscribe(self, local, channel, id).await,
+            Proto::Mqtt => mqtt::subscribe(self, local, channel, id).await,
+            Proto::Nats => nats::subscribe(self, local, channel, id).await,
+            Proto::SocketIo => socketio::subscribe(self, local, channel, id).await,
         }
     }
 
@@ -54,6 +66,9 @@ impl Target {
         match self.proto {
             Proto::Raw => raw::publisher(self, local, channel, id).await,
             Proto::Switchboard => switchboard::publisher(self, local, channel, id).await,
+            Proto::Mqtt => mqtt::publisher(self, local, channel, id).await,
+            Proto::Nats => nats::publisher(self, local, channel, id).await,
+            Proto::SocketIo => socketio::publisher(self, local, channel, id).await,
         }
     }
 
@@ -69,6 +84,9 @@ impl Target {
         match self.proto {
             Proto::Raw => raw::publish(ws, channel, payload, seq, durable),
             Proto::Switchboard => switchboard::publish(ws, channel, payload, seq, durable),
+            Proto::Mqtt => mqtt::publish(ws, channel, payload, seq, durable),
+            Proto::Nats => nats::publish(ws, channel, payload, seq, durable),
+            Proto::SocketIo => socketio::publish(ws, channel, payload, seq, durable),
         }
     }
 
@@ -80,6 +98,28 @@ impl Target {
         match self.proto {
             Proto::Raw => None,
             Proto::Switchboard => None,
+            Proto::Mqtt => mqtt::answer(ws, frame),
+            Proto::Nats => nats::answer(ws, frame),
+            Proto::SocketIo => socketio::answer(ws, frame),
+        }
+    }
+}
+
+impl Target {
+    /// Publish acknowledgements in `frame`: (accepted, refused). Only durable publishes are
+    /// acknowledged; a connection's acks come in publish order.
+    pub fn acks(&self, frame: &Frame) -> (u64, u64) {
+        let text = &frame.payload[..];
+        let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        match self.proto {
+            Proto::Switchboard if has(b"phx_reply") => {
+                if has(br#""status":"ok""#) {
+                    (1, 0)
+                } else {
+                    (0, 1)
+                }
+            }
+            _ => (0, 0),
         }
     }
 }

@@ -5,7 +5,13 @@ use crate::ws::{Endpoint, Opcode, Ws};
 use std::io;
 use std::net::IpAddr;
 
-async fn join(t: &Target, local: Option<IpAddr>, channel: &str, agent: &str) -> io::Result<Ws> {
+async fn join(
+    t: &Target,
+    local: Option<IpAddr>,
+    channel: &str,
+    agent: &str,
+    echo: bool,
+) -> io::Result<Ws> {
     let key = t.key.as_deref().unwrap_or_default();
     let path = format!("/socket/websocket?vsn=2.0.0&api_key={key}");
     let mut ws = Ws::connect(&Endpoint {
@@ -15,7 +21,9 @@ async fn join(t: &Target, local: Option<IpAddr>, channel: &str, agent: &str) -> 
         subprotocol: None,
     })
     .await?;
-    let join = format!(r#"["1","1","channel:{channel}","phx_join",{{"agent_name":"{agent}"}}]"#);
+    let join = format!(
+        r#"["1","1","channel:{channel}","phx_join",{{"agent_name":"{agent}","echo":{echo}}}]"#
+    );
     ws.send(Opcode::Text, join.as_bytes()).await?;
     let mut refused = None;
     await_frame(t, &mut ws, 64, |f| {
@@ -46,17 +54,17 @@ pub async fn subscribe(
     channel: &str,
     id: u64,
 ) -> io::Result<Ws> {
-    join(t, local, channel, &format!("s{id}")).await
+    join(t, local, channel, &format!("s{id}"), true).await
 }
 
-/// Joins `channel` as agent `p<id>`.
+/// Joins `channel` as agent `p<id>`, without echo: publishers do not receive their own.
 pub async fn publisher(
     t: &Target,
     local: Option<IpAddr>,
     channel: &str,
     id: u64,
 ) -> io::Result<Ws> {
-    join(t, local, channel, &format!("p{id}")).await
+    join(t, local, channel, &format!("p{id}"), false).await
 }
 
 /// A `publish` push: ephemeral for fan-out runs, persisted (acknowledged after fsync) when

@@ -1,0 +1,349 @@
+//! Results: `latest.json` (every figure, machine-readable) and `latest.md` (tables, ratios to
+//! the baseline and to each peer, the targets and where each stands).
+
+use crate::scenarios::{Durable, FanOut, HistoryRead, Latency, Memory};
+use serde::Serialize;
+use std::fmt::Write;
+
+/// Everything one run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    /// When the run started (UTC, RFC 3339).
+    pub started: String,
+    /// The machine and the versions of everything measured.
+    pub machine: Vec<(String, String)>,
+    /// The command line.
+    pub command: String,
+    /// S1.
+    pub fan_out: Vec<FanOut>,
+    /// S3.
+    pub latency: Vec<Latency>,
+    /// S4.
+    pub memory: Vec<Memory>,
+    /// S5.
+    pub durable: Vec<Durable>,
+    /// S6.
+    pub history: Vec<HistoryRead>,
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a > 0.0 && b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "not met" }
+}
+
+impl Results {
+    /// The Markdown report.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Benchmark results\n");
+        let _ = writeln!(md, "Run {} with `{}`.\n", self.started, self.command);
+        let _ = writeln!(
+            md,
+            "Servers run pinned to core 0, the load generator to core 1 (`taskset`); server CPU time is read from `/proc/<pid>/stat`. Fan-out and latency steps alternate the servers (A B A B …) and report medians.\n"
+        );
+        let _ = writeln!(md, "## Machine\n\n| | |\n|---|---|");
+        for (k, v) in &self.machine {
+            let _ = writeln!(md, "| {k} | {v} |");
+        }
+        let mut targets = Vec::new();
+
+        if !self.fan_out.is_empty() {
+            let _ = writeln!(md, "\n## S1 fan-out: one publisher → N subscribers\n");
+            let _ = writeln!(
+                md,
+                "Efficiency is deliveries per server CPU-second (median over the steps that met the bar: p99 < 50 ms and ≥ 99.9 % delivered). Capacity is the highest such step's delivered rate.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| payload | N | server | efficiency (deliveries/CPU-s) | vs baseline | vs switchboard | capacity (deliveries/s) | p99 at capacity (ms) |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+            for f in &self.fan_out {
+                let base = self.fan_out.iter().find(|b| {
+                    b.server == "baseline"
+                        && b.payload == f.payload
+                        && b.subscribers == f.subscribers
+                });
+                let sb = self.fan_out.iter().find(|b| {
+                    b.server == "switchboard"
+                        && b.payload == f.payload
+                        && b.subscribers == f.subscribers
+                });
+                let p99 = f
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.passed)
+                    .map(|s| ms(s.latency.p99_us))
+                    .unwrap_or("–".into());
+                let _ = writeln!(
+                    md,
+                    "| {} B | {} | {} | {:.0} | {} | {} | {:.0} | {} |",
+                    f.payload,
+                    f.subscribers,
+                    f.server,
+                    f.efficiency,
+                    base.map(|b| ratio(f.efficiency, b.efficiency))
+                        .unwrap_or("–".into()),
+                    sb.map(|b| ratio(f.efficiency, b.efficiency))
+                        .unwrap_or("–".into()),
+                    f.capacity,
+                    p99
+                );
+            }
+            let _ = writeln!(md, "\n<details><summary>Every step</summary>\n");
+            let _ = writeln!(
+                md,
+                "| payload | N | server | msg/s | offered/s | delivered % | p50 ms | p99 ms | p99.9 ms | deliveries/CPU-s (min–max) | met |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+            for f in &self.fan_out {
+                for s in &f.steps {
+                    let _ = writeln!(
+                        md,
+                        "| {} B | {} | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {:.0} ({:.0}–{:.0}) | {} |",
+                        f.payload,
+                        f.subscribers,
+                        f.server,
+                        s.rate,
+                        s.offered,
+                        s.delivered_pct,
+                        ms(s.latency.p50_us),
+                        ms(s.latency.p99_us),
+                        ms(s.latency.p999_us),
+                        s.per_cpu_second.0,
+                        s.per_cpu_second.1,
+                        s.per_cpu_second.2,
+                        if s.passed { "yes" } else { "no" }
+                    );
+                }
+            }
+            let _ = writeln!(md, "\n</details>");
+            for sb in self.fan_out.iter().filter(|f| f.server == "switchboard") {
+                let same = |f: &&FanOut| {
+                    f.payload == sb.payload
+                        && f.subscribers == sb.subscribers
+                        && f.server != "switchboard"
+                };
+                for other in self.fan_out.iter().filter(same) {
+                    let (want, name) = if other.server == "baseline" {
+                        (0.8, "≥ 0.8 × baseline")
+                    } else {
+                        (2.0, "≥ 2 × peer")
+                    };
+                    let r = if other.efficiency > 0.0 {
+                        sb.efficiency / other.efficiency
+                    } else {
+                        f64::INFINITY
+                    };
+                    targets.push((
+                        format!(
+                            "S1 {} B, N={}: {} ({})",
+                            sb.payload, sb.subscribers, name, other.server
+                        ),
+                        format!("{r:.2}×"),
+                        verdict(r >= want),
+                    ));
+                }
+            }
+        }
+
+        if !self.latency.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## S3 latency at 10,000 deliveries/s (100 subscribers × 100 msg/s)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| server | p50 ms | p99 ms (min–max) | p99.9 ms | delivered % |\n|---|---|---|---|---|"
+            );
+            for l in &self.latency {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} ({}–{}) | {} | {:.2} |",
+                    l.server,
+                    ms(l.latency.p50_us),
+                    ms(l.latency.p99_us),
+                    ms(l.p99_range_us.0),
+                    ms(l.p99_range_us.1),
+                    ms(l.latency.p999_us),
+                    l.delivered_pct
+                );
+                if l.server == "switchboard" {
+                    targets.push((
+                        "S3 p99 ≤ 1 ms".into(),
+                        format!("{} ms", ms(l.latency.p99_us)),
+                        verdict(l.latency.p99_us <= 1000),
+                    ));
+                    targets.push((
+                        "S3 p99.9 ≤ 5 ms".into(),
+                        format!("{} ms", ms(l.latency.p999_us)),
+                        verdict(l.latency.p999_us <= 5000),
+                    ));
+                }
+            }
+        }
+
+        if !self.memory.is_empty() {
+            let _ = writeln!(md, "\n## S4 memory per idle subscribed connection\n");
+            let _ = writeln!(
+                md,
+                "| server | connections | RSS MiB | KiB per connection |\n|---|---|---|---|"
+            );
+            for m in &self.memory {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {:.1} |",
+                    m.server,
+                    m.connections,
+                    m.rss_kib as f64 / 1024.0,
+                    m.per_connection_kib
+                );
+            }
+            if let Some(m) = self
+                .memory
+                .iter()
+                .filter(|m| m.server == "switchboard")
+                .max_by_key(|m| m.connections)
+            {
+                targets.push((
+                    format!(
+                        "S4 ≤ 8 KiB per idle connection ({} connections)",
+                        m.connections
+                    ),
+                    format!("{:.1} KiB", m.per_connection_kib),
+                    verdict(m.per_connection_kib <= 8.0),
+                ));
+            }
+        }
+
+        if !self.durable.is_empty() {
+            let _ = writeln!(md, "\n## S5 durable publish (200-byte messages)\n");
+            let _ = writeln!(
+                md,
+                "| what | durability | peak acked/s | mean batch | ack p50 / p99 at half peak (ms) |\n|---|---|---|---|---|"
+            );
+            for d in &self.durable {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.1} | {} / {} |",
+                    d.server,
+                    d.durability,
+                    d.peak_per_s,
+                    d.mean_batch,
+                    ms(d.ack_at_half_peak.p50_us),
+                    ms(d.ack_at_half_peak.p99_us)
+                );
+            }
+            if let (Some(sb), Some(floor)) = (
+                self.durable.iter().find(|d| d.server == "switchboard"),
+                self.durable.iter().find(|d| d.server == "fdatasync floor"),
+            ) {
+                let r = sb.peak_per_s / floor.peak_per_s.max(1.0);
+                targets.push((
+                    "S5 ≥ 0.5 × fdatasync floor".into(),
+                    format!("{r:.2}×"),
+                    verdict(r >= 0.5),
+                ));
+                targets.push((
+                    "S5 ack p99 ≤ 5 ms at half peak".into(),
+                    format!("{} ms", ms(sb.ack_at_half_peak.p99_us)),
+                    verdict(sb.ack_at_half_peak.p99_us <= 5000),
+                ));
+            }
+        }
+
+        if !self.history.is_empty() {
+            let _ = writeln!(md, "\n## S6 history: the last 100 of the stored messages\n");
+            let _ = writeln!(
+                md,
+                "| server | stored | reads/s (one connection) | p50 ms | p99 ms |\n|---|---|---|---|---|"
+            );
+            for h in &self.history {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} |",
+                    h.server,
+                    h.stored,
+                    h.reads_per_s,
+                    ms(h.latency.p50_us),
+                    ms(h.latency.p99_us)
+                );
+                targets.push((
+                    "S6 p99 ≤ 2 ms".into(),
+                    format!("{} ms", ms(h.latency.p99_us)),
+                    verdict(h.latency.p99_us <= 2000),
+                ));
+            }
+        }
+
+        if !targets.is_empty() {
+            let _ = writeln!(md, "\n## Targets\n\n| target | measured | |\n|---|---|---|");
+            for (t, m, v) in targets {
+                let _ = writeln!(md, "| {t} | {m} | {v} |");
+            }
+        }
+        md
+    }
+}
+
+/// Facts about this machine and the software measured.
+pub fn machine(switchboard: &std::path::Path) -> Vec<(String, String)> {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    vec![
+        ("cpu".into(), format!("{model} × {}", run("nproc", &[]))),
+        ("memory".into(), format!("{:.1} GiB", mem / 1024.0 / 1024.0)),
+        ("kernel".into(), run("uname", &["-sr"])),
+        ("rustc".into(), run("rustc", &["--version"])),
+        (
+            "switchboard".into(),
+            format!(
+                "{} ({})",
+                run(&switchboard.to_string_lossy(), &["--version"]),
+                run("git", &["rev-parse", "--short", "HEAD"])
+            ),
+        ),
+    ]
+}

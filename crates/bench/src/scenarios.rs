@@ -1,0 +1,615 @@
+//! The scenarios (S1–S6 of the benchmark plan), each returning plain results for the report.
+
+use crate::payload;
+use crate::proto::Target;
+use crate::run::{
+    Percentiles, Step, Timing, Workers, fan_out_step, median, new_histogram, publish_open_loop,
+};
+use crate::servers::{self, Binaries, Kind, Running, rss_kib};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// A server the suite can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Server {
+    /// Switchboard.
+    Switchboard,
+    /// The bare tokio broadcast baseline.
+    Baseline,
+}
+
+impl Server {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Switchboard => "switchboard",
+            Server::Baseline => "baseline",
+        }
+    }
+
+    fn start(self, bins: &Binaries) -> anyhow::Result<Running> {
+        match self {
+            Server::Switchboard => servers::start(Kind::Switchboard, bins),
+            Server::Baseline => servers::start(Kind::Baseline, bins),
+        }
+    }
+}
+
+/// How long and how often to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Fewer steps and shorter windows (a smoke run).
+    pub quick: bool,
+    /// Repetitions of each measurement, alternating servers (A B A B …).
+    pub repeats: usize,
+    /// Fan-out step timing.
+    pub timing: Timing,
+}
+
+/// A fan-out step summarised over its repetitions (medians, with min–max of efficiency).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSummary {
+    /// Messages per second published.
+    pub rate: f64,
+    /// Deliveries per second offered.
+    pub offered: f64,
+    /// Deliveries per second that arrived (median).
+    pub delivered: f64,
+    /// Share delivered, in percent (median).
+    pub delivered_pct: f64,
+    /// Latency (medians of each percentile).
+    pub latency: Percentiles,
+    /// Deliveries per server CPU-second: median, min, max.
+    pub per_cpu_second: (f64, f64, f64),
+    /// Whether this step met the bar: p99 < 50 ms and ≥ 99.9 % delivered.
+    pub passed: bool,
+    /// Every repetition.
+    pub runs: Vec<Step>,
+}
+
+fn summarise(runs: Vec<Step>) -> StepSummary {
+    let med = |f: &dyn Fn(&Step) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>()).0;
+    let latency = Percentiles {
+        p50_us: med(&|s| s.latency.p50_us as f64) as u64,
+        p99_us: med(&|s| s.latency.p99_us as f64) as u64,
+        p999_us: med(&|s| s.latency.p999_us as f64) as u64,
+    };
+    let delivered_pct = med(&|s| s.delivered_pct);
+    StepSummary {
+        rate: runs[0].rate,
+        offered: runs[0].offered,
+        delivered: med(&|s| s.delivered),
+        delivered_pct,
+        latency,
+        per_cpu_second: median(&mut runs.iter().map(|s| s.per_cpu_second).collect::<Vec<_>>()),
+        passed: latency.p99_us < 50_000 && delivered_pct >= 99.9,
+        runs,
+    }
+}
+
+/// S1 for one server, payload size and subscriber count.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanOut {
+    /// Server name.
+    pub server: &'static str,
+    /// Payload bytes.
+    pub payload: usize,
+    /// Subscribers.
+    pub subscribers: u64,
+    /// Steps, in increasing rate, up to the first that failed the bar.
+    pub steps: Vec<StepSummary>,
+    /// Deliveries per second of the highest step that met the bar (0 if none).
+    pub capacity: f64,
+    /// Deliveries per server CPU-second: the median over the steps that met the bar.
+    pub efficiency: f64,
+}
+
+/// S1: one publisher → N subscribers on one channel, rate stepped up until a server misses
+/// the bar. All servers run at once (idle ones cost nothing), and each step alternates them.
+pub async fn fan_out(
+    bins: &Binaries,
+    servers: &[Server],
+    plan: &Plan,
+) -> anyhow::Result<Vec<FanOut>> {
+    let sizes: &[usize] = if plan.quick { &[100] } else { &[100, 4096] };
+    let subscriber_counts: &[u64] = if plan.quick {
+        &[100, 1000]
+    } else {
+        &[100, 1000, 5000]
+    };
+    let targets: &[f64] = if plan.quick {
+        &[50_000.0, 200_000.0, 800_000.0]
+    } else {
+        &[
+            25_000.0,
+            50_000.0,
+            100_000.0,
+            200_000.0,
+            400_000.0,
+            800_000.0,
+            1_600_000.0,
+        ]
+    };
+    let mut results = Vec::new();
+    for &size in sizes {
+        for &n in subscriber_counts {
+            let mut running = Vec::new();
+            for &server in servers {
+                let r = server.start(bins)?;
+                let workers = Workers::spawn(&bins.bench, &r.target, "fanout", n, 0).await?;
+                running.push((server, r, workers, Vec::<StepSummary>::new(), true));
+            }
+            for &deliveries in targets {
+                let rate = deliveries / n as f64;
+                let mut runs: Vec<Vec<Step>> = vec![Vec::new(); running.len()];
+                for rep in 0..plan.repeats {
+                    for k in 0..running.len() {
+                        let i = (k + rep) % running.len();
+                        let (_, r, workers, _, alive) = &mut running[i];
+                        if *alive {
+                            let step = fan_out_step(
+                                &r.target,
+                                r.pid,
+                                workers,
+                                "fanout",
+                                rate,
+                                size,
+                                plan.timing,
+                            )
+                            .await?;
+                            runs[i].push(step);
+                        }
+                    }
+                }
+                for (i, runs) in runs.into_iter().enumerate() {
+                    if runs.is_empty() {
+                        continue;
+                    }
+                    let summary = summarise(runs);
+                    let (server, _, _, steps, alive) = &mut running[i];
+                    eprintln!(
+                        "s1 {:>11} {size:>5} B n={n:<5} offered {:>9.0}/s delivered {:>6.2}% p99 {:>7} us  {:>10.0} deliveries/cpu-s",
+                        server.name(),
+                        summary.offered,
+                        summary.delivered_pct,
+                        summary.latency.p99_us,
+                        summary.per_cpu_second.0
+                    );
+                    *alive = summary.passed;
+                    steps.push(summary);
+                }
+                if running.iter().all(|r| !r.4) {
+                    break;
+                }
+            }
+            for (server, _, _, steps, _) in running {
+                let passing: Vec<&StepSummary> = steps.iter().filter(|s| s.passed).collect();
+                let capacity = passing.last().map(|s| s.delivered).unwrap_or(0.0);
+                let efficiency = median(
+                    &mut passing
+                        .iter()
+                        .map(|s| s.per_cpu_second.0)
+                        .collect::<Vec<_>>(),
+                )
+                .0;
+                results.push(FanOut {
+                    server: server.name(),
+                    payload: size,
+                    subscribers: n,
+                    steps,
+                    capacity,
+                    efficiency,
+                });
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// S3: latency at a fixed load of 10,000 deliveries/s (100 subscribers × 100 msg/s).
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Server name.
+    pub server: &'static str,
+    /// Medians over the repetitions.
+    pub latency: Percentiles,
+    /// Lowest and highest p99 over the repetitions, in µs.
+    pub p99_range_us: (u64, u64),
+    /// Share delivered, in percent (median).
+    pub delivered_pct: f64,
+}
+
+/// Runs S3.
+pub async fn latency(
+    bins: &Binaries,
+    servers: &[Server],
+    plan: &Plan,
+) -> anyhow::Result<Vec<Latency>> {
+    let window = if plan.quick {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(10)
+    };
+    let timing = Timing {
+        warmup: Duration::from_secs(1),
+        window,
+        drain: Duration::from_secs(1),
+    };
+    let mut running = Vec::new();
+    for &server in servers {
+        let r = server.start(bins)?;
+        let workers = Workers::spawn(&bins.bench, &r.target, "latency", 100, 0).await?;
+        running.push((server, r, workers, Vec::<Step>::new()));
+    }
+    for rep in 0..plan.repeats.max(1) {
+        for k in 0..running.len() {
+            let i = (k + rep) % running.len();
+            let (server, r, workers, steps) = &mut running[i];
+            let step =
+                fan_out_step(&r.target, r.pid, workers, "latency", 100.0, 100, timing).await?;
+            eprintln!(
+                "s3 {:>11} p50 {} us p99 {} us p99.9 {} us",
+                server.name(),
+                step.latency.p50_us,
+                step.latency.p99_us,
+                step.latency.p999_us
+            );
+            steps.push(step);
+        }
+    }
+    Ok(running
+        .into_iter()
+        .map(|(server, _, _, steps)| {
+            let s = summarise(steps);
+            let p99s: Vec<u64> = s.runs.iter().map(|r| r.latency.p99_us).collect();
+            Latency {
+                server: server.name(),
+                latency: s.latency,
+                p99_range_us: (
+                    *p99s.iter().min().unwrap_or(&0),
+                    *p99s.iter().max().unwrap_or(&0),
+                ),
+                delivered_pct: s.delivered_pct,
+            }
+        })
+        .collect())
+}
+
+/// S4: resident memory per idle (subscribed) connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// Server name.
+    pub server: &'static str,
+    /// Idle connections held.
+    pub connections: u64,
+    /// Server RSS with no connection, KiB.
+    pub base_kib: u64,
+    /// Server RSS with the connections, KiB.
+    pub rss_kib: u64,
+    /// (rss − base) / connections, KiB.
+    pub per_connection_kib: f64,
+}
+
+/// Runs S4 (one server at a time: RSS must be its own).
+pub async fn memory(
+    bins: &Binaries,
+    servers: &[Server],
+    plan: &Plan,
+) -> anyhow::Result<Vec<Memory>> {
+    let counts: &[u64] = if plan.quick {
+        &[1000, 5000]
+    } else {
+        &[1000, 5000, 15000]
+    };
+    let mut out = Vec::new();
+    for &server in servers {
+        let r = server.start(bins)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let base = rss_kib(r.pid)?;
+        let mut held = Vec::new();
+        let mut have = 0;
+        for &n in counts {
+            held.push(Workers::spawn(&bins.bench, &r.target, "idle", n - have, have).await?);
+            have = n;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rss = rss_kib(r.pid)?;
+            let per = (rss.saturating_sub(base)) as f64 / n as f64;
+            eprintln!(
+                "s4 {:>11} {n:>6} connections: {rss} KiB RSS, {per:.1} KiB each",
+                server.name()
+            );
+            out.push(Memory {
+                server: server.name(),
+                connections: n,
+                base_kib: base,
+                rss_kib: rss,
+                per_connection_kib: per,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// S5: acknowledged durable publishes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Durable {
+    /// What was measured (`switchboard`, or `fdatasync floor`).
+    pub server: &'static str,
+    /// Highest acknowledged publishes per second that kept up with the offered rate.
+    pub peak_per_s: f64,
+    /// Ack latency at half the peak rate.
+    pub ack_at_half_peak: Percentiles,
+    /// Mean publishes per fsync at the peak.
+    pub mean_batch: f64,
+    /// How durability was provided.
+    pub durability: &'static str,
+    /// Every step: (offered/s, acked/s, ack p99 µs).
+    pub steps: Vec<(f64, f64, u64)>,
+}
+
+/// Runs S5 for Switchboard, then the fdatasync floor batched the same way.
+pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable>> {
+    const SIZE: usize = 200;
+    let rates: &[f64] = if plan.quick {
+        &[2_000.0, 10_000.0, 40_000.0]
+    } else {
+        &[
+            2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0, 160_000.0,
+        ]
+    };
+    let duration = if plan.quick {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(4)
+    };
+    let r = servers::start_switchboard(bins, true)?;
+    let mut steps = Vec::new();
+    let mut peak = 0.0f64;
+    let mut peak_batch = 0.0;
+    for &rate in rates {
+        let before = fsync_batches(&r.target).await.unwrap_or_default();
+        let start = payload::now_ns() + 20_000_000;
+        let end = start + duration.as_nanos() as u64;
+        let published = publish_open_loop(
+            &r.target,
+            "durable",
+            rate,
+            SIZE,
+            start,
+            duration,
+            (start, end),
+            true,
+        )
+        .await?;
+        let after = fsync_batches(&r.target).await.unwrap_or_default();
+        let acked_per_s = published.acks as f64 / duration.as_secs_f64();
+        let p = Percentiles::of(&published.ack_latency);
+        eprintln!(
+            "s5 switchboard offered {rate:>8.0}/s acked {acked_per_s:>8.0}/s ack p99 {} us (refused {})",
+            p.p99_us, published.refusals
+        );
+        steps.push((rate, acked_per_s, p.p99_us));
+        let kept_up = published.acks as f64 >= 0.99 * published.sent as f64 && p.p99_us < 1_000_000;
+        if !kept_up {
+            break;
+        }
+        peak = acked_per_s;
+        let (count, sum) = (after.0 - before.0, after.1 - before.1);
+        peak_batch = if count > 0.0 { sum / count } else { 0.0 };
+    }
+    let half = (peak / 2.0).max(100.0);
+    let start = payload::now_ns() + 20_000_000;
+    let end = start + duration.as_nanos() as u64;
+    let at_half = publish_open_loop(
+        &r.target,
+        "durable-half",
+        half,
+        SIZE,
+        start,
+        duration,
+        (start, end),
+        true,
+    )
+    .await?;
+    let ack_at_half = Percentiles::of(&at_half.ack_latency);
+    eprintln!(
+        "s5 switchboard at half peak ({half:.0}/s): ack p50 {} us p99 {} us",
+        ack_at_half.p50_us, ack_at_half.p99_us
+    );
+    drop(r);
+
+    let batch = peak_batch.max(1.0).round() as u64;
+    let floor = fsync_floor(bins, SIZE, batch, duration).await?;
+    eprintln!("s5 fdatasync floor (batch {batch}): {floor:.0} records/s");
+    Ok(vec![
+        Durable {
+            server: "switchboard",
+            peak_per_s: peak,
+            ack_at_half_peak: ack_at_half,
+            mean_batch: peak_batch,
+            durability: "fsync, group commit (SQLite WAL, synchronous=FULL)",
+            steps,
+        },
+        Durable {
+            server: "fdatasync floor",
+            peak_per_s: floor,
+            ack_at_half_peak: Percentiles::default(),
+            mean_batch: batch as f64,
+            durability: "append + fdatasync per batch, same disk, same batch size",
+            steps: Vec::new(),
+        },
+    ])
+}
+
+/// (count, sum) of Switchboard's fsync batch-size histogram, from /metrics.
+async fn fsync_batches(target: &Target) -> anyhow::Result<(f64, f64)> {
+    let body = http_get(target.addr, "/metrics").await?;
+    let read = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        read("switchboard_fsync_batch_size_count"),
+        read("switchboard_fsync_batch_size_sum"),
+    ))
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+/// Runs the fdatasync floor in its own process on the server core.
+async fn fsync_floor(
+    bins: &Binaries,
+    size: usize,
+    batch: u64,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let dir = servers::TempDir::new("fsync-floor")?;
+    let output = tokio::process::Command::new("taskset")
+        .args(["-c", servers::SERVER_CPU])
+        .arg(&bins.bench)
+        .args([
+            "fsync-floor",
+            "--record-bytes",
+            &size.to_string(),
+            "--batch",
+            &batch.to_string(),
+        ])
+        .args(["--seconds", &duration.as_secs_f64().to_string(), "--dir"])
+        .arg(&dir.0)
+        .output()
+        .await?;
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text.trim().parse()?)
+}
+
+/// The floor itself: append `record_bytes` records to a file, fdatasync every `batch`.
+pub fn fsync_floor_loop(
+    dir: &std::path::Path,
+    record_bytes: usize,
+    batch: u64,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("floor.log"))?;
+    let record = vec![b'r'; record_bytes];
+    let mut buf = Vec::with_capacity(record_bytes * batch as usize);
+    let started = Instant::now();
+    let mut records = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        buf.clear();
+        for _ in 0..batch {
+            buf.extend_from_slice(&record);
+        }
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        records += batch;
+    }
+    Ok(records as f64 / started.elapsed().as_secs_f64())
+}
+
+/// S6: reading the last 100 of many stored messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRead {
+    /// Server name.
+    pub server: &'static str,
+    /// Messages stored before reading.
+    pub stored: u64,
+    /// Sequential reads per second on one connection.
+    pub reads_per_s: f64,
+    /// Read latency.
+    pub latency: Percentiles,
+}
+
+/// Runs S6 on Switchboard.
+pub async fn history(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<HistoryRead>> {
+    use crate::ws::Opcode;
+    let stored: u64 = if plan.quick { 100_000 } else { 1_000_000 };
+    // Durability does not change reads; without fsync the preload takes seconds, not minutes.
+    let r = servers::start_switchboard(bins, false)?;
+    preload(&r.target, "history", stored, 100).await?;
+    eprintln!("s6 preloaded {stored} messages");
+    let mut ws = r.target.publisher(None, "history", 7).await?;
+    let mut h = new_histogram();
+    let seconds = if plan.quick { 2.0 } else { 5.0 };
+    let started = Instant::now();
+    let mut reads = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        let t0 = Instant::now();
+        let request = format!(
+            r#"["1","h{reads}","channel:history","history",{{"direction":"backward","limit":100}}]"#
+        );
+        ws.send(Opcode::Text, request.as_bytes()).await?;
+        let expect = format!(r#""h{reads}""#);
+        loop {
+            let frame = ws.next().await?;
+            if frame
+                .payload
+                .windows(expect.len())
+                .any(|w| w == expect.as_bytes())
+            {
+                anyhow::ensure!(
+                    frame.payload.windows(11).any(|w| w == br#""status":"o"#),
+                    "history failed"
+                );
+                break;
+            }
+        }
+        let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
+        reads += 1;
+    }
+    let reads_per_s = reads as f64 / started.elapsed().as_secs_f64();
+    let latency = Percentiles::of(&h);
+    eprintln!(
+        "s6 switchboard {reads_per_s:.0} reads/s p50 {} us p99 {} us",
+        latency.p50_us, latency.p99_us
+    );
+    Ok(vec![HistoryRead {
+        server: "switchboard",
+        stored,
+        reads_per_s,
+        latency,
+    }])
+}
+
+/// Publishes `count` persisted messages as fast as the server acknowledges them, keeping a
+/// window of publishes in flight.
+async fn preload(target: &Target, channel: &str, count: u64, size: usize) -> anyhow::Result<()> {
+    let mut ws = target.publisher(None, channel, 9).await?;
+    let mut sent = 0u64;
+    let mut acked = 0u64;
+    const WINDOW: u64 = 800;
+    while acked < count {
+        if sent < count && sent - acked < WINDOW / 2 {
+            let mut batch = Vec::new();
+            while sent < count && sent - acked < WINDOW {
+                let body = payload::make(size, payload::now_ns());
+                batch.extend_from_slice(&target.publish(&mut ws, channel, &body, sent + 2, true));
+                sent += 1;
+            }
+            ws.write_raw(&batch).await?;
+        }
+        let frame = ws.next().await?;
+        let (ok, refused) = target.acks(&frame);
+        anyhow::ensure!(refused == 0, "the server refused a preload publish");
+        acked += ok;
+    }
+    Ok(())
+}
