@@ -177,6 +177,12 @@ impl Server {
         let router = transport::router(app.clone());
         let mut stop = shutdown_rx;
         let serve = tokio::spawn(async move {
+            // Nagle's algorithm would hold small frames behind delayed ACKs (up to 40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let result = axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
