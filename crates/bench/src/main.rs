@@ -117,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             let bins = servers::Binaries {
                 switchboard,
                 bench: std::env::current_exe()?,
+                peers: peers::PeerPaths::discover(),
             };
             anyhow::ensure!(
                 bins.switchboard.exists(),
@@ -163,7 +164,7 @@ fn main() -> anyhow::Result<()> {
                 )?
                 .trim()
                 .to_owned(),
-                machine: report::machine(&bins.switchboard),
+                machine: report::machine(&bins.switchboard, &peers::versions(&bins.peers)),
                 command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
                 ..Default::default()
             };

@@ -299,7 +299,10 @@ impl Results {
 }
 
 /// Facts about this machine and the software measured.
-pub fn machine(switchboard: &std::path::Path) -> Vec<(String, String)> {
+pub fn machine(
+    switchboard: &std::path::Path,
+    peers: &[(&'static str, String)],
+) -> Vec<(String, String)> {
     let run = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)
@@ -332,7 +335,7 @@ pub fn machine(switchboard: &std::path::Path) -> Vec<(String, String)> {
         .nth(1)
         .and_then(|k| k.parse::<f64>().ok())
         .unwrap_or(0.0);
-    vec![
+    let mut facts = vec![
         ("cpu".into(), format!("{model} × {}", run("nproc", &[]))),
         ("memory".into(), format!("{:.1} GiB", mem / 1024.0 / 1024.0)),
         ("kernel".into(), run("uname", &["-sr"])),
@@ -345,5 +348,11 @@ pub fn machine(switchboard: &std::path::Path) -> Vec<(String, String)> {
                 run("git", &["rev-parse", "--short", "HEAD"])
             ),
         ),
-    ]
+    ];
+    facts.extend(
+        peers
+            .iter()
+            .map(|(name, version)| (name.to_string(), version.clone())),
+    );
+    facts
 }

@@ -1,6 +1,7 @@
 //! The scenarios (S1–S6 of the benchmark plan), each returning plain results for the report.
 
 use crate::payload;
+use crate::peers::{self, Peer};
 use crate::proto::Target;
 use crate::run::{
     Percentiles, Step, Timing, Workers, fan_out_step, median, new_histogram, publish_open_loop,
@@ -17,6 +18,14 @@ pub enum Server {
     Switchboard,
     /// The bare tokio broadcast baseline.
     Baseline,
+    /// Mosquitto (MQTT over WebSocket, QoS 0).
+    Mosquitto,
+    /// nats-server (core NATS over WebSocket).
+    Nats,
+    /// Socket.IO 4 on Node.
+    SocketIo,
+    /// A plain `ws` broadcast server on Node.
+    NodeWs,
 }
 
 impl Server {
@@ -25,6 +34,10 @@ impl Server {
         match self {
             Server::Switchboard => "switchboard",
             Server::Baseline => "baseline",
+            Server::Mosquitto => Peer::Mosquitto.name(),
+            Server::Nats => Peer::Nats.name(),
+            Server::SocketIo => Peer::SocketIo.name(),
+            Server::NodeWs => Peer::NodeWs.name(),
         }
     }
 
@@ -32,6 +45,10 @@ impl Server {
         match self {
             Server::Switchboard => servers::start(Kind::Switchboard, bins),
             Server::Baseline => servers::start(Kind::Baseline, bins),
+            Server::Mosquitto => peers::start(Peer::Mosquitto, &bins.peers),
+            Server::Nats => peers::start(Peer::Nats, &bins.peers),
+            Server::SocketIo => peers::start(Peer::SocketIo, &bins.peers),
+            Server::NodeWs => peers::start(Peer::NodeWs, &bins.peers),
         }
     }
 }
@@ -348,32 +365,25 @@ pub struct Durable {
     pub steps: Vec<(f64, f64, u64)>,
 }
 
-/// Runs S5 for Switchboard, then the fdatasync floor batched the same way.
-pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable>> {
+/// Steps the durable publish rate up on `target` until acks stop keeping up; returns the
+/// peak, the mean fsync batch at the peak (Switchboard only), every step, and the ack latency
+/// at half the peak.
+async fn durable_curve(
+    target: &Target,
+    rates: &[f64],
+    duration: Duration,
+) -> anyhow::Result<(f64, f64, Vec<(f64, f64, u64)>, Percentiles)> {
     const SIZE: usize = 200;
-    let rates: &[f64] = if plan.quick {
-        &[2_000.0, 10_000.0, 40_000.0]
-    } else {
-        &[
-            2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0, 160_000.0,
-        ]
-    };
-    let duration = if plan.quick {
-        Duration::from_secs(2)
-    } else {
-        Duration::from_secs(4)
-    };
-    let r = servers::start_switchboard(bins, true)?;
     let mut steps = Vec::new();
-    let mut peak = 0.0f64;
-    let mut peak_batch = 0.0;
-    for &rate in rates {
-        let before = fsync_batches(&r.target).await.unwrap_or_default();
+    let (mut peak, mut peak_batch) = (0.0f64, 0.0);
+    for (i, &rate) in rates.iter().enumerate() {
+        let channel = format!("durable{i}");
+        let before = fsync_batches(target).await.unwrap_or_default();
         let start = payload::now_ns() + 20_000_000;
         let end = start + duration.as_nanos() as u64;
         let published = publish_open_loop(
-            &r.target,
-            "durable",
+            target,
+            &channel,
             rate,
             SIZE,
             start,
@@ -382,12 +392,12 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
             true,
         )
         .await?;
-        let after = fsync_batches(&r.target).await.unwrap_or_default();
+        let after = fsync_batches(target).await.unwrap_or_default();
         let acked_per_s = published.acks as f64 / duration.as_secs_f64();
         let p = Percentiles::of(&published.ack_latency);
         eprintln!(
-            "s5 switchboard offered {rate:>8.0}/s acked {acked_per_s:>8.0}/s ack p99 {} us (refused {})",
-            p.p99_us, published.refusals
+            "s5 {:>14} offered {rate:>8.0}/s acked {acked_per_s:>8.0}/s ack p99 {} us (refused {})",
+            target.name, p.p99_us, published.refusals
         );
         steps.push((rate, acked_per_s, p.p99_us));
         let kept_up = published.acks as f64 >= 0.99 * published.sent as f64 && p.p99_us < 1_000_000;
@@ -402,7 +412,7 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
     let start = payload::now_ns() + 20_000_000;
     let end = start + duration.as_nanos() as u64;
     let at_half = publish_open_loop(
-        &r.target,
+        target,
         "durable-half",
         half,
         SIZE,
@@ -414,32 +424,65 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
     .await?;
     let ack_at_half = Percentiles::of(&at_half.ack_latency);
     eprintln!(
-        "s5 switchboard at half peak ({half:.0}/s): ack p50 {} us p99 {} us",
-        ack_at_half.p50_us, ack_at_half.p99_us
+        "s5 {:>14} at half peak ({half:.0}/s): ack p50 {} us p99 {} us",
+        target.name, ack_at_half.p50_us, ack_at_half.p99_us
     );
-    drop(r);
+    Ok((peak, peak_batch, steps, ack_at_half))
+}
 
-    let batch = peak_batch.max(1.0).round() as u64;
-    let floor = fsync_floor(bins, SIZE, batch, duration).await?;
-    eprintln!("s5 fdatasync floor (batch {batch}): {floor:.0} records/s");
-    Ok(vec![
-        Durable {
-            server: "switchboard",
-            peak_per_s: peak,
-            ack_at_half_peak: ack_at_half,
-            mean_batch: peak_batch,
-            durability: "fsync, group commit (SQLite WAL, synchronous=FULL)",
-            steps,
-        },
-        Durable {
-            server: "fdatasync floor",
-            peak_per_s: floor,
-            ack_at_half_peak: Percentiles::default(),
-            mean_batch: batch as f64,
-            durability: "append + fdatasync per batch, same disk, same batch size",
-            steps: Vec::new(),
-        },
-    ])
+/// Runs S5: Switchboard, the fdatasync floor batched the same way, and NATS JetStream.
+pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable>> {
+    let rates: &[f64] = if plan.quick {
+        &[2_000.0, 10_000.0, 40_000.0]
+    } else {
+        &[
+            2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0, 160_000.0,
+        ]
+    };
+    let duration = if plan.quick {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(4)
+    };
+    let mut out = Vec::new();
+    let r = servers::start_switchboard(bins, true)?;
+    let (peak, batch, steps, ack_at_half_peak) = durable_curve(&r.target, rates, duration).await?;
+    drop(r);
+    out.push(Durable {
+        server: "switchboard",
+        peak_per_s: peak,
+        ack_at_half_peak,
+        mean_batch: batch,
+        durability: "fsync before ack, group commit (SQLite WAL, synchronous=FULL)",
+        steps,
+    });
+    let floor_batch = batch.max(1.0).round() as u64;
+    let floor = fsync_floor(bins, 200, floor_batch, duration).await?;
+    eprintln!("s5 fdatasync floor (batch {floor_batch}): {floor:.0} records/s");
+    out.push(Durable {
+        server: "fdatasync floor",
+        peak_per_s: floor,
+        ack_at_half_peak: Percentiles::default(),
+        mean_batch: floor_batch as f64,
+        durability: "append + fdatasync per batch, same disk, Switchboard's mean batch",
+        steps: Vec::new(),
+    });
+    match peers::start_nats(&bins.peers, true) {
+        Ok(r) => {
+            let (peak, _, steps, ack_at_half_peak) =
+                durable_curve(&r.target, rates, duration).await?;
+            out.push(Durable {
+                server: "nats-jetstream",
+                peak_per_s: peak,
+                ack_at_half_peak,
+                mean_batch: 0.0,
+                durability: "JetStream file store; nats-server 2.9 acks after the OS write and fsyncs on a timer (weaker than fsync before ack)",
+                steps,
+            });
+        }
+        Err(e) => eprintln!("s5 nats-jetstream skipped: {e:#}"),
+    }
+    Ok(out)
 }
 
 /// (count, sum) of Switchboard's fsync batch-size histogram, from /metrics.

@@ -19,16 +19,6 @@ pub enum Kind {
     Baseline,
 }
 
-impl Kind {
-    /// Display name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Switchboard => "switchboard",
-            Kind::Baseline => "baseline",
-        }
-    }
-}
-
 /// The core servers are pinned to; the load generator uses the other one.
 pub const SERVER_CPU: &str = "0";
 /// The core of the load generator.
@@ -92,6 +82,8 @@ pub struct Binaries {
     pub switchboard: PathBuf,
     /// This benchmark binary.
     pub bench: PathBuf,
+    /// The peers' programs.
+    pub peers: crate::peers::PeerPaths,
 }
 
 /// Starts a server of `kind` on a free loopback port, pinned to [`SERVER_CPU`].

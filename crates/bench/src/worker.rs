@@ -4,7 +4,7 @@
 //! capped at 20,000) and drives them over stdin/stdout, one JSON line each way:
 //! - after connecting everything it prints `{"ready": N}`;
 //! - `{"window": [from_ns, to_ns]}` counts, from now on, the messages scheduled in that window;
-//! - `{"report": true}` prints `{"received": n, "latency_us": [[value, count], …]}` for the
+//! - `"report"` prints `{"received": n, "latency_us": [[value, count], …]}` for the
 //!   window so far and keeps running;
 //! - end of stdin exits.
 
@@ -33,7 +33,7 @@ pub struct Report {
 #[serde(rename_all = "snake_case")]
 enum Command {
     Window([u64; 2]),
-    Report(bool),
+    Report,
 }
 
 struct Stats {
@@ -89,11 +89,11 @@ pub async fn run(
                         if frame.opcode == Opcode::Close {
                             break;
                         }
-                        if let Some(reply) = target.answer(&mut ws, &frame) {
-                            if ws.write_raw(&reply).await.is_err() {
-                                break;
-                            }
-                            continue;
+                        // A frame may carry a protocol ping and messages (NATS): answer, then scan.
+                        if let Some(reply) = target.answer(&mut ws, &frame)
+                            && ws.write_raw(&reply).await.is_err()
+                        {
+                            break;
                         }
                         let now = payload::now_ns();
                         let mut s = stats.borrow_mut();
@@ -119,7 +119,7 @@ pub async fn run(
                         s.received = 0;
                         s.histogram.reset();
                     }
-                    Command::Report(_) => {
+                    Command::Report => {
                         let s = stats.borrow();
                         let report = Report {
                             received: s.received,

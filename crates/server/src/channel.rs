@@ -24,6 +24,9 @@ use switchboard_protocol::{
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
+/// Agents per presence frame (see [`Channel::presence_state_frames`]).
+const PRESENCE_CHUNK: usize = 64;
+
 /// Identifies a channel: its tenant (`""` for public scope) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChannelKey {
@@ -185,6 +188,9 @@ struct State {
     subscribers: HashMap<u64, Subscriber>,
     agents: HashMap<Arc<str>, u64>,
     presence_seq: u64,
+    /// Joins and leaves not yet sent: one merged `presence_diff` per batch period.
+    pending_diff: PresenceDiff,
+    diff_scheduled: bool,
     deleted: bool,
 }
 
@@ -197,6 +203,8 @@ pub struct ChannelLimits {
     pub dedup_window: usize,
     /// Frames buffered for a subscriber that is replaying.
     pub catch_up_buffer: usize,
+    /// How long joins and leaves collect before one `presence_diff` goes out.
+    pub presence_batch: std::time::Duration,
 }
 
 /// What a join needs to do after registering.
@@ -217,6 +225,8 @@ pub enum JoinOutcome {
 
 /// One loaded channel.
 pub struct Channel {
+    /// This channel, for tasks it schedules on itself (presence batching).
+    me: std::sync::Weak<Channel>,
     /// The stored row (id, epoch, password hash, policy).
     pub row: ChannelRow,
     /// `channel:<name>`.
@@ -284,7 +294,8 @@ impl Channel {
         } else {
             Scope::Private
         };
-        Ok(Arc::new(Channel {
+        Ok(Arc::new_cyclic(|me| Channel {
+            me: me.clone(),
             topic,
             scope,
             state: Mutex::new(State {
@@ -298,6 +309,8 @@ impl Channel {
                 subscribers: HashMap::new(),
                 agents: HashMap::new(),
                 presence_seq: 0,
+                pending_diff: PresenceDiff::default(),
+                diff_scheduled: false,
                 deleted: false,
             }),
             head_tx: watch::Sender::new(head),
@@ -484,21 +497,20 @@ impl Channel {
             .or_insert_with(|| PresenceEntry { metas: Vec::new() })
             .metas
             .push(presence.clone());
-        let state_frame = self.presence_frame(events::PRESENCE_STATE, &state);
+        let state_frames = self.presence_state_frames(state);
         s.agents.insert(agent, conn.id);
         match outcome {
             JoinOutcome::Live => {
-                frames.push(state_frame);
+                frames.extend(state_frames);
                 conn.push_batch(frames);
             }
             JoinOutcome::CatchUp { .. } => {
                 conn.push_batch(frames);
-                sub.catching_up = Some(vec![state_frame]);
+                sub.catching_up = Some(state_frames);
             }
         }
         s.subscribers.insert(conn.id, sub);
-        let diff = self.presence_frame(events::PRESENCE_DIFF, &PresenceDiff::join(presence));
-        self.broadcast_except(s, conn.id, &diff);
+        self.queue_diff(s, Some(presence), None);
         Ok(outcome)
     }
 
@@ -524,11 +536,7 @@ impl Channel {
         if s.agents.get(&sub.agent) == Some(&conn_id) {
             s.agents.remove(&sub.agent);
         }
-        let diff = self.presence_frame(
-            events::PRESENCE_DIFF,
-            &PresenceDiff::leave(sub.presence.clone()),
-        );
-        self.broadcast_except(s, conn_id, &diff);
+        self.queue_diff(s, None, Some(sub.presence.clone()));
         Some(sub)
     }
 
@@ -747,13 +755,133 @@ impl Channel {
         self.metrics.messages_out.inc_by(delivered);
     }
 
-    fn broadcast_except(&self, s: &mut State, except: u64, frame: &WsFrame) {
-        let cap = self.limits.catch_up_buffer;
-        for (id, sub) in s.subscribers.iter_mut() {
-            if *id != except {
-                sub.deliver(frame, cap);
+    /// Adds a join or leave to the pending diff and makes sure a flush is scheduled.
+    ///
+    /// Sending a diff to every member on every join costs O(N²) frames when N agents join at
+    /// once (a reconnect storm); merged diffs cost O(N) per batch period. A leave cancels a
+    /// join of the same presence that was not sent yet.
+    fn queue_diff(&self, s: &mut State, join: Option<PresenceMeta>, leave: Option<PresenceMeta>) {
+        if let Some(meta) = join {
+            s.pending_diff
+                .joins
+                .entry(meta.agent_name.clone())
+                .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+                .metas
+                .push(meta);
+        }
+        if let Some(meta) = leave {
+            let cancelled = s
+                .pending_diff
+                .joins
+                .get_mut(&meta.agent_name)
+                .is_some_and(|e| {
+                    let before = e.metas.len();
+                    e.metas.retain(|m| m.phx_ref != meta.phx_ref);
+                    e.metas.len() < before
+                });
+            if cancelled {
+                if s.pending_diff
+                    .joins
+                    .get(&meta.agent_name)
+                    .is_some_and(|e| e.metas.is_empty())
+                {
+                    s.pending_diff.joins.remove(&meta.agent_name);
+                }
+            } else {
+                s.pending_diff
+                    .leaves
+                    .entry(meta.agent_name.clone())
+                    .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+                    .metas
+                    .push(meta);
             }
         }
+        if !s.diff_scheduled {
+            s.diff_scheduled = true;
+            let me = self.me.clone();
+            let period = self.limits.presence_batch;
+            tokio::spawn(async move {
+                tokio::time::sleep(period).await;
+                if let Some(channel) = me.upgrade() {
+                    channel.flush_presence();
+                }
+            });
+        }
+    }
+
+    /// Sends the pending presence diff, encoded once, to every member.
+    fn flush_presence(&self) {
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        s.diff_scheduled = false;
+        let diff = std::mem::take(&mut s.pending_diff);
+        if diff.joins.is_empty() && diff.leaves.is_empty() {
+            return;
+        }
+        let cap = self.limits.catch_up_buffer;
+        for frame in self.presence_diff_frames(diff) {
+            for sub in s.subscribers.values_mut() {
+                sub.deliver(&frame, cap);
+            }
+        }
+    }
+
+    /// The presence map as `presence_state` with the first [`PRESENCE_CHUNK`] agents, then
+    /// `presence_diff` joins for the rest, so no frame grows with the channel: a socket's write
+    /// buffer keeps the size of the largest frame it ever wrote, and a 5,000-agent state would
+    /// pin most of a megabyte on every member. Phoenix's `Presence` applies the state, then the
+    /// diffs, and ends with the same map.
+    fn presence_state_frames(&self, state: PresenceState) -> Vec<WsFrame> {
+        let mut entries = state.into_iter();
+        let first: PresenceState = entries.by_ref().take(PRESENCE_CHUNK).collect();
+        let mut frames = vec![self.presence_frame(events::PRESENCE_STATE, &first)];
+        loop {
+            let joins: PresenceState = entries.by_ref().take(PRESENCE_CHUNK).collect();
+            if joins.is_empty() {
+                return frames;
+            }
+            let diff = PresenceDiff {
+                joins,
+                leaves: PresenceState::new(),
+            };
+            frames.push(self.presence_frame(events::PRESENCE_DIFF, &diff));
+        }
+    }
+
+    /// A diff as frames of at most [`PRESENCE_CHUNK`] agents each (joins first, then leaves).
+    fn presence_diff_frames(&self, diff: PresenceDiff) -> Vec<WsFrame> {
+        let mut frames = Vec::new();
+        let chunks = |map: PresenceState| {
+            let mut entries = map.into_iter().peekable();
+            std::iter::from_fn(move || {
+                entries.peek()?;
+                Some(
+                    entries
+                        .by_ref()
+                        .take(PRESENCE_CHUNK)
+                        .collect::<PresenceState>(),
+                )
+            })
+        };
+        for joins in chunks(diff.joins) {
+            frames.push(self.presence_frame(
+                events::PRESENCE_DIFF,
+                &PresenceDiff {
+                    joins,
+                    leaves: PresenceState::new(),
+                },
+            ));
+        }
+        for leaves in chunks(diff.leaves) {
+            frames.push(self.presence_frame(
+                events::PRESENCE_DIFF,
+                &PresenceDiff {
+                    joins: PresenceState::new(),
+                    leaves,
+                },
+            ));
+        }
+        frames
     }
 
     fn presence_frame(&self, event: &str, payload: &impl serde::Serialize) -> WsFrame {

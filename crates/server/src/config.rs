@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_inflight_publishes: usize,
     /// Recent message ids remembered per channel for idempotent publishes.
     pub dedup_window: usize,
+    /// How long presence joins and leaves collect before one merged `presence_diff` goes out.
+    pub presence_batch_ms: u64,
 }
 
 /// `[storage]`

@@ -144,6 +144,7 @@ impl Server {
             cache_messages: config.storage.cache_messages,
             dedup_window: config.limits.dedup_window,
             catch_up_buffer: config.limits.outbound_queue,
+            presence_batch: Duration::from_millis(config.limits.presence_batch_ms),
         };
         let hub = Hub::new(
             store.clone(),

@@ -119,6 +119,7 @@ impl Target {
                     (0, 1)
                 }
             }
+            Proto::Nats => nats::acks(frame),
             _ => (0, 0),
         }
     }

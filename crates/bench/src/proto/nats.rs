@@ -169,7 +169,6 @@ pub fn answer(ws: &mut Ws, frame: &Frame) -> Option<Vec<u8>> {
 
 /// JetStream publish acknowledgements in a publisher's frame: (accepted, refused). Only the
 /// ack inbox is subscribed on a publisher, so every message payload it receives is one.
-#[allow(dead_code)] // until `Target::acks` dispatches `Proto::Nats` here
 pub fn acks(frame: &Frame) -> (u64, u64) {
     let (mut accepted, mut refused) = (0, 0);
     each_unit(&frame.payload, |unit, is_payload| {

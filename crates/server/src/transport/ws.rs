@@ -76,7 +76,12 @@ pub async fn upgrade(
     }
     let counted = Counted(app.clone());
     let frame_limit = app.config.limits.max_frame_bytes;
-    ws.max_frame_size(frame_limit)
+    // tungstenite's default 128 KiB read and write buffers would cost every idle connection
+    // a quarter of a megabyte; small ones grow only while a connection moves big frames, and
+    // the writer task batches and flushes on its own.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_frame_size(frame_limit)
         .max_message_size(frame_limit)
         .on_upgrade(move |socket| run(counted, socket, params.api_key))
 }

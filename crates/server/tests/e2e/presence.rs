@@ -50,3 +50,62 @@ async fn presence_state_and_diffs() {
     let diff = a.event("presence_diff").await.payload;
     assert!(diff["leaves"].get("carol").is_some());
 }
+
+#[tokio::test]
+async fn presence_diffs_are_merged_and_a_quick_join_and_leave_cancel_out() {
+    let s = TestServer::with(|c| c.limits.presence_batch_ms = 400).await;
+    let mut a = s.raw().await;
+    a.join("room", agent("alice")).await.unwrap();
+    a.event("presence_state").await;
+    assert!(
+        a.event("presence_diff").await.payload["joins"]
+            .get("alice")
+            .is_some()
+    );
+    // Within one batch period: two joins, and a third agent that joins and leaves again.
+    let (mut b, mut c, mut e) = (s.raw().await, s.raw().await, s.raw().await);
+    b.join("room", agent("bob")).await.unwrap();
+    c.join("room", agent("carol")).await.unwrap();
+    e.join("room", agent("eve")).await.unwrap();
+    e.request("channel:room", "phx_leave", json!({}))
+        .await
+        .unwrap();
+    let diff = a.event("presence_diff").await.payload;
+    let joins = diff["joins"].as_object().unwrap();
+    assert!(
+        joins.contains_key("bob") && joins.contains_key("carol"),
+        "one merged diff: {diff}"
+    );
+    assert!(
+        !joins.contains_key("eve") && diff["leaves"].get("eve").is_none(),
+        "eve cancelled out: {diff}"
+    );
+}
+
+#[tokio::test]
+async fn a_large_presence_map_arrives_in_bounded_frames_that_add_up() {
+    let s = TestServer::start().await;
+    let mut members = Vec::new();
+    for i in 0..100 {
+        let mut c = s.raw().await;
+        c.join("crowd", agent(&format!("agent-{i}"))).await.unwrap();
+        members.push(c);
+    }
+    let mut late = s.raw().await;
+    late.join("crowd", agent("late")).await.unwrap();
+    let state = late.event("presence_state").await.payload;
+    let mut seen: std::collections::BTreeSet<String> =
+        state.as_object().unwrap().keys().cloned().collect();
+    assert!(
+        seen.len() <= 64,
+        "presence_state carries at most 64 agents, got {}",
+        seen.len()
+    );
+    while seen.len() < 101 {
+        let diff = late.event("presence_diff").await.payload;
+        let joins = diff["joins"].as_object().unwrap();
+        assert!(joins.len() <= 64);
+        seen.extend(joins.keys().cloned());
+    }
+    assert!(seen.contains("late") && seen.contains("agent-0") && seen.contains("agent-99"));
+}
