@@ -54,7 +54,7 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Repetitions of each measurement, alternating servers.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 2)]
         repeats: usize,
         /// Output directory.
         #[arg(long, default_value = "bench/results")]

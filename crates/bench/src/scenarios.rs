@@ -139,7 +139,6 @@ pub async fn fan_out(
         &[50_000.0, 200_000.0, 800_000.0]
     } else {
         &[
-            25_000.0,
             50_000.0,
             100_000.0,
             200_000.0,
@@ -259,7 +258,7 @@ pub async fn latency(
         let workers = Workers::spawn(&bins.bench, &r.target, "latency", 100, 0).await?;
         running.push((server, r, workers, Vec::<Step>::new()));
     }
-    for rep in 0..plan.repeats.max(1) {
+    for rep in 0..plan.repeats.max(3) {
         for k in 0..running.len() {
             let i = (k + rep) % running.len();
             let (server, r, workers, steps) = &mut running[i];
