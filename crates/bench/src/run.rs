@@ -176,6 +176,7 @@ pub async fn publish_open_loop(
     durable: bool,
 ) -> anyhow::Result<Published> {
     let ws = target.publisher(None, channel, 1_000_000_000).await?;
+    let name = target.name.clone();
     let target = target.clone();
     let channel = channel.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -184,6 +185,7 @@ pub async fn publish_open_loop(
         )
     })
     .await?
+    .with_context(|| format!("publishing to {name}"))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -83,6 +83,26 @@ pub struct StepSummary {
     pub passed: bool,
     /// Every repetition.
     pub runs: Vec<Step>,
+    /// Why the step could not be completed, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StepSummary {
+    /// A step the server could not complete (it closed a connection).
+    fn failed(rate: f64, offered: f64, why: String) -> StepSummary {
+        StepSummary {
+            rate,
+            offered,
+            delivered: 0.0,
+            delivered_pct: 0.0,
+            latency: Percentiles::default(),
+            per_cpu_second: (0.0, 0.0, 0.0),
+            passed: false,
+            runs: Vec::new(),
+            error: Some(why),
+        }
+    }
 }
 
 fn summarise(runs: Vec<Step>) -> StepSummary {
@@ -102,6 +122,7 @@ fn summarise(runs: Vec<Step>) -> StepSummary {
         per_cpu_second: median(&mut runs.iter().map(|s| s.per_cpu_second).collect::<Vec<_>>()),
         passed: latency.p99_us < 50_000 && delivered_pct >= 99.9,
         runs,
+        error: None,
     }
 }
 
@@ -159,10 +180,11 @@ pub async fn fan_out(
             for &deliveries in targets {
                 let rate = deliveries / n as f64;
                 let mut runs: Vec<Vec<Step>> = vec![Vec::new(); running.len()];
+                let mut failures: Vec<Option<String>> = vec![None; running.len()];
                 for rep in 0..plan.repeats {
                     for k in 0..running.len() {
                         let i = (k + rep) % running.len();
-                        let (_, r, workers, _, alive) = &mut running[i];
+                        let (server, r, workers, _, alive) = &mut running[i];
                         if *alive {
                             let step = fan_out_step(
                                 &r.target,
@@ -173,12 +195,30 @@ pub async fn fan_out(
                                 size,
                                 plan.timing,
                             )
-                            .await?;
-                            runs[i].push(step);
+                            .await;
+                            match step {
+                                Ok(step) => runs[i].push(step),
+                                // A server that drops the publisher or its subscribers is out
+                                // of the scenario; the others go on.
+                                Err(e) => {
+                                    eprintln!(
+                                        "s1 {:>11} failed at {rate:.0} msg/s: {e:#}",
+                                        server.name()
+                                    );
+                                    failures[i] = Some(format!("{e:#}"));
+                                    *alive = false;
+                                }
+                            }
                         }
                     }
                 }
                 for (i, runs) in runs.into_iter().enumerate() {
+                    if let Some(why) = failures[i].take() {
+                        running[i]
+                            .3
+                            .push(StepSummary::failed(rate, rate * n as f64, why));
+                        continue;
+                    }
                     if runs.is_empty() {
                         continue;
                     }
