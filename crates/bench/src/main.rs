@@ -59,9 +59,19 @@ enum Cmd {
         /// Output directory.
         #[arg(long, default_value = "bench/results")]
         out: std::path::PathBuf,
+        /// Keep the other scenarios of `<out>/latest.json` and replace only those run now.
+        #[arg(long)]
+        merge: bool,
         /// The `switchboard` binary (a release build).
         #[arg(long, default_value = "target/release/switchboard")]
         switchboard: std::path::PathBuf,
+    },
+    /// Rewrites `<dir>/latest.md` (and the derived figures in `latest.json`) from the
+    /// recorded steps in `<dir>/latest.json`, without measuring again.
+    Report {
+        /// The results directory.
+        #[arg(long, default_value = "bench/results")]
+        dir: std::path::PathBuf,
     },
     /// Appends records and fdatasyncs every batch; prints records per second.
     FsyncFloor {
@@ -112,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             quick,
             repeats,
             out,
+            merge,
             switchboard,
         } => {
             let bins = servers::Binaries {
@@ -169,6 +180,14 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             std::fs::create_dir_all(&out)?;
+            if merge && let Ok(text) = std::fs::read_to_string(out.join("latest.json")) {
+                let before: report::Results = serde_json::from_str(&text)?;
+                results = report::Results {
+                    started: format!("{} (merged into the run of {})", results.started, before.started),
+                    command: format!("{}; then {}", before.command, results.command),
+                    ..before
+                };
+            }
             for s in scenario {
                 match s {
                     Scenario::S1 => {
@@ -195,6 +214,15 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(out.join("latest.md"), results.markdown())?;
             }
             eprintln!("wrote {}/latest.md and latest.json", out.display());
+            Ok(())
+        }
+        Cmd::Report { dir } => {
+            let path = dir.join("latest.json");
+            let mut results: report::Results = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            results.recompute();
+            std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+            std::fs::write(dir.join("latest.md"), results.markdown())?;
+            eprintln!("rewrote {}/latest.md", dir.display());
             Ok(())
         }
         Cmd::FsyncFloor {

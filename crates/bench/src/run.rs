@@ -120,7 +120,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Latency percentiles, in microseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50_us: u64,
@@ -292,7 +292,7 @@ fn publish_blocking(
 }
 
 /// One measured step of a fan-out: what was offered and what arrived.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Step {
     /// Messages per second published.
     pub rate: f64,

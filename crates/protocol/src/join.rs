@@ -51,6 +51,11 @@ pub struct JoinParams {
     /// Deliver this agent's own messages back to it (default true).
     #[serde(default = "yes")]
     pub echo: bool,
+    /// Receive `presence_state` and `presence_diff` (default true). Agents that do not need
+    /// presence, in big channels especially, set false: the state sent on join grows with
+    /// the channel. The agent is tracked and visible to others either way.
+    #[serde(default = "yes")]
+    pub presence: bool,
     /// Custom presence metadata (a JSON object, at most 4 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
@@ -70,6 +75,7 @@ impl JoinParams {
             epoch: None,
             event_types: None,
             echo: true,
+            presence: true,
             meta: None,
             session_id: None,
         }

@@ -149,6 +149,8 @@ struct Subscriber {
     join_ref: Option<String>,
     filter: Filter,
     presence: PresenceMeta,
+    /// Whether it receives presence events.
+    wants_presence: bool,
     /// While a joining agent replays history from disk, live frames wait here.
     catching_up: Option<Vec<WsFrame>>,
 }
@@ -463,6 +465,7 @@ impl Channel {
                     .map(|t| t.iter().cloned().collect()),
             },
             presence: presence.clone(),
+            wants_presence: params.presence,
             catching_up: None,
         };
 
@@ -491,13 +494,17 @@ impl Channel {
                 };
             }
         }
-        let mut state = presence_state(s);
-        state
-            .entry(params.agent_name.clone())
-            .or_insert_with(|| PresenceEntry { metas: Vec::new() })
-            .metas
-            .push(presence.clone());
-        let state_frames = self.presence_state_frames(state);
+        let state_frames = if params.presence {
+            let mut state = presence_state(s);
+            state
+                .entry(params.agent_name.clone())
+                .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+                .metas
+                .push(presence.clone());
+            self.presence_state_frames(state)
+        } else {
+            Vec::new()
+        };
         s.agents.insert(agent, conn.id);
         match outcome {
             JoinOutcome::Live => {
@@ -820,7 +827,7 @@ impl Channel {
         }
         let cap = self.limits.catch_up_buffer;
         for frame in self.presence_diff_frames(diff) {
-            for sub in s.subscribers.values_mut() {
+            for sub in s.subscribers.values_mut().filter(|sub| sub.wants_presence) {
                 sub.deliver(&frame, cap);
             }
         }

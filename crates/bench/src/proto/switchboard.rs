@@ -5,6 +5,8 @@ use crate::ws::{Endpoint, Opcode, Ws};
 use std::io;
 use std::net::IpAddr;
 
+// Benchmark agents opt out of presence events: the peers have no presence, and a presence
+// state sent on every join grows with the channel.
 async fn join(
     t: &Target,
     local: Option<IpAddr>,
@@ -22,7 +24,7 @@ async fn join(
     })
     .await?;
     let join = format!(
-        r#"["1","1","channel:{channel}","phx_join",{{"agent_name":"{agent}","echo":{echo}}}]"#
+        r#"["1","1","channel:{channel}","phx_join",{{"agent_name":"{agent}","echo":{echo},"presence":false}}]"#
     );
     ws.send(Opcode::Text, join.as_bytes()).await?;
     let mut refused = None;
