@@ -183,7 +183,10 @@ fn main() -> anyhow::Result<()> {
             if merge && let Ok(text) = std::fs::read_to_string(out.join("latest.json")) {
                 let before: report::Results = serde_json::from_str(&text)?;
                 results = report::Results {
-                    started: format!("{} (merged into the run of {})", results.started, before.started),
+                    started: format!(
+                        "{} (merged into the run of {})",
+                        results.started, before.started
+                    ),
                     command: format!("{}; then {}", before.command, results.command),
                     ..before
                 };
@@ -218,7 +221,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Report { dir } => {
             let path = dir.join("latest.json");
-            let mut results: report::Results = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            let mut results: report::Results =
+                serde_json::from_str(&std::fs::read_to_string(&path)?)?;
             results.recompute();
             std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
             std::fs::write(dir.join("latest.md"), results.markdown())?;

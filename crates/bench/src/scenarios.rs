@@ -150,9 +150,16 @@ impl FanOut {
     /// subscribers is bounded by one load core reading every socket, so it must not decide
     /// what the server's CPU cost is).
     pub fn figures(steps: &[StepSummary]) -> (f64, f64) {
-        let capacity = steps.iter().filter(|s| s.passed).map(|s| s.delivered).fold(0.0, f64::max);
-        let mut complete: Vec<f64> =
-            steps.iter().filter(|s| s.delivered_pct >= 99.9).map(|s| s.per_cpu_second.0).collect();
+        let capacity = steps
+            .iter()
+            .filter(|s| s.passed)
+            .map(|s| s.delivered)
+            .fold(0.0, f64::max);
+        let mut complete: Vec<f64> = steps
+            .iter()
+            .filter(|s| s.delivered_pct >= 99.9)
+            .map(|s| s.per_cpu_second.0)
+            .collect();
         (capacity, median(&mut complete).0)
     }
 }

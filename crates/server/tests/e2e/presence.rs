@@ -114,12 +114,22 @@ async fn a_large_presence_map_arrives_in_bounded_frames_that_add_up() {
 async fn agents_can_opt_out_of_presence_events_and_still_be_seen() {
     let s = TestServer::with(|c| c.limits.presence_batch_ms = 20).await;
     let mut quiet = s.raw().await;
-    quiet.join("room", json!({"agent_name": "quiet", "presence": false})).await.unwrap();
+    quiet
+        .join("room", json!({"agent_name": "quiet", "presence": false}))
+        .await
+        .unwrap();
     let mut loud = s.raw().await;
     loud.join("room", agent("loud")).await.unwrap();
     let state = loud.event("presence_state").await.payload;
-    assert!(state.get("quiet").is_some(), "an opted-out agent is still present");
+    assert!(
+        state.get("quiet").is_some(),
+        "an opted-out agent is still present"
+    );
     loud.publish("room", json!({"type": "t"})).await.unwrap();
     assert_eq!(quiet.message("room").await["from"], "loud");
-    quiet.assert_none(std::time::Duration::from_millis(100), |g| g.event.starts_with("presence")).await;
+    quiet
+        .assert_none(std::time::Duration::from_millis(100), |g| {
+            g.event.starts_with("presence")
+        })
+        .await;
 }
