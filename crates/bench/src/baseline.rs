@@ -1,7 +1,7 @@
 //! The physical-limit baseline: a bare tokio WebSocket broadcast server with no features.
 //!
 //! Every text frame one client sends is encoded once as a server frame and written, as the
-//! same shared bytes, to every other connected client. No auth, no channels, no storage, no
+//! same shared bytes, to every other client connected on the same path (the path is the room). No auth, no channels, no storage, no
 //! per-message allocation beyond the one shared buffer: what is left is the cost of moving
 //! bytes from one socket to N sockets with tokio.
 
@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-type Peers = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
+/// Room (the request path) → connection id → its queue.
+type Peers = Arc<Mutex<HashMap<String, HashMap<u64, mpsc::Sender<Bytes>>>>>;
 
 /// Serves until the process is killed; prints `listening <addr>` once bound.
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
@@ -40,6 +41,11 @@ async fn connection(mut stream: TcpStream, id: u64, peers: Peers) -> anyhow::Res
             break end + 4;
         }
     };
+    let room = String::from_utf8_lossy(&buf[..end])
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
     buf.advance(end);
     // Fixed key in the load generator, so the accept hash is fixed too.
     stream
@@ -50,7 +56,12 @@ async fn connection(mut stream: TcpStream, id: u64, peers: Peers) -> anyhow::Res
         .await?;
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
-    peers.lock().expect("not poisoned").insert(id, tx);
+    peers
+        .lock()
+        .expect("not poisoned")
+        .entry(room.clone())
+        .or_default()
+        .insert(id, tx);
     let writer = tokio::spawn(async move {
         // Batch whatever is queued into one write, as a well-built server would.
         let mut out = Vec::with_capacity(64 * 1024);
@@ -71,13 +82,13 @@ async fn connection(mut stream: TcpStream, id: u64, peers: Peers) -> anyhow::Res
     loop {
         while let Some((opcode, payload)) = parse_masked(&mut buf) {
             if opcode == Opcode::Close as u8 {
-                peers.lock().expect("not poisoned").remove(&id);
+                leave(&peers, &room, id);
                 return Ok(());
             }
             if opcode == Opcode::Text as u8 {
                 let frame = Bytes::from(encode_server_frame(Opcode::Text, &payload));
                 let peers = peers.lock().expect("not poisoned");
-                for (peer, tx) in peers.iter() {
+                for (peer, tx) in peers.get(&room).into_iter().flatten() {
                     if *peer != id {
                         let _ = tx.try_send(frame.clone());
                     }
@@ -88,9 +99,19 @@ async fn connection(mut stream: TcpStream, id: u64, peers: Peers) -> anyhow::Res
             break;
         }
     }
-    peers.lock().expect("not poisoned").remove(&id);
+    leave(&peers, &room, id);
     writer.abort();
     Ok(())
+}
+
+fn leave(peers: &Peers, room: &str, id: u64) {
+    let mut peers = peers.lock().expect("not poisoned");
+    if let Some(members) = peers.get_mut(room) {
+        members.remove(&id);
+        if members.is_empty() {
+            peers.remove(room);
+        }
+    }
 }
 
 fn parse_masked(buf: &mut BytesMut) -> Option<(u8, Vec<u8>)> {

@@ -30,6 +30,8 @@ struct Cli {
 enum Scenario {
     /// Fan-out: one publisher to N subscribers, rate stepped up.
     S1,
+    /// Many pairs: 1,000 channels with one sender and one receiver each.
+    S2,
     /// Latency at 10,000 deliveries/s.
     S3,
     /// Memory per idle connection.
@@ -111,6 +113,9 @@ enum Cmd {
         /// Local addresses to spread connections over.
         #[arg(long, value_delimiter = ',')]
         locals: Vec<IpAddr>,
+        /// Each id gets its own channel `<channel>-<id>` with a publisher beside the subscriber.
+        #[arg(long)]
+        pairs: bool,
     },
 }
 
@@ -196,6 +201,9 @@ fn main() -> anyhow::Result<()> {
                     Scenario::S1 => {
                         results.fan_out = rt.block_on(scenarios::fan_out(&bins, &servers, &plan))?
                     }
+                    Scenario::S2 => {
+                        results.pairs = rt.block_on(scenarios::pairs(&bins, &servers, &plan))?
+                    }
                     Scenario::S3 => {
                         results.latency = rt.block_on(scenarios::latency(&bins, &servers, &plan))?
                     }
@@ -251,12 +259,20 @@ fn main() -> anyhow::Result<()> {
             connections,
             first_id,
             locals,
+            pairs,
         } => {
             let target = serde_json::from_str(&target)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(worker::run(target, channel, connections, first_id, locals))
+                .block_on(worker::run(
+                    target,
+                    channel,
+                    connections,
+                    first_id,
+                    locals,
+                    pairs,
+                ))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Results: `latest.json` (every figure, machine-readable) and `latest.md` (tables, ratios to
 //! the baseline and to each peer, the targets and where each stands).
 
-use crate::scenarios::{Durable, FanOut, HistoryRead, Latency, Memory};
+use crate::scenarios::{Durable, FanOut, HistoryRead, Latency, Memory, Pairs};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -16,6 +16,9 @@ pub struct Results {
     pub command: String,
     /// S1.
     pub fan_out: Vec<FanOut>,
+    /// S2.
+    #[serde(default)]
+    pub pairs: Vec<Pairs>,
     /// S3.
     pub latency: Vec<Latency>,
     /// S4.
@@ -47,6 +50,9 @@ impl Results {
     pub fn recompute(&mut self) {
         for f in &mut self.fan_out {
             (f.capacity, f.efficiency) = crate::scenarios::FanOut::figures(&f.steps);
+        }
+        for p in &mut self.pairs {
+            (p.capacity, p.efficiency) = crate::scenarios::FanOut::figures(&p.steps);
         }
     }
 
@@ -163,6 +169,42 @@ impl Results {
                         verdict(r >= want),
                     ));
                 }
+            }
+        }
+
+        if !self.pairs.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## S2 many pairs: channels with one sender and one receiver each\n"
+            );
+            let _ = writeln!(
+                md,
+                "The same bar and definitions as S1. The Node `ws` peer has no rooms and is not run.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| channels | server | efficiency (deliveries/CPU-s) | vs baseline | capacity (deliveries/s) | p99 at capacity (ms) |\n|---|---|---|---|---|---|"
+            );
+            let base = self.pairs.iter().find(|p| p.server == "baseline");
+            for p in &self.pairs {
+                let p99 = p
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.passed)
+                    .map(|s| ms(s.latency.p99_us))
+                    .unwrap_or("–".into());
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {:.0} | {} |",
+                    p.channels,
+                    p.server,
+                    p.efficiency,
+                    base.map(|b| ratio(p.efficiency, b.efficiency))
+                        .unwrap_or("–".into()),
+                    p.capacity,
+                    p99
+                );
             }
         }
 

@@ -38,6 +38,7 @@ impl Workers {
         channel: &str,
         connections: u64,
         first_id: u64,
+        pairs: bool,
     ) -> anyhow::Result<Workers> {
         let locals = local_addrs()
             .iter()
@@ -62,6 +63,7 @@ impl Workers {
                     "--locals",
                     &locals,
                 ])
+                .args(if pairs { &["--pairs"][..] } else { &[] })
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
@@ -94,11 +96,21 @@ impl Workers {
         Ok(())
     }
 
+    /// Sends one command line to every worker.
+    pub async fn command(&mut self, command: &serde_json::Value) -> anyhow::Result<()> {
+        let line = format!("{command}\n");
+        for (_, stdin, _) in &mut self.procs {
+            stdin.write_all(line.as_bytes()).await?;
+        }
+        Ok(())
+    }
+
     /// The merged report of every worker for the current window.
-    pub async fn report(&mut self) -> anyhow::Result<(u64, Histogram<u64>, u64)> {
+    pub async fn report(&mut self) -> anyhow::Result<(u64, Histogram<u64>, u64, u64)> {
         let line = "\"report\"\n";
         let mut received = 0;
         let mut lost = 0;
+        let mut published = 0;
         let mut histogram = new_histogram();
         for (_, stdin, lines) in &mut self.procs {
             stdin.write_all(line.as_bytes()).await?;
@@ -106,11 +118,12 @@ impl Workers {
             let report: Report = serde_json::from_str(&reply)?;
             received += report.received;
             lost += report.lost;
+            published += report.published;
             for (value, count) in report.latency_us {
                 histogram.record_n(value.max(1), count)?;
             }
         }
-        Ok((received, histogram, lost))
+        Ok((received, histogram, lost, published))
     }
 }
 
@@ -356,7 +369,7 @@ pub async fn fan_out_step(
     let (published, cpu) = tokio::join!(publish, cpu_probe);
     let (published, cpu) = (published?, cpu?);
     tokio::time::sleep(timing.drain).await;
-    let (received, histogram, lost) = workers.report().await?;
+    let (received, histogram, lost, _) = workers.report().await?;
     let expected = published.in_window * workers.connections;
     let window_s = timing.window.as_secs_f64();
     Ok(Step {
@@ -400,4 +413,47 @@ pub fn median(values: &mut [f64]) -> (f64, f64, f64) {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     };
     (mid, values[0], values[n - 1])
+}
+
+/// S2 step: every pair publishes `rate` messages per second on its own channel.
+pub async fn pairs_step(
+    pid: u32,
+    workers: &mut Workers,
+    rate: f64,
+    size: usize,
+    timing: Timing,
+) -> anyhow::Result<Step> {
+    let start = payload::now_ns() + 50_000_000;
+    let win_from = start + timing.warmup.as_nanos() as u64;
+    let win_to = win_from + timing.window.as_nanos() as u64;
+    workers.window(win_from, win_to).await?;
+    workers
+        .command(&serde_json::json!({ "publish": [rate, size as f64] }))
+        .await?;
+    sleep_until_ns(win_from).await;
+    let before = cpu_seconds(pid)?;
+    sleep_until_ns(win_to).await;
+    let cpu = cpu_seconds(pid)? - before;
+    workers.command(&serde_json::json!("quiet")).await?;
+    tokio::time::sleep(timing.drain).await;
+    let (received, histogram, lost, published) = workers.report().await?;
+    let window_s = timing.window.as_secs_f64();
+    Ok(Step {
+        rate,
+        offered: rate * workers.connections as f64,
+        delivered: received as f64 / window_s,
+        delivered_pct: if published == 0 {
+            0.0
+        } else {
+            100.0 * received as f64 / published as f64
+        },
+        latency: Percentiles::of(&histogram),
+        cpu_seconds: cpu,
+        per_cpu_second: if cpu > 0.0 {
+            received as f64 / cpu
+        } else {
+            0.0
+        },
+        lost,
+    })
 }

@@ -195,7 +195,7 @@ pub async fn fan_out(
             let mut running = Vec::new();
             for &server in servers {
                 let r = server.start(bins)?;
-                let workers = Workers::spawn(&bins.bench, &r.target, "fanout", n, 0).await?;
+                let workers = Workers::spawn(&bins.bench, &r.target, "fanout", n, 0, false).await?;
                 running.push((server, r, workers, Vec::<StepSummary>::new(), true));
             }
             for &deliveries in targets {
@@ -276,6 +276,94 @@ pub async fn fan_out(
     Ok(results)
 }
 
+/// S2 for one server: many channels, each with one sender and one receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pairs {
+    /// Server name.
+    pub server: String,
+    /// Channels (= sender/receiver pairs).
+    pub channels: u64,
+    /// Steps, in increasing rate, up to the first that failed the bar.
+    pub steps: Vec<StepSummary>,
+    /// Deliveries per second of the highest step that met the bar.
+    pub capacity: f64,
+    /// Deliveries per server CPU-second over the delivery-complete steps.
+    pub efficiency: f64,
+}
+
+/// S2: 1,000 channels, each with one sender and one receiver, the per-channel rate stepped
+/// up. The Node `ws` peer has no rooms and sits this one out.
+pub async fn pairs(bins: &Binaries, servers: &[Server], plan: &Plan) -> anyhow::Result<Vec<Pairs>> {
+    use crate::run::pairs_step;
+    let channels: u64 = if plan.quick { 200 } else { 1000 };
+    let rates: &[f64] = if plan.quick {
+        &[20.0, 100.0]
+    } else {
+        &[25.0, 50.0, 100.0, 200.0, 400.0]
+    };
+    let mut running = Vec::new();
+    for &server in servers.iter().filter(|s| **s != Server::NodeWs) {
+        let r = server.start(bins)?;
+        let workers = Workers::spawn(&bins.bench, &r.target, "pair", channels, 0, true).await?;
+        running.push((server, r, workers, Vec::<StepSummary>::new(), true));
+    }
+    for &rate in rates {
+        let mut runs: Vec<Vec<Step>> = vec![Vec::new(); running.len()];
+        for rep in 0..plan.repeats {
+            for k in 0..running.len() {
+                let i = (k + rep) % running.len();
+                let (server, r, workers, _, alive) = &mut running[i];
+                if !*alive {
+                    continue;
+                }
+                match pairs_step(r.pid, workers, rate, 100, plan.timing).await {
+                    Ok(step) => runs[i].push(step),
+                    Err(e) => {
+                        eprintln!(
+                            "s2 {:>11} failed at {rate} msg/s per channel: {e:#}",
+                            server.name()
+                        );
+                        *alive = false;
+                    }
+                }
+            }
+        }
+        for (i, runs) in runs.into_iter().enumerate() {
+            if runs.is_empty() {
+                continue;
+            }
+            let summary = summarise(runs);
+            let (server, _, _, steps, alive) = &mut running[i];
+            eprintln!(
+                "s2 {:>11} {channels} pairs offered {:>8.0}/s delivered {:>6.2}% p99 {:>7} us {:>10.0} deliveries/cpu-s",
+                server.name(),
+                summary.offered,
+                summary.delivered_pct,
+                summary.latency.p99_us,
+                summary.per_cpu_second.0
+            );
+            *alive = summary.passed;
+            steps.push(summary);
+        }
+        if running.iter().all(|r| !r.4) {
+            break;
+        }
+    }
+    Ok(running
+        .into_iter()
+        .map(|(server, _, _, steps, _)| {
+            let (capacity, efficiency) = FanOut::figures(&steps);
+            Pairs {
+                server: server.name().to_owned(),
+                channels,
+                steps,
+                capacity,
+                efficiency,
+            }
+        })
+        .collect())
+}
+
 /// S3: latency at a fixed load of 10,000 deliveries/s (100 subscribers × 100 msg/s).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
@@ -308,7 +396,7 @@ pub async fn latency(
     let mut running = Vec::new();
     for &server in servers {
         let r = server.start(bins)?;
-        let workers = Workers::spawn(&bins.bench, &r.target, "latency", 100, 0).await?;
+        let workers = Workers::spawn(&bins.bench, &r.target, "latency", 100, 0, false).await?;
         running.push((server, r, workers, Vec::<Step>::new()));
     }
     for rep in 0..plan.repeats.max(3) {
@@ -379,7 +467,7 @@ pub async fn memory(
         let mut held = Vec::new();
         let mut have = 0;
         for &n in counts {
-            held.push(Workers::spawn(&bins.bench, &r.target, "idle", n - have, have).await?);
+            held.push(Workers::spawn(&bins.bench, &r.target, "idle", n - have, have, false).await?);
             have = n;
             tokio::time::sleep(Duration::from_secs(1)).await;
             let rss = rss_kib(r.pid)?;

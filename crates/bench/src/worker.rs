@@ -27,6 +27,8 @@ pub struct Report {
     pub latency_us: Vec<(u64, u64)>,
     /// Connections that failed or closed.
     pub lost: u64,
+    /// Pairs mode: messages published that were scheduled in the window.
+    pub published: u64,
 }
 
 #[derive(Deserialize)]
@@ -34,11 +36,16 @@ pub struct Report {
 enum Command {
     Window([u64; 2]),
     Report,
+    /// Pairs mode: every publisher starts publishing `[rate per channel, payload bytes]`.
+    Publish([f64; 2]),
+    /// Pairs mode: every publisher stops.
+    Quiet,
 }
 
 struct Stats {
     window: (u64, u64),
     received: u64,
+    published: u64,
     lost: u64,
     histogram: Histogram<u64>,
 }
@@ -50,10 +57,13 @@ pub async fn run(
     connections: u64,
     first_id: u64,
     locals: Vec<IpAddr>,
+    pairs: bool,
 ) -> anyhow::Result<()> {
+    let (control, _) = tokio::sync::watch::channel(None::<(f64, usize)>);
     let stats = Rc::new(RefCell::new(Stats {
         window: (u64::MAX, 0),
         received: 0,
+        published: 0,
         lost: 0,
         histogram: Histogram::new_with_bounds(1, 120_000_000, 3)?,
     }));
@@ -67,10 +77,25 @@ pub async fn run(
                 let mut pending = Vec::new();
                 for &id in chunk {
                     let target = target.clone();
-                    let channel = channel.clone();
+                    // Pairs mode: each id has its own channel, with a publisher beside it.
+                    let channel = if pairs {
+                        format!("{channel}-{id}")
+                    } else {
+                        channel.clone()
+                    };
                     let ip = (!locals.is_empty()).then(|| locals[id as usize % locals.len()]);
+                    let stats = stats.clone();
+                    let control = control.subscribe();
                     pending.push(tokio::task::spawn_local(async move {
-                        target.subscribe(ip, &channel, id).await
+                        let ws = target.subscribe(ip, &channel, id).await?;
+                        if pairs {
+                            let publisher = target.publisher(ip, &channel, id).await?;
+                            let offset = id % 1000;
+                            tokio::task::spawn_local(publish_loop(
+                                target, publisher, channel, control, stats, offset,
+                            ));
+                        }
+                        std::io::Result::Ok(ws)
                     }));
                 }
                 for p in pending {
@@ -113,10 +138,17 @@ pub async fn run(
             let mut stdin = BufReader::new(tokio::io::stdin()).lines();
             while let Some(line) = stdin.next_line().await? {
                 match serde_json::from_str::<Command>(&line)? {
+                    Command::Publish([rate, size]) => {
+                        control.send_replace(Some((rate, size as usize)));
+                    }
+                    Command::Quiet => {
+                        control.send_replace(None);
+                    }
                     Command::Window([from, to]) => {
                         let mut s = stats.borrow_mut();
                         s.window = (from, to);
                         s.received = 0;
+                        s.published = 0;
                         s.histogram.reset();
                     }
                     Command::Report => {
@@ -129,6 +161,7 @@ pub async fn run(
                                 .map(|v| (v.value_iterated_to(), v.count_at_value()))
                                 .collect(),
                             lost: s.lost,
+                            published: s.published,
                         };
                         println!("{}", serde_json::to_string(&report)?);
                     }
@@ -137,4 +170,65 @@ pub async fn run(
             anyhow::Ok(())
         })
         .await
+}
+
+/// Pairs mode: publishes on one channel at the commanded rate (tokio intervals: millisecond
+/// scheduling is fine for this throughput scenario, and latency still counts from the
+/// scheduled time), and drains what the server sends the publisher.
+async fn publish_loop(
+    target: Target,
+    mut ws: crate::ws::Ws,
+    channel: String,
+    mut control: tokio::sync::watch::Receiver<Option<(f64, usize)>>,
+    stats: Rc<RefCell<Stats>>,
+    offset: u64,
+) {
+    let mut seq = 0u64;
+    loop {
+        let setting = *control.borrow_and_update();
+        let Some((rate, size)) = setting else {
+            tokio::select! {
+                changed = control.changed() => if changed.is_err() { return },
+                frame = ws.next() => match frame {
+                    Ok(f) => if let Some(reply) = target.answer(&mut ws, &f) { let _ = ws.write_raw(&reply).await; },
+                    Err(_) => return,
+                },
+            }
+            continue;
+        };
+        let period = std::time::Duration::from_secs_f64(1.0 / rate);
+        // Spread the channels' ticks over one period so they do not all fire at once.
+        let start = tokio::time::Instant::now() + period.mul_f64(offset as f64 / 1000.0);
+        let (start_ns, start_at) = (
+            payload::now_ns() + (start - tokio::time::Instant::now()).as_nanos() as u64,
+            start,
+        );
+        let mut ticks = tokio::time::interval_at(start, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                at = ticks.tick() => {
+                    let scheduled = start_ns + (at - start_at).as_nanos() as u64;
+                    let body = payload::make(size, scheduled);
+                    seq += 1;
+                    let bytes = target.publish(&mut ws, &channel, &body, seq + 1, false);
+                    if ws.write_raw(&bytes).await.is_err() {
+                        return;
+                    }
+                    let mut s = stats.borrow_mut();
+                    if scheduled >= s.window.0 && scheduled <= s.window.1 {
+                        s.published += 1;
+                    }
+                }
+                changed = control.changed() => {
+                    if changed.is_err() { return }
+                    break;
+                }
+                frame = ws.next() => match frame {
+                    Ok(f) => if let Some(reply) = target.answer(&mut ws, &f) { let _ = ws.write_raw(&reply).await; },
+                    Err(_) => return,
+                },
+            }
+        }
+    }
 }

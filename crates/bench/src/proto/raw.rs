@@ -1,4 +1,5 @@
-//! Plain WebSocket: every text frame a client sends is broadcast to every other client.
+//! Plain WebSocket: every text frame a client sends is broadcast to every other client on the
+//! same path (the bare baseline treats the path as a room; the Node `ws` peer ignores it).
 
 use super::Target;
 use crate::ws::{Endpoint, Opcode, Ws};
@@ -9,13 +10,13 @@ use std::net::IpAddr;
 pub async fn subscribe(
     t: &Target,
     local: Option<IpAddr>,
-    _channel: &str,
+    channel: &str,
     _id: u64,
 ) -> io::Result<Ws> {
     Ws::connect(&Endpoint {
         addr: t.addr,
         local,
-        path: "/",
+        path: &format!("/{channel}"),
         subprotocol: None,
     })
     .await
