@@ -24,6 +24,12 @@ use switchboard_protocol::{
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
+/// A server-chosen message id: 96 unpredictable bits (a guessable id could be claimed first
+/// by another client's publish), from the thread's CSPRNG, without a syscall per message.
+fn message_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
 /// Agents per presence frame (see [`Channel::presence_state_frames`]).
 const PRESENCE_CHUNK: usize = 64;
 
@@ -95,16 +101,22 @@ impl AckTo {
                         .publish_ack_seconds
                         .observe(started.elapsed().as_secs_f64());
                 }
-                let frame = match &result {
-                    Ok(ack) => reply_ok(join_ref.as_deref(), reference.as_deref(), &topic, ack),
-                    Err(e) => reply_error(
+                // A push without a ref is fire-and-forget: no reply on success, and a
+                // failure still surfaces, as a socket-level error.
+                let frame = match (&result, reference.as_deref()) {
+                    (Ok(_), None) => None,
+                    (Err(e), None) => Some(crate::connection::socket_error(e.code, &e.message)),
+                    (Ok(ack), Some(r)) => Some(reply_ok(join_ref.as_deref(), Some(r), &topic, ack)),
+                    (Err(e), Some(r)) => Some(reply_error(
                         join_ref.as_deref(),
-                        reference.as_deref(),
+                        Some(r),
                         &topic,
                         &e.reply(),
-                    ),
+                    )),
                 };
-                conn.push(frame);
+                if let Some(frame) = frame {
+                    conn.push(frame);
+                }
                 drop(permit);
             }
             AckTo::Http(tx) => {
@@ -627,7 +639,7 @@ impl Channel {
             )));
         }
         s.last_ts = s.last_ts.max(now_ms());
-        let id = p.id.unwrap_or_else(random_id::<12>);
+        let id = p.id.unwrap_or_else(message_id);
         let mut message = Message {
             id,
             offset: None,

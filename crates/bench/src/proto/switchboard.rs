@@ -69,11 +69,18 @@ pub async fn publisher(
     join(t, local, channel, &format!("p{id}"), false).await
 }
 
-/// A `publish` push: ephemeral for fan-out runs, persisted (acknowledged after fsync) when
-/// `durable`.
+/// A `publish` push: ephemeral and fire-and-forget for fan-out runs, persisted (acknowledged
+/// after fsync) when `durable`.
 pub fn publish(ws: &mut Ws, channel: &str, payload: &str, seq: u64, durable: bool) -> Vec<u8> {
+    // Ephemeral publishes go without a ref: fire-and-forget, like MQTT QoS 0 and core NATS.
+    // Durable ones carry a ref, and the reply is the ack the scenario waits for.
+    let reference = if durable {
+        format!("\"{seq}\"")
+    } else {
+        "null".to_owned()
+    };
     let text = format!(
-        r#"["1","{seq}","channel:{channel}","publish",{{"type":"b","data":"{payload}","ephemeral":{}}}]"#,
+        r#"["1",{reference},"channel:{channel}","publish",{{"type":"b","data":"{payload}","ephemeral":{}}}]"#,
         !durable
     );
     ws.encode(Opcode::Text, text.as_bytes())

@@ -308,10 +308,13 @@ impl Session {
     }
 
     async fn reply(&self, frame: &Frame, result: Result<impl serde::Serialize>) {
-        let (jr, r) = (frame.join_ref.as_deref(), frame.reference.as_deref());
-        let out = match result {
-            Ok(response) => reply_ok(jr, r, &frame.topic, &response),
-            Err(e) => reply_error(jr, r, &frame.topic, &e.reply()),
+        let jr = frame.join_ref.as_deref();
+        // A push without a ref expects no reply; its failure still surfaces as a socket error.
+        let out = match (result, frame.reference.as_deref()) {
+            (Ok(_), None) => return,
+            (Err(e), None) => socket_error(e.code, &e.message),
+            (Ok(response), r) => reply_ok(jr, r, &frame.topic, &response),
+            (Err(e), r) => reply_error(jr, r, &frame.topic, &e.reply()),
         };
         self.conn.send(Outbound::Frame(out)).await;
     }

@@ -344,3 +344,28 @@ async fn public_channels_with_a_password_need_it_over_http() {
     a.assert_none(Duration::from_millis(100), |g| g.event == "message")
         .await;
 }
+
+#[tokio::test]
+async fn a_publish_without_a_ref_is_fire_and_forget_but_failures_still_surface() {
+    let s = TestServer::start().await;
+    let (mut a, mut b) = (s.raw().await, s.raw().await);
+    a.join("room", agent("alice")).await.unwrap();
+    b.join("room", agent("bob")).await.unwrap();
+    a.send_text(
+        r#"["j",null,"channel:room","publish",{"type":"t","data":1,"ephemeral":true}]"#.to_owned(),
+    )
+    .await;
+    a.send_text(r#"["j",null,"channel:room","publish",{"type":"t","data":2}]"#.to_owned())
+        .await;
+    assert_eq!(b.message("room").await["data"], 1);
+    let stored = b.message("room").await;
+    assert_eq!(
+        (stored["data"].as_i64(), stored["offset"].as_u64()),
+        (Some(2), Some(1))
+    );
+    a.send_text(r#"["j",null,"channel:room","publish",{"data":3}]"#.to_owned())
+        .await;
+    assert_eq!(a.event("error").await.payload["code"], "invalid_payload");
+    a.assert_none(Duration::from_millis(100), |g| g.event == "phx_reply")
+        .await;
+}
