@@ -42,7 +42,8 @@ pub fn scan(frame: &[u8], mut f: impl FnMut(u64)) {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// The position of the first `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     let first = needle[0];
     let mut start = 0;
     while let Some(i) = haystack[start..].iter().position(|&b| b == first) {

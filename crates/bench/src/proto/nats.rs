@@ -15,6 +15,7 @@
 //! publisher per channel, or each sees the others' acks.
 
 use super::{Target, await_frame};
+use crate::payload::find;
 use crate::ws::{Endpoint, Frame, Opcode, Ws};
 use std::io;
 use std::net::IpAddr;
@@ -217,19 +218,6 @@ fn each_unit(frame: &[u8], mut f: impl FnMut(&[u8], bool)) {
             at = end + 2;
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut start = 0;
-    while let Some(i) = haystack[start..].iter().position(|&b| b == first) {
-        let at = start + i;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        start = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]
