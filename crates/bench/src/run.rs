@@ -89,11 +89,8 @@ impl Workers {
 
     /// Counts, from now on, only messages scheduled within `[from_ns, to_ns]`.
     pub async fn window(&mut self, from_ns: u64, to_ns: u64) -> anyhow::Result<()> {
-        let line = format!("{}\n", serde_json::json!({ "window": [from_ns, to_ns] }));
-        for (_, stdin, _) in &mut self.procs {
-            stdin.write_all(line.as_bytes()).await?;
-        }
-        Ok(())
+        self.command(&serde_json::json!({ "window": [from_ns, to_ns] }))
+            .await
     }
 
     /// Sends one command line to every worker.
@@ -107,7 +104,7 @@ impl Workers {
 
     /// The merged report of every worker for the current window.
     pub async fn report(&mut self) -> anyhow::Result<(u64, Histogram<u64>, u64, u64)> {
-        let line = "\"report\"\n";
+        let line = format!("{}\n", serde_json::json!("report"));
         let mut received = 0;
         let mut lost = 0;
         let mut published = 0;
@@ -350,12 +347,7 @@ pub async fn fan_out_step(
     let win_from = start + timing.warmup.as_nanos() as u64;
     let win_to = win_from + timing.window.as_nanos() as u64;
     workers.window(win_from, win_to).await?;
-    let cpu_probe = async {
-        sleep_until_ns(win_from).await;
-        let before = cpu_seconds(pid)?;
-        sleep_until_ns(win_to).await;
-        anyhow::Ok(cpu_seconds(pid)? - before)
-    };
+    let cpu_probe = cpu_between(pid, win_from, win_to);
     let publish = publish_open_loop(
         target,
         channel,
@@ -371,25 +363,51 @@ pub async fn fan_out_step(
     tokio::time::sleep(timing.drain).await;
     let (received, histogram, lost, _) = workers.report().await?;
     let expected = published.in_window * workers.connections;
-    let window_s = timing.window.as_secs_f64();
-    Ok(Step {
+    Ok(Step::measured(
         rate,
-        offered: rate * workers.connections as f64,
-        delivered: received as f64 / window_s,
-        delivered_pct: if expected == 0 {
-            0.0
-        } else {
-            100.0 * received as f64 / expected as f64
-        },
-        latency: Percentiles::of(&histogram),
-        cpu_seconds: cpu,
-        per_cpu_second: if cpu > 0.0 {
-            received as f64 / cpu
-        } else {
-            0.0
-        },
+        workers.connections,
+        received,
+        expected,
+        &histogram,
+        cpu,
+        timing.window,
         lost,
-    })
+    ))
+}
+
+impl Step {
+    /// A step in which `received` of `expected` deliveries arrived within `window`.
+    #[allow(clippy::too_many_arguments)]
+    fn measured(
+        rate: f64,
+        subscribers: u64,
+        received: u64,
+        expected: u64,
+        histogram: &Histogram<u64>,
+        cpu_seconds: f64,
+        window: Duration,
+        lost: u64,
+    ) -> Step {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Step {
+            rate,
+            offered: rate * subscribers as f64,
+            delivered: received as f64 / window.as_secs_f64(),
+            delivered_pct: 100.0 * ratio(received as f64, expected as f64),
+            latency: Percentiles::of(histogram),
+            cpu_seconds,
+            per_cpu_second: ratio(received as f64, cpu_seconds),
+            lost,
+        }
+    }
+}
+
+/// Server CPU seconds used between two wall-clock instants (ns since the Unix epoch).
+async fn cpu_between(pid: u32, from_ns: u64, to_ns: u64) -> anyhow::Result<f64> {
+    sleep_until_ns(from_ns).await;
+    let before = cpu_seconds(pid)?;
+    sleep_until_ns(to_ns).await;
+    Ok(cpu_seconds(pid)? - before)
 }
 
 /// Sleeps until the wall clock reads `ns`.
@@ -430,30 +448,18 @@ pub async fn pairs_step(
     workers
         .command(&serde_json::json!({ "publish": [rate, size as f64] }))
         .await?;
-    sleep_until_ns(win_from).await;
-    let before = cpu_seconds(pid)?;
-    sleep_until_ns(win_to).await;
-    let cpu = cpu_seconds(pid)? - before;
+    let cpu = cpu_between(pid, win_from, win_to).await?;
     workers.command(&serde_json::json!("quiet")).await?;
     tokio::time::sleep(timing.drain).await;
     let (received, histogram, lost, published) = workers.report().await?;
-    let window_s = timing.window.as_secs_f64();
-    Ok(Step {
+    Ok(Step::measured(
         rate,
-        offered: rate * workers.connections as f64,
-        delivered: received as f64 / window_s,
-        delivered_pct: if published == 0 {
-            0.0
-        } else {
-            100.0 * received as f64 / published as f64
-        },
-        latency: Percentiles::of(&histogram),
-        cpu_seconds: cpu,
-        per_cpu_second: if cpu > 0.0 {
-            received as f64 / cpu
-        } else {
-            0.0
-        },
+        workers.connections,
+        received,
+        published,
+        &histogram,
+        cpu,
+        timing.window,
         lost,
-    })
+    ))
 }

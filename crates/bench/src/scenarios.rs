@@ -164,6 +164,80 @@ impl FanOut {
     }
 }
 
+/// A server taking part in a stepped scenario, with its subscribers and the steps so far.
+struct Contender {
+    server: Server,
+    running: Running,
+    workers: Workers,
+    steps: Vec<StepSummary>,
+    /// False once it missed the bar or dropped a connection: it sits out the higher steps.
+    alive: bool,
+}
+
+impl Contender {
+    fn new(server: Server, running: Running, workers: Workers) -> Self {
+        Contender {
+            server,
+            running,
+            workers,
+            steps: Vec::new(),
+            alive: true,
+        }
+    }
+}
+
+/// Measures one step on every live contender, `repeats` times in rotating order (A B C, then
+/// B C A, …), and records each one's summary. A contender whose measurement fails (it closed
+/// a connection) records a failed step and is out. Returns true when nobody is left.
+async fn step_all(
+    contenders: &mut [Contender],
+    repeats: usize,
+    label: &str,
+    rate: f64,
+    offered: f64,
+    mut measure: impl AsyncFnMut(&mut Contender) -> anyhow::Result<Step>,
+) -> bool {
+    let n = contenders.len();
+    let mut runs: Vec<Vec<Step>> = vec![Vec::new(); n];
+    for rep in 0..repeats {
+        for k in 0..n {
+            let c = &mut contenders[(k + rep) % n];
+            if !c.alive {
+                continue;
+            }
+            match measure(c).await {
+                Ok(step) => runs[(k + rep) % n].push(step),
+                Err(e) => {
+                    eprintln!(
+                        "{label} {:>11} failed at {rate:.0} msg/s: {e:#}",
+                        c.server.name()
+                    );
+                    c.steps
+                        .push(StepSummary::failed(rate, offered, format!("{e:#}")));
+                    c.alive = false;
+                }
+            }
+        }
+    }
+    for (c, runs) in contenders.iter_mut().zip(runs) {
+        if runs.is_empty() || !c.alive {
+            continue;
+        }
+        let summary = summarise(runs);
+        eprintln!(
+            "{label} {:>11} offered {:>9.0}/s delivered {:>6.2}% p99 {:>7} us {:>10.0} deliveries/cpu-s",
+            c.server.name(),
+            summary.offered,
+            summary.delivered_pct,
+            summary.latency.p99_us,
+            summary.per_cpu_second.0
+        );
+        c.alive = summary.passed;
+        c.steps.push(summary);
+    }
+    contenders.iter().all(|c| !c.alive)
+}
+
 /// S1: one publisher → N subscribers on one channel, rate stepped up until a server misses
 /// the bar. All servers run at once (idle ones cost nothing), and each step alternates them.
 pub async fn fan_out(
@@ -192,81 +266,47 @@ pub async fn fan_out(
     let mut results = Vec::new();
     for &size in sizes {
         for &n in subscriber_counts {
-            let mut running = Vec::new();
+            let mut contenders = Vec::new();
             for &server in servers {
-                let r = server.start(bins)?;
-                let workers = Workers::spawn(&bins.bench, &r.target, "fanout", n, 0, false).await?;
-                running.push((server, r, workers, Vec::<StepSummary>::new(), true));
+                let running = server.start(bins)?;
+                let workers =
+                    Workers::spawn(&bins.bench, &running.target, "fanout", n, 0, false).await?;
+                contenders.push(Contender::new(server, running, workers));
             }
+            let label = format!("s1 {size:>5} B n={n:<5}");
             for &deliveries in targets {
                 let rate = deliveries / n as f64;
-                let mut runs: Vec<Vec<Step>> = vec![Vec::new(); running.len()];
-                let mut failures: Vec<Option<String>> = vec![None; running.len()];
-                for rep in 0..plan.repeats {
-                    for k in 0..running.len() {
-                        let i = (k + rep) % running.len();
-                        let (server, r, workers, _, alive) = &mut running[i];
-                        if *alive {
-                            let step = fan_out_step(
-                                &r.target,
-                                r.pid,
-                                workers,
-                                "fanout",
-                                rate,
-                                size,
-                                plan.timing,
-                            )
-                            .await;
-                            match step {
-                                Ok(step) => runs[i].push(step),
-                                // A server that drops the publisher or its subscribers is out
-                                // of the scenario; the others go on.
-                                Err(e) => {
-                                    eprintln!(
-                                        "s1 {:>11} failed at {rate:.0} msg/s: {e:#}",
-                                        server.name()
-                                    );
-                                    failures[i] = Some(format!("{e:#}"));
-                                    *alive = false;
-                                }
-                            }
-                        }
-                    }
-                }
-                for (i, runs) in runs.into_iter().enumerate() {
-                    if let Some(why) = failures[i].take() {
-                        running[i]
-                            .3
-                            .push(StepSummary::failed(rate, rate * n as f64, why));
-                        continue;
-                    }
-                    if runs.is_empty() {
-                        continue;
-                    }
-                    let summary = summarise(runs);
-                    let (server, _, _, steps, alive) = &mut running[i];
-                    eprintln!(
-                        "s1 {:>11} {size:>5} B n={n:<5} offered {:>9.0}/s delivered {:>6.2}% p99 {:>7} us  {:>10.0} deliveries/cpu-s",
-                        server.name(),
-                        summary.offered,
-                        summary.delivered_pct,
-                        summary.latency.p99_us,
-                        summary.per_cpu_second.0
-                    );
-                    *alive = summary.passed;
-                    steps.push(summary);
-                }
-                if running.iter().all(|r| !r.4) {
+                let all_out = step_all(
+                    &mut contenders,
+                    plan.repeats,
+                    &label,
+                    rate,
+                    rate * n as f64,
+                    async |c| {
+                        fan_out_step(
+                            &c.running.target,
+                            c.running.pid,
+                            &mut c.workers,
+                            "fanout",
+                            rate,
+                            size,
+                            plan.timing,
+                        )
+                        .await
+                    },
+                )
+                .await;
+                if all_out {
                     break;
                 }
             }
-            for (server, _, _, steps, _) in running {
-                let (capacity, efficiency) = FanOut::figures(&steps);
+            for c in contenders {
+                let (capacity, efficiency) = FanOut::figures(&c.steps);
                 results.push(FanOut {
-                    server: server.name().to_owned(),
+                    server: c.server.name().to_owned(),
                     payload: size,
                     subscribers: n,
-                    steps,
+                    steps: c.steps,
                     capacity,
                     efficiency,
                 });
@@ -301,62 +341,36 @@ pub async fn pairs(bins: &Binaries, servers: &[Server], plan: &Plan) -> anyhow::
     } else {
         &[25.0, 50.0, 100.0, 200.0, 400.0]
     };
-    let mut running = Vec::new();
+    let mut contenders = Vec::new();
     for &server in servers.iter().filter(|s| **s != Server::NodeWs) {
-        let r = server.start(bins)?;
-        let workers = Workers::spawn(&bins.bench, &r.target, "pair", channels, 0, true).await?;
-        running.push((server, r, workers, Vec::<StepSummary>::new(), true));
+        let running = server.start(bins)?;
+        let workers =
+            Workers::spawn(&bins.bench, &running.target, "pair", channels, 0, true).await?;
+        contenders.push(Contender::new(server, running, workers));
     }
+    let label = format!("s2 {channels} pairs");
     for &rate in rates {
-        let mut runs: Vec<Vec<Step>> = vec![Vec::new(); running.len()];
-        for rep in 0..plan.repeats {
-            for k in 0..running.len() {
-                let i = (k + rep) % running.len();
-                let (server, r, workers, _, alive) = &mut running[i];
-                if !*alive {
-                    continue;
-                }
-                match pairs_step(r.pid, workers, rate, 100, plan.timing).await {
-                    Ok(step) => runs[i].push(step),
-                    Err(e) => {
-                        eprintln!(
-                            "s2 {:>11} failed at {rate} msg/s per channel: {e:#}",
-                            server.name()
-                        );
-                        *alive = false;
-                    }
-                }
-            }
-        }
-        for (i, runs) in runs.into_iter().enumerate() {
-            if runs.is_empty() {
-                continue;
-            }
-            let summary = summarise(runs);
-            let (server, _, _, steps, alive) = &mut running[i];
-            eprintln!(
-                "s2 {:>11} {channels} pairs offered {:>8.0}/s delivered {:>6.2}% p99 {:>7} us {:>10.0} deliveries/cpu-s",
-                server.name(),
-                summary.offered,
-                summary.delivered_pct,
-                summary.latency.p99_us,
-                summary.per_cpu_second.0
-            );
-            *alive = summary.passed;
-            steps.push(summary);
-        }
-        if running.iter().all(|r| !r.4) {
+        let all_out = step_all(
+            &mut contenders,
+            plan.repeats,
+            &label,
+            rate,
+            rate * channels as f64,
+            async |c| pairs_step(c.running.pid, &mut c.workers, rate, 100, plan.timing).await,
+        )
+        .await;
+        if all_out {
             break;
         }
     }
-    Ok(running
+    Ok(contenders
         .into_iter()
-        .map(|(server, _, _, steps, _)| {
-            let (capacity, efficiency) = FanOut::figures(&steps);
+        .map(|c| {
+            let (capacity, efficiency) = FanOut::figures(&c.steps);
             Pairs {
-                server: server.name().to_owned(),
+                server: c.server.name().to_owned(),
                 channels,
-                steps,
+                steps: c.steps,
                 capacity,
                 efficiency,
             }
