@@ -1,0 +1,96 @@
+"""Switchboard Python SDK: real-time channels for agents.
+
+    import switchboard
+
+    async with await switchboard.connect(
+        url="ws://127.0.0.1:7400", api_key=key, channel_name="lobby", agent_name="alice"
+    ) as agent:
+        ack = await agent.send("chat", {"text": "hi"})
+        async for msg in agent.messages():
+            print(msg.sender, msg.data)
+
+The connection reconnects by itself (exponential backoff with jitter), rejoins from the last
+offset it delivered and re-sends unacknowledged publishes under their ids, so the application
+sees neither a gap nor a duplicate. ``switchboard.sync`` wraps it for blocking scripts;
+:class:`HttpClient` covers the HTTP API.
+"""
+
+from . import sync
+from .agent import Agent, connect
+from .backoff import Backoff
+from .channel import Channel
+from .client import Client, ClientOptions, KeySource
+from .errors import (
+    AuthenticationError,
+    ClosedError,
+    CloseCode,
+    ConflictError,
+    ConnectionFailedError,
+    DisconnectedError,
+    ErrorCode,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    RemovedError,
+    RequestTimeoutError,
+    SwitchboardError,
+    UnavailableError,
+)
+from .http import ChannelInfo, HttpClient
+from .types import (
+    ChannelEvent,
+    Gap,
+    HistoryPage,
+    JoinReply,
+    Kicked,
+    Message,
+    PresenceDiff,
+    PresenceMeta,
+    PresenceState,
+    PublishAck,
+    Reconnected,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AuthenticationError",
+    "Backoff",
+    "Channel",
+    "ChannelEvent",
+    "ChannelInfo",
+    "Client",
+    "ClientOptions",
+    "CloseCode",
+    "ClosedError",
+    "ConflictError",
+    "ConnectionFailedError",
+    "DisconnectedError",
+    "ErrorCode",
+    "Gap",
+    "HistoryPage",
+    "HttpClient",
+    "InvalidRequestError",
+    "JoinReply",
+    "KeySource",
+    "Kicked",
+    "Message",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PresenceDiff",
+    "PresenceMeta",
+    "PresenceState",
+    "ProtocolError",
+    "PublishAck",
+    "RateLimitedError",
+    "Reconnected",
+    "RemovedError",
+    "RequestTimeoutError",
+    "SwitchboardError",
+    "UnavailableError",
+    "connect",
+    "sync",
+]

@@ -1,0 +1,130 @@
+"""The agent facade: one connection, one channel, one agent name — the common case in a line.
+
+``async with await switchboard.connect(url=..., api_key=..., channel_name=..., agent_name=...)``
+gives an :class:`Agent` that sends, receives and reads history and presence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .channel import Channel
+from .client import Client, ClientOptions, KeySource
+from .types import ChannelEvent, Direction, HistoryPage, JoinReply, Message, PresenceState, PublishAck, Scope
+
+
+class Agent:
+    """An agent in one channel. Close it with :meth:`close` or ``async with``."""
+
+    def __init__(self, client: Client, channel: Channel) -> None:
+        self.client = client
+        """The connection (join more channels through it with ``client.join``)."""
+        self.channel = channel
+        """The joined channel."""
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def name(self) -> str:
+        """This agent's name."""
+        return self.channel.agent_name
+
+    @property
+    def join_reply(self) -> JoinReply:
+        """The latest join reply: session id, epoch, head."""
+        return self.channel.join_reply
+
+    async def send(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        to: str | None = None,
+        ephemeral: bool = False,
+        attachments: list[bytes] | None = None,
+        id: str | None = None,
+    ) -> PublishAck:
+        """Sends a message to everyone, or to the agent ``to``; returns once it is durable
+        (``ack.offset``), or once delivered for ``ephemeral`` ones (``ack.offset`` is ``None``).
+        ``attachments`` are raw bytes, sent in a binary frame."""
+        return await self.channel.publish(type, data, to=to, ephemeral=ephemeral, attachments=attachments, id=id)
+
+    def messages(self) -> AsyncIterator[Message]:
+        """``async for msg in agent.messages()``: live messages (after a replay when joined with
+        ``since``), never a duplicate, across reconnects."""
+        return self.channel.messages()
+
+    def events(self) -> AsyncIterator[ChannelEvent]:
+        """Messages and presence, gap and reconnect events, in order."""
+        return self.channel.events()
+
+    async def receive(
+        self,
+        from_offset: int | None = None,
+        limit: int = 100,
+        *,
+        to_offset: int | None = None,
+        sender: str | None = None,
+        type: str | None = None,
+        direction: Direction = "forward",
+    ) -> HistoryPage:
+        """Reads history: up to ``limit`` messages from ``from_offset`` (inclusive)."""
+        return await self.channel.history(
+            from_offset=from_offset, to_offset=to_offset, sender=sender, type=type, limit=limit, direction=direction
+        )
+
+    async def presence(self) -> PresenceState:
+        """The agents present in the channel now."""
+        return await self.channel.presence()
+
+    async def close(self) -> None:
+        """Leaves the channel and closes the connection."""
+        await self.channel.leave()
+        await self.client.close()
+
+
+async def connect(
+    url: str,
+    api_key: KeySource,
+    channel_name: str,
+    agent_name: str,
+    *,
+    channel_password: str | None = None,
+    scope: Scope = "private",
+    event_types: list[str] | None = None,
+    since: int | None = None,
+    echo: bool = True,
+    presence: bool = True,
+    meta: dict[str, Any] | None = None,
+    session_id: str | None = None,
+    options: ClientOptions | None = None,
+) -> Agent:
+    """Connects, joins ``channel_name`` as ``agent_name`` and returns the :class:`Agent`.
+
+    ``api_key`` is a key, or a callable (sync or async) returning a fresh one: it is called for
+    every connection, so short-lived keys keep working across reconnects. See
+    :meth:`Client.join` for the join options.
+    """
+    client = await Client.connect(url, api_key, options)
+    try:
+        channel = await client.join(
+            channel_name,
+            agent_name,
+            password=channel_password,
+            scope=scope,
+            since=since,
+            event_types=event_types,
+            echo=echo,
+            presence=presence,
+            meta=meta,
+            session_id=session_id,
+        )
+    except BaseException:
+        await client.close()
+        raise
+    return Agent(client, channel)

@@ -1,0 +1,252 @@
+"""A joined channel: its events in, publishes, history and presence out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import ClosedError, SwitchboardError
+from .tracker import OffsetTracker
+from .types import (
+    ChannelEvent,
+    Direction,
+    HistoryPage,
+    JoinReply,
+    Kicked,
+    Message,
+    PresenceState,
+    PublishAck,
+)
+from . import frames
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+@dataclass
+class End:
+    """Why a socket (``kind``) or a channel's event stream ended."""
+
+    kind: Literal["lost", "fatal", "closed"]
+    reason: str
+    error: SwitchboardError | None = None
+
+
+@dataclass
+class Push:
+    """A push that waits for its reply, and may be re-sent after a reconnect."""
+
+    seq: int
+    """Its place in the order of requests, so re-sends keep that order."""
+    topic: str
+    event: str
+    payload: Any
+    """JSON-able, or ``bytes`` for a binary push."""
+    retry: bool
+    future: asyncio.Future[Any]
+
+    def succeed(self, response: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(response)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+@dataclass
+class ChannelState:
+    """Per-channel state, owned by the client's connection task."""
+
+    name: str
+    topic: str
+    params: dict[str, Any]
+    """The join parameters the application gave (wire ``JoinParams``)."""
+    tracker: OffsetTracker
+    first_join: asyncio.Future[JoinReply] | None
+    """The caller of the first join, until its reply."""
+    join_ref: int | None = None
+    """The ref of the join sent on the current socket."""
+    joined: bool = False
+    session_id: str | None = None
+    reply: JoinReply | None = None
+    kicked: SwitchboardError | None = None
+    """Why the server removed the agent, between ``kicked`` and ``phx_close``."""
+    queue: list[Push] = field(default_factory=list)
+    """Pushes waiting for the (re)join."""
+    events: asyncio.Queue[ChannelEvent | End] = field(default_factory=asyncio.Queue)
+    ended: End | None = None
+
+    def end(self, error: SwitchboardError) -> None:
+        """Fails the channel's waiting requests and ends its event stream."""
+        if self.first_join is not None and not self.first_join.done():
+            self.first_join.set_exception(error)
+            self.first_join.exception()  # retrieved: the joiner may have given up already
+        for push in self.queue:
+            push.fail(error)
+        self.queue.clear()
+        if self.ended is None:
+            self.ended = End("closed", str(error), error)
+            self.events.put_nowait(self.ended)
+
+
+def random_id() -> str:
+    """A random 128-bit id, hex-encoded."""
+    return secrets.token_hex(16)
+
+
+class Channel:
+    """A joined channel. Read its events with :meth:`events` or :meth:`messages`; publish and
+    read history with the methods below; :meth:`leave` when done.
+
+    Events queue without bound until read: read them, or leave the channel.
+    """
+
+    def __init__(self, client: Client, state: ChannelState) -> None:
+        self.client = client
+        self._state = state
+
+    @property
+    def name(self) -> str:
+        """The channel name."""
+        return self._state.name
+
+    @property
+    def agent_name(self) -> str:
+        """The agent name this channel was joined as."""
+        return str(self._state.params["agent_name"])
+
+    @property
+    def join_reply(self) -> JoinReply:
+        """The reply of the latest (re)join: session id, epoch, head."""
+        assert self._state.reply is not None
+        return self._state.reply
+
+    @property
+    def last_offset(self) -> int | None:
+        """The last offset delivered to the application (the resume position)."""
+        return self._state.tracker.last
+
+    async def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        to: str | None = None,
+        ephemeral: bool = False,
+        attachments: list[bytes] | None = None,
+        id: str | None = None,
+    ) -> PublishAck:
+        """Publishes and waits for the acknowledgement (for persisted messages, sent once the
+        message is durable).
+
+        A persisted publish without an ``id`` gets a random one, so the SDK can re-send it after
+        a reconnect and the server acknowledges the original instead of storing it twice.
+        Ephemeral publishes are never re-sent: one in flight when the connection drops fails with
+        :class:`~switchboard.DisconnectedError`. Publishes with attachments go as binary frames.
+        """
+        if not ephemeral and id is None:
+            id = random_id()
+        header: dict[str, Any] = {"type": type, "data": data}
+        if to is not None:
+            header["to"] = to
+        if ephemeral:
+            header["ephemeral"] = True
+        if id is not None:
+            header["id"] = id
+        payload: Any = frames.encode_envelope(header, list(attachments)) if attachments else header
+        response = await self.client.request(self._state, frames.PUBLISH, payload, retry=not ephemeral)
+        return PublishAck.from_wire(response)
+
+    async def history(
+        self,
+        *,
+        from_offset: int | None = None,
+        to_offset: int | None = None,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        sender: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        direction: Direction = "forward",
+    ) -> HistoryPage:
+        """Reads the channel's history as this agent sees it (direct messages only when it sent
+        or receives them). Every bound is inclusive; ``backward`` returns the newest first."""
+        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction)
+        response = await self.client.request(self._state, frames.HISTORY, query, retry=True)
+        return HistoryPage.from_wire(response)
+
+    async def presence(self) -> PresenceState:
+        """The agents present now."""
+        response = await self.client.request(self._state, frames.PRESENCE, {}, retry=True)
+        return PresenceState.from_wire(response)
+
+    async def next_event(self) -> ChannelEvent:
+        """The next event; raises :class:`~switchboard.ClosedError` (or why the channel ended)
+        once the stream has ended."""
+        item = await self._state.events.get()
+        if isinstance(item, End):
+            # Put it back so every later reader ends too.
+            self._state.events.put_nowait(item)
+            raise item.error or ClosedError(item.reason)
+        return item
+
+    async def events(self) -> AsyncIterator[ChannelEvent]:
+        """Every event in the order the server sent it: messages (replayed or live, never a
+        duplicate), presence state and diffs, gaps, reconnect notices, and a final
+        :class:`~switchboard.Kicked` when the server removed the agent. Ends when the channel
+        ends."""
+        while True:
+            try:
+                event = await self.next_event()
+            except SwitchboardError:
+                return
+            yield event
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """The messages only. Ends when the channel is left or the client closed; raises the
+        error when the server removed the agent (``session_taken_over``, ``channel_deleted``)
+        or refused the connection for good (``invalid_key``)."""
+        async for event in self.events():
+            if isinstance(event, Message):
+                yield event
+            elif isinstance(event, Kicked):
+                raise event.error
+
+    async def leave(self) -> None:
+        """Leaves the channel; the event stream ends."""
+        await self.client.leave(self._state)
+
+
+def history_query(
+    from_offset: int | None,
+    to_offset: int | None,
+    from_ts: int | None,
+    to_ts: int | None,
+    sender: str | None,
+    type: str | None,
+    limit: int | None,
+    direction: Direction,
+) -> dict[str, Any]:
+    """The wire ``HistoryQuery``: only the bounds that are set."""
+    fields = {
+        "from_offset": from_offset,
+        "to_offset": to_offset,
+        "from_ts": from_ts,
+        "to_ts": to_ts,
+        "sender": sender,
+        "type": type,
+        "limit": limit,
+    }
+    query: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    query["direction"] = direction
+    return query
+
+
+def encode_attachments(attachments: list[bytes]) -> list[str]:
+    """Attachments as JSON carries them: base64 strings."""
+    return [base64.b64encode(a).decode() for a in attachments]

@@ -1,0 +1,196 @@
+"""The HTTP API client: publish, history and presence without a socket, and channel management.
+
+For backends and scripts that cannot hold a socket. It uses only the standard library; each
+call runs in a worker thread so the event loop never blocks. The base URL is derived from the
+server URL (``ws`` → ``http``), so one URL serves both clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+from .channel import encode_attachments, history_query
+from .client import KeySource, http_base_url, resolve_key
+from .errors import ConnectionFailedError, ProtocolError, RequestTimeoutError, SwitchboardError, error_from_reply
+from .types import Direction, HistoryPage, PresenceState, PublishAck, Scope
+
+StoragePolicy = Literal["persistent", "ephemeral"]
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A channel's description."""
+
+    name: str
+    scope: str
+    epoch: str
+    head: int
+    first_available: int
+    storage: str
+    retention: dict[str, int]
+    has_password: bool
+    created_at: int
+    agents: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> ChannelInfo:
+        try:
+            return ChannelInfo(**{k: obj[k] for k in ChannelInfo.__dataclass_fields__})
+        except (KeyError, TypeError):
+            raise ProtocolError(f"unreadable channel info: {obj!r}") from None
+
+
+class HttpClient:
+    """A client of the HTTP API, authenticated with a bearer key."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: KeySource,
+        *,
+        channel_password: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = http_base_url(url)
+        self._key_source = api_key
+        self.channel_password = channel_password
+        """Sent as ``x-channel-password``, for public channels that have one."""
+        self.timeout = timeout
+
+    async def publish(
+        self,
+        channel: str,
+        type: str,
+        data: Any = None,
+        *,
+        to: str | None = None,
+        ephemeral: bool = False,
+        attachments: list[bytes] | None = None,
+        id: str | None = None,
+        sender: str | None = None,
+        scope: Scope = "private",
+    ) -> PublishAck:
+        """Publishes as ``sender`` (default ``http``); returns once the message is durable.
+        A channel that does not exist is created with default options."""
+        body: dict[str, Any] = {"type": type, "data": data}
+        optional = {"to": to, "id": id, "from": sender}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if ephemeral:
+            body["ephemeral"] = True
+        if attachments:
+            body["attachments"] = encode_attachments(attachments)
+        return PublishAck.from_wire(await self._call("POST", ["v1", "channels", channel, "messages"], scope, body=body))
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        from_offset: int | None = None,
+        to_offset: int | None = None,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        sender: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        direction: Direction = "forward",
+        scope: Scope = "private",
+    ) -> HistoryPage:
+        """Reads history (every message, direct ones too)."""
+        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction)
+        return HistoryPage.from_wire(await self._call("GET", ["v1", "channels", channel, "messages"], scope, query=query))
+
+    async def presence(self, channel: str, *, scope: Scope = "private") -> PresenceState:
+        """The agents present in a channel."""
+        return PresenceState.from_wire(await self._call("GET", ["v1", "channels", channel, "presence"], scope))
+
+    async def create_channel(
+        self,
+        name: str,
+        *,
+        scope: Scope = "private",
+        password: str | None = None,
+        storage: StoragePolicy | None = None,
+        max_messages: int | None = None,
+        max_age_secs: int | None = None,
+    ) -> ChannelInfo:
+        """Creates a channel; ``channel_exists`` (:class:`~switchboard.ConflictError`) when it
+        exists already. ``storage="ephemeral"`` keeps no history."""
+        body: dict[str, Any] = {"name": name, "scope": scope}
+        if password is not None:
+            body["password"] = password
+        if storage is not None:
+            body["storage"] = storage
+        retention = {k: v for k, v in {"max_messages": max_messages, "max_age_secs": max_age_secs}.items() if v is not None}
+        if retention:
+            body["retention"] = retention
+        return ChannelInfo.from_wire(await self._call("POST", ["v1", "channels"], "private", body=body))
+
+    async def get_channel(self, name: str, *, scope: Scope = "private") -> ChannelInfo:
+        """Describes a channel; ``channel_not_found`` when there is none."""
+        return ChannelInfo.from_wire(await self._call("GET", ["v1", "channels", name], scope))
+
+    async def delete_channel(self, name: str, *, scope: Scope = "private") -> None:
+        """Deletes a channel; agents present are kicked with ``channel_deleted``."""
+        await self._call("DELETE", ["v1", "channels", name], scope)
+
+    async def health(self) -> dict[str, Any]:
+        """The server's health (``{"status": "ok"}``); needs no key."""
+        result = await self._call("GET", ["healthz"], "private")
+        assert isinstance(result, dict)
+        return result
+
+    async def _call(
+        self,
+        method: str,
+        path: list[str],
+        scope: Scope,
+        *,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        key = await resolve_key(self._key_source)
+        params = dict(query or {})
+        if scope != "private":
+            params["scope"] = scope
+        url = self.base_url + "/" + "/".join(quote(p, safe="") for p in path)
+        if params:
+            url += "?" + urlencode(params)
+        headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+        if self.channel_password is not None:
+            headers["x-channel-password"] = self.channel_password
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        return await asyncio.to_thread(self._send, request)
+
+    def _send(self, request: urllib.request.Request) -> Any:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                reply = json.loads(raw)
+            except ValueError:
+                reply = None
+            if isinstance(reply, dict) and "code" in reply:
+                raise error_from_reply(reply) from None
+            raise SwitchboardError(f"HTTP {e.code}: {raw[:512].decode(errors='replace')}") from None
+        except TimeoutError:
+            raise RequestTimeoutError(f"no HTTP response within {self.timeout} s") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ConnectionFailedError(f"cannot reach {self.base_url}: {e}") from None
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ProtocolError(f"the server answered something that is not JSON: {text[:200]!r}") from None

@@ -1,0 +1,230 @@
+"""The values the SDK hands to applications, read from the wire shapes of spec/protocol.md."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from .errors import ProtocolError, SwitchboardError
+
+Scope = Literal["private", "public"]
+Direction = Literal["forward", "backward"]
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], what: str, optional: bool = False) -> Any:
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what}: expected an object, got {obj!r}")
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int in Python; offsets and sizes must not accept it.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"{what}: field `{key}` is missing or has the wrong type: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message delivered to an agent or read from history."""
+
+    id: str
+    """Client-chosen or server-generated id."""
+    offset: int | None
+    """Position in the channel's total order; ``None`` for ephemeral messages."""
+    channel: str
+    sender: str
+    """The agent that sent it (``from`` on the wire; ``http`` for HTTP publishes)."""
+    to: str | None
+    """The addressed agent; ``None`` for broadcasts."""
+    type: str
+    data: Any
+    ts: int
+    """Server receive time, milliseconds since the Unix epoch."""
+    ephemeral: bool = False
+    attachments: list[bytes] = field(default_factory=list)
+
+    @staticmethod
+    def from_wire(obj: Any, attachments: list[bytes] | None = None) -> Message:
+        """Reads a message object; attachments come separately from a binary envelope, or as
+        base64 strings inside ``obj``."""
+        what = "message"
+        if attachments is None:
+            encoded = obj.get("attachments", []) if isinstance(obj, dict) else []
+            try:
+                attachments = [base64.b64decode(a, validate=True) for a in encoded]
+            except (TypeError, ValueError):
+                raise ProtocolError("message: attachments are not base64 strings") from None
+        return Message(
+            id=_get(obj, "id", str, what),
+            offset=_get(obj, "offset", int, what, optional=True),
+            channel=_get(obj, "channel", str, what),
+            sender=_get(obj, "from", str, what),
+            to=_get(obj, "to", str, what, optional=True),
+            type=_get(obj, "type", str, what),
+            data=obj.get("data"),
+            ts=_get(obj, "ts", int, what),
+            ephemeral=bool(obj.get("ephemeral", False)),
+            attachments=attachments,
+        )
+
+
+@dataclass(frozen=True)
+class PublishAck:
+    """The reply to a publish: for persisted messages, sent once the message is durable."""
+
+    id: str
+    offset: int | None
+    """``None`` for ephemeral messages."""
+    duplicate: bool = False
+    """True when the id was seen before: ``offset`` is the original message's."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> PublishAck:
+        return PublishAck(
+            id=_get(obj, "id", str, "publish ack"),
+            offset=_get(obj, "offset", int, "publish ack", optional=True),
+            duplicate=bool(obj.get("duplicate", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Messages between the resume point and ``first_available`` are gone."""
+
+    reason: str
+    """``retention`` or ``epoch_changed``."""
+    first_available: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> Gap:
+        return Gap(_get(obj, "reason", str, "gap"), _get(obj, "first_available", int, "gap"))
+
+
+@dataclass(frozen=True)
+class JoinReply:
+    """The server's reply to a (re)join."""
+
+    channel: str
+    scope: str
+    agent_name: str
+    session_id: str
+    """Present it in a later join (``session_id=``) to take the agent name over."""
+    epoch: str
+    head: int
+    """The last persisted offset at join time (0 when empty)."""
+    persistent: bool
+    gap: Gap | None = None
+
+    @staticmethod
+    def from_wire(obj: Any) -> JoinReply:
+        what = "join reply"
+        gap = obj.get("gap") if isinstance(obj, dict) else None
+        return JoinReply(
+            channel=_get(obj, "channel", str, what),
+            scope=_get(obj, "scope", str, what),
+            agent_name=_get(obj, "agent_name", str, what),
+            session_id=_get(obj, "session_id", str, what),
+            epoch=_get(obj, "epoch", str, what),
+            head=_get(obj, "head", int, what),
+            persistent=_get(obj, "persistent", bool, what),
+            gap=Gap.from_wire(gap) if gap is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history."""
+
+    messages: list[Message]
+    epoch: str
+    head: int
+    first_available: int
+    next: int | None = None
+    """Set when ``limit`` cut the page short: the next bound to read from."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> HistoryPage:
+        what = "history page"
+        return HistoryPage(
+            messages=[Message.from_wire(m) for m in _get(obj, "messages", list, what)],
+            epoch=_get(obj, "epoch", str, what),
+            head=_get(obj, "head", int, what),
+            first_available=_get(obj, "first_available", int, what),
+            next=_get(obj, "next", int, what, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class PresenceMeta:
+    """One session of an agent in a channel."""
+
+    phx_ref: str
+    agent_name: str
+    joined_at: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _presence_map(obj: Any, what: str) -> dict[str, list[PresenceMeta]]:
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what}: expected an object")
+    out: dict[str, list[PresenceMeta]] = {}
+    for name, entry in obj.items():
+        metas = _get(entry, "metas", list, what)
+        out[name] = [
+            PresenceMeta(
+                phx_ref=_get(m, "phx_ref", str, what),
+                agent_name=_get(m, "agent_name", str, what),
+                joined_at=_get(m, "joined_at", int, what),
+                meta=m.get("meta") or {},
+            )
+            for m in metas
+        ]
+    return out
+
+
+@dataclass(frozen=True)
+class PresenceState:
+    """Who is in a channel: agent name → its sessions (the Phoenix ``presence_state`` shape)."""
+
+    agents: dict[str, list[PresenceMeta]]
+
+    def names(self) -> list[str]:
+        """The names of the agents present, sorted."""
+        return sorted(self.agents)
+
+    @staticmethod
+    def from_wire(obj: Any) -> PresenceState:
+        return PresenceState(_presence_map(obj, "presence state"))
+
+
+@dataclass(frozen=True)
+class PresenceDiff:
+    """Agents that joined or left since the last state or diff."""
+
+    joins: dict[str, list[PresenceMeta]]
+    leaves: dict[str, list[PresenceMeta]]
+
+    @staticmethod
+    def from_wire(obj: Any) -> PresenceDiff:
+        joins = obj.get("joins", {}) if isinstance(obj, dict) else None
+        leaves = obj.get("leaves", {}) if isinstance(obj, dict) else None
+        return PresenceDiff(_presence_map(joins, "presence diff"), _presence_map(leaves, "presence diff"))
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """The connection dropped and the channel was joined again; replayed messages follow."""
+
+    reply: JoinReply
+
+
+@dataclass(frozen=True)
+class Kicked:
+    """The agent was removed from the channel (or its rejoin was refused); the stream ends next."""
+
+    error: SwitchboardError
+
+
+ChannelEvent = Union[Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked]
+"""Something that happened in a joined channel, in the order the server sent it."""
