@@ -1,0 +1,1221 @@
+/* Switchboard JavaScript SDK 0.1.0 (sdks/js): window.Switchboard. Built by scripts/bundle.mjs; do not edit. */
+"use strict";
+var Switchboard = (() => {
+  var __defProp = Object.defineProperty;
+  var __getOwnPropDesc = Object.getOwnPropertyDescriptor;
+  var __getOwnPropNames = Object.getOwnPropertyNames;
+  var __hasOwnProp = Object.prototype.hasOwnProperty;
+  var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
+  var __export = (target, all) => {
+    for (var name in all)
+      __defProp(target, name, { get: all[name], enumerable: true });
+  };
+  var __copyProps = (to, from, except, desc) => {
+    if (from && typeof from === "object" || typeof from === "function") {
+      for (let key of __getOwnPropNames(from))
+        if (!__hasOwnProp.call(to, key) && key !== except)
+          __defProp(to, key, { get: () => from[key], enumerable: !(desc = __getOwnPropDesc(from, key)) || desc.enumerable });
+    }
+    return to;
+  };
+  var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
+  var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
+
+  // src/browser.ts
+  var browser_exports = {};
+  __export(browser_exports, {
+    AgentConnection: () => AgentConnection,
+    ClientErrorCodes: () => ClientErrorCodes,
+    CloseCodes: () => CloseCodes,
+    ErrorCodes: () => ErrorCodes,
+    SwitchboardError: () => SwitchboardError,
+    backoffBound: () => backoffBound,
+    backoffDelay: () => backoffDelay,
+    decodeEnvelope: () => decodeEnvelope,
+    encodeEnvelope: () => encodeEnvelope,
+    randomId: () => randomId,
+    shouldReconnect: () => shouldReconnect,
+    socketUrl: () => socketUrl
+  });
+
+  // src/backoff.ts
+  function backoffBound(options, attempt) {
+    const initial = options.initialMs ?? 100;
+    const max = options.maxMs ?? 1e4;
+    const factor = Math.max(options.multiplier ?? 2, 1) ** Math.min(Math.max(attempt, 0), 64);
+    const bound = initial * factor;
+    return Number.isFinite(bound) && bound < max ? bound : max;
+  }
+  function backoffDelay(options, attempt, unit = Math.random()) {
+    return backoffBound(options, attempt) * Math.min(Math.max(unit, 0), 1);
+  }
+
+  // src/errors.ts
+  var ErrorCodes = [
+    "invalid_key",
+    "unauthenticated",
+    "auth_timeout",
+    "forbidden",
+    "bad_password",
+    "agent_name_taken",
+    "invalid_agent_name",
+    "invalid_channel_name",
+    "invalid_topic",
+    "unknown_event",
+    "malformed_frame",
+    "invalid_payload",
+    "frame_too_large",
+    "message_too_large",
+    "too_many_channels",
+    "too_many_connections",
+    "not_joined",
+    "already_joined",
+    "channel_not_found",
+    "channel_exists",
+    "channel_deleted",
+    "agent_not_present",
+    "no_history",
+    "slow_consumer",
+    "heartbeat_timeout",
+    "session_taken_over",
+    "server_shutdown",
+    "rate_limited",
+    "storage_unavailable",
+    "internal",
+    "not_found",
+    "method_not_allowed"
+  ];
+  var ClientErrorCodes = [
+    /** The socket could not be opened (server down, refused upgrade, bad URL). */
+    "connection_failed",
+    /** The connection dropped with this request in flight and it cannot be re-sent safely (an
+     * ephemeral publish): it may or may not have taken effect. */
+    "disconnected",
+    /** `disconnect()` was called, or the connection ended for good. */
+    "closed",
+    /** No reply within `requestTimeoutMs`. */
+    "timeout",
+    /** The option or operation needs a server capability that does not exist yet. */
+    "unsupported",
+    /** The call's arguments are wrong (checked before anything is sent). */
+    "invalid_argument"
+  ];
+  var SwitchboardError = class _SwitchboardError extends Error {
+    constructor(code, message, options = {}) {
+      super(`${code}: ${message}`, options.cause === void 0 ? void 0 : { cause: options.cause });
+      /** The stable code: a protocol code from the server, or a {@link ClientErrorCode}. */
+      __publicField(this, "code");
+      /** When the server set it (`rate_limited`): retry after this many milliseconds. */
+      __publicField(this, "retryAfterMs");
+      /** The WebSocket close code, when the error ended the socket. */
+      __publicField(this, "closeCode");
+      this.name = "SwitchboardError";
+      this.code = code;
+      this.retryAfterMs = options.retryAfterMs;
+      this.closeCode = options.closeCode;
+    }
+    /** Whether the server sent this error (its code is a protocol code). */
+    get fromServer() {
+      return !ClientErrorCodes.includes(this.code);
+    }
+    /** An error from a server error reply. */
+    static fromReply(reply, closeCode) {
+      const options = {};
+      if (typeof reply.retry_after_ms === "number") options.retryAfterMs = reply.retry_after_ms;
+      if (closeCode !== void 0) options.closeCode = closeCode;
+      return new _SwitchboardError(reply.code, reply.message, options);
+    }
+  };
+  function isErrorReply(value) {
+    return typeof value === "object" && value !== null && typeof value.code === "string" && typeof value.message === "string";
+  }
+  var CloseCodes = {
+    1001: "server_shutdown",
+    4e3: "slow_consumer",
+    4001: "heartbeat_timeout",
+    4500: "invalid_key",
+    4501: "auth_timeout",
+    4502: "frame_too_large"
+  };
+  function shouldReconnect(closeCode) {
+    return closeCode < 4500;
+  }
+
+  // src/frame.ts
+  var encoder = new TextEncoder();
+  var decoder = new TextDecoder("utf-8", { fatal: true });
+  function encodeText(frame) {
+    return JSON.stringify([frame.joinRef, frame.ref, frame.topic, frame.event, frame.payload]);
+  }
+  function encodeBinaryPush(joinRef, ref, topic, event, payload) {
+    const parts = [joinRef ?? "", ref ?? "", topic, event].map((s) => encoder.encode(s));
+    for (const [i, part] of parts.entries()) {
+      if (part.length > 255) {
+        throw new RangeError(`${["join_ref", "ref", "topic", "event"][i]} is over 255 bytes`);
+      }
+    }
+    const header = 5 + parts.reduce((n, p) => n + p.length, 0);
+    const out = new Uint8Array(header + payload.length);
+    out[0] = 0;
+    parts.forEach((p, i) => out[1 + i] = p.length);
+    let pos = 5;
+    for (const p of parts) {
+      out.set(p, pos);
+      pos += p.length;
+    }
+    out.set(payload, pos);
+    return out;
+  }
+  function decodeText(text) {
+    const value = JSON.parse(text);
+    if (!Array.isArray(value) || value.length !== 5) {
+      throw new Error("a frame is a JSON array of 5 elements");
+    }
+    const [joinRef, ref, topic, event, payload] = value;
+    if (typeof topic !== "string" || typeof event !== "string") {
+      throw new Error("topic and event must be strings");
+    }
+    return { joinRef: refOf(joinRef), ref: refOf(ref), topic, event, payload };
+  }
+  function refOf(value) {
+    if (value === null || value === void 0) return null;
+    return String(value);
+  }
+  function decodeBinary(bytes) {
+    const text = (start, length) => {
+      if (start + length > bytes.length) throw new Error("binary frame shorter than its header");
+      return decoder.decode(bytes.subarray(start, start + length));
+    };
+    switch (bytes[0]) {
+      case 0: {
+        if (bytes.length < 4) throw new Error("binary push shorter than its header");
+        const [jr, tp, ev] = [bytes[1], bytes[2], bytes[3]];
+        let pos = 4;
+        const joinRef = text(pos, jr);
+        const topic = text(pos += jr, tp);
+        const event = text(pos += tp, ev);
+        pos += ev;
+        return { joinRef: joinRef || null, ref: null, topic, event, payload: { binary: bytes.slice(pos) } };
+      }
+      case 1: {
+        if (bytes.length < 5) throw new Error("binary reply shorter than its header");
+        const [jr, rf, tp, st] = [bytes[1], bytes[2], bytes[3], bytes[4]];
+        let pos = 5;
+        const joinRef = text(pos, jr);
+        const ref = text(pos += jr, rf);
+        const topic = text(pos += rf, tp);
+        const status = text(pos += tp, st);
+        pos += st;
+        const body = bytes.subarray(pos);
+        const response = body.length === 0 ? {} : JSON.parse(decoder.decode(body));
+        return { joinRef: joinRef || null, ref: ref || null, topic, event: "phx_reply", payload: { status, response } };
+      }
+      case 2: {
+        if (bytes.length < 3) throw new Error("binary broadcast shorter than its header");
+        const [tp, ev] = [bytes[1], bytes[2]];
+        let pos = 3;
+        const topic = text(pos, tp);
+        const event = text(pos += tp, ev);
+        pos += ev;
+        return { joinRef: null, ref: null, topic, event, payload: { binary: bytes.slice(pos) } };
+      }
+      default:
+        throw new Error(`unknown binary frame kind ${bytes[0]}`);
+    }
+  }
+  function isBinaryPayload(payload) {
+    return typeof payload === "object" && payload !== null && payload.binary instanceof Uint8Array;
+  }
+  function encodeEnvelope(header, attachments) {
+    const json = encoder.encode(JSON.stringify({ ...header, attachment_sizes: attachments.map((a) => a.length) }));
+    const total = 4 + json.length + attachments.reduce((n, a) => n + a.length, 0);
+    const out = new Uint8Array(total);
+    new DataView(out.buffer).setUint32(0, json.length, false);
+    out.set(json, 4);
+    let pos = 4 + json.length;
+    for (const a of attachments) {
+      out.set(a, pos);
+      pos += a.length;
+    }
+    return out;
+  }
+  function decodeEnvelope(bytes) {
+    if (bytes.length < 4) throw new Error("envelope shorter than its length prefix");
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const headerLength = view.getUint32(0, false);
+    if (4 + headerLength > bytes.length) throw new Error("envelope header runs past the frame");
+    const header = JSON.parse(decoder.decode(bytes.subarray(4, 4 + headerLength)));
+    const sizes = header.attachment_sizes;
+    if (!Array.isArray(sizes) || !sizes.every((n) => Number.isInteger(n) && n >= 0)) {
+      throw new Error("envelope header lacks attachment_sizes");
+    }
+    let pos = 4 + headerLength;
+    const attachments = sizes.map((size) => {
+      if (pos + size > bytes.length) throw new Error("attachment runs past the frame");
+      const a = bytes.slice(pos, pos + size);
+      pos += size;
+      return a;
+    });
+    if (pos !== bytes.length) throw new Error("bytes after the last attachment");
+    delete header.attachment_sizes;
+    return { header, attachments };
+  }
+  function fromBase64(text) {
+    const binary = atob(text);
+    const out = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+    return out;
+  }
+
+  // src/presence.ts
+  var PresenceTracker = class {
+    constructor() {
+      __publicField(this, "state", /* @__PURE__ */ new Map());
+    }
+    /** Replaces the whole state (the first frame after a join). */
+    syncState(next) {
+      const before = new Set(this.state.keys());
+      this.state = /* @__PURE__ */ new Map();
+      for (const [name, entry] of Object.entries(next)) {
+        if (entry && Array.isArray(entry.metas) && entry.metas.length > 0) this.state.set(name, [...entry.metas]);
+      }
+      const after = new Set(this.state.keys());
+      return {
+        joined: [...after].filter((n) => !before.has(n)).sort(),
+        left: [...before].filter((n) => !after.has(n)).sort()
+      };
+    }
+    /** Applies joins, then leaves. */
+    syncDiff(diff) {
+      const before = new Set(this.state.keys());
+      for (const [name, entry] of Object.entries(diff.joins ?? {})) {
+        const metas = this.state.get(name) ?? [];
+        for (const meta of entry?.metas ?? []) {
+          if (!metas.some((m) => m.phx_ref === meta.phx_ref)) metas.push(meta);
+        }
+        if (metas.length > 0) this.state.set(name, metas);
+      }
+      for (const [name, entry] of Object.entries(diff.leaves ?? {})) {
+        const metas = this.state.get(name);
+        if (!metas) continue;
+        const gone = new Set((entry?.metas ?? []).map((m) => m.phx_ref));
+        const left = metas.filter((m) => !gone.has(m.phx_ref));
+        if (left.length > 0) this.state.set(name, left);
+        else this.state.delete(name);
+      }
+      const after = new Set(this.state.keys());
+      return {
+        joined: [...after].filter((n) => !before.has(n)).sort(),
+        left: [...before].filter((n) => !after.has(n)).sort()
+      };
+    }
+    /** Forgets everything (the channel ended). */
+    clear() {
+      this.state.clear();
+    }
+    /** The agents present, sorted by name. */
+    list() {
+      return toAgents(this.state);
+    }
+  };
+  function presenceList(state) {
+    const map = /* @__PURE__ */ new Map();
+    for (const [name, entry] of Object.entries(state)) {
+      if (entry && Array.isArray(entry.metas) && entry.metas.length > 0) map.set(name, entry.metas);
+    }
+    return toAgents(map);
+  }
+  function toAgents(map) {
+    return [...map.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([agentName, metas]) => {
+      const first = metas.reduce((a, b) => b.joined_at < a.joined_at ? b : a);
+      return { agentName, joinedAt: first.joined_at, meta: first.meta ?? {}, sessions: metas.length };
+    });
+  }
+
+  // src/tracker.ts
+  var OffsetTracker = class {
+    constructor(since, epoch) {
+      /** The last offset delivered to the application (or known to precede the subscription). */
+      __publicField(this, "last");
+      /** The epoch `last` belongs to. */
+      __publicField(this, "epoch");
+      /** Whether the channel has offsets at all. */
+      __publicField(this, "persistent", true);
+      this.last = since;
+      this.epoch = epoch;
+    }
+    /** Takes a join reply into account: the replay after it starts at `last + 1`. */
+    onJoin(reply) {
+      this.epoch = reply.epoch;
+      this.persistent = reply.persistent;
+      if (!reply.persistent) {
+        this.last = void 0;
+        return;
+      }
+      if (reply.gap) {
+        this.last = Math.max(reply.gap.first_available - 1, 0);
+      } else if (this.last === void 0) {
+        this.last = reply.head;
+      } else {
+        this.last = Math.min(this.last, reply.head);
+      }
+    }
+    /** Whether a message with this offset is new; records it when it is. */
+    accept(offset) {
+      if (offset === void 0) return true;
+      if (this.last !== void 0 && offset <= this.last) return false;
+      this.last = offset;
+      return true;
+    }
+    /** The `since` and `epoch` of a resume, when there is a position to resume from. */
+    resume() {
+      if (!this.persistent || this.last === void 0) return void 0;
+      return { since: this.last, epoch: this.epoch };
+    }
+  };
+
+  // src/connection.ts
+  var PHOENIX = "phoenix";
+  var DEFAULT_TIMEOUT_MS = 1e4;
+  var DEFAULT_HEARTBEAT_MS = 25e3;
+  var AgentConnection = class extends EventTarget {
+    constructor() {
+      super(...arguments);
+      __publicField(this, "state", "idle");
+      __publicField(this, "resolved");
+      __publicField(this, "apiKey", "");
+      __publicField(this, "ws");
+      __publicField(this, "nextRef", 0);
+      __publicField(this, "nextSeq", 0);
+      __publicField(this, "joinRef");
+      __publicField(this, "pending", /* @__PURE__ */ new Map());
+      __publicField(this, "queue", []);
+      __publicField(this, "tracker", new OffsetTracker());
+      __publicField(this, "presenceTracker", new PresenceTracker());
+      __publicField(this, "reply");
+      __publicField(this, "sessionId");
+      __publicField(this, "attempt", 0);
+      __publicField(this, "keyRetried", false);
+      __publicField(this, "socketError");
+      __publicField(this, "kicked");
+      __publicField(this, "heartbeatTimer");
+      __publicField(this, "heartbeatRef");
+      __publicField(this, "heard", false);
+      __publicField(this, "reconnectTimer");
+      __publicField(this, "keyTimer");
+      __publicField(this, "firstJoin");
+      __publicField(this, "listeners", /* @__PURE__ */ new Set());
+      __publicField(this, "closedWith");
+    }
+    // ---------------------------------------------------------------------------------------------
+    // Public surface
+    /** Whether the channel is joined on a live socket right now. */
+    get connected() {
+      return this.state === "joined";
+    }
+    /** The reply of the latest (re)join: session id, epoch, head. */
+    get joinReply() {
+      return this.reply;
+    }
+    /** The last offset delivered to the application (the resume position). */
+    get lastOffset() {
+      return this.tracker.last;
+    }
+    /** The agents present, as the presence events last told (empty with `presence: false`). */
+    get presentAgents() {
+      return this.presenceTracker.list();
+    }
+    /**
+     * Opens the socket, authenticates and joins the channel; resolves with the join reply.
+     * Rejects with a {@link SwitchboardError}: the server's code (`invalid_key`, `bad_password`,
+     * `agent_name_taken`…), `connection_failed` when the server cannot be reached, `unsupported`
+     * for an option the server cannot honour yet. Only later losses are retried.
+     */
+    async connect(options) {
+      if (this.state !== "idle") {
+        throw new SwitchboardError("invalid_argument", "this AgentConnection was already connected; create a new one");
+      }
+      const resolved = await resolveOptions(options);
+      this.resolved = resolved;
+      this.apiKey = options.apiKey;
+      this.tracker = new OffsetTracker(options.since, options.epoch);
+      this.sessionId = options.sessionId;
+      this.state = "connecting";
+      const joined = new Promise((resolve, reject) => {
+        this.firstJoin = { resolve, reject };
+      });
+      this.openSocket();
+      const reply = await joined;
+      if (options.keyRefreshIntervalMs !== void 0 && options.refreshApiKey) {
+        this.keyTimer = setInterval(() => {
+          this.refreshKey().catch((e) => this.emitError(asError(e)));
+        }, options.keyRefreshIntervalMs);
+      }
+      return reply;
+    }
+    /** Calls `handler` for every message; returns a function that unregisters it. */
+    onMessage(handler) {
+      return this.on("message", handler);
+    }
+    /** Calls `handler` after every successful (re)join. */
+    onConnect(handler) {
+      return this.on("connect", handler);
+    }
+    /** Calls `handler` whenever the socket goes down. */
+    onDisconnect(handler) {
+      return this.on("disconnect", handler);
+    }
+    /** Calls `handler` for errors no pending call can report. */
+    onError(handler) {
+      return this.on("error", handler);
+    }
+    /** Calls `handler` whenever presence changes. */
+    onPresence(handler) {
+      return this.on("presence", handler);
+    }
+    /**
+     * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
+     * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
+     * ended the connection otherwise; `signal` ends it early.
+     */
+    messages(options = {}) {
+      const buffer = [];
+      let waiting;
+      let done = false;
+      let failure;
+      const listener = {
+        push: (message) => {
+          if (waiting) {
+            const w = waiting;
+            waiting = void 0;
+            w.resolve({ value: message, done: false });
+          } else {
+            buffer.push(message);
+          }
+        },
+        end: (error) => {
+          if (done) return;
+          done = true;
+          failure = error;
+          this.listeners.delete(listener);
+          options.signal?.removeEventListener("abort", abort);
+          if (waiting) {
+            const w = waiting;
+            waiting = void 0;
+            if (error) w.reject(error);
+            else w.resolve({ value: void 0, done: true });
+          }
+        }
+      };
+      const abort = () => listener.end();
+      if (this.state === "closed") {
+        done = true;
+        failure = this.closedWith;
+      } else if (options.signal?.aborted) {
+        done = true;
+      } else {
+        this.listeners.add(listener);
+        options.signal?.addEventListener("abort", abort, { once: true });
+      }
+      const iterator = {
+        next: () => {
+          const message = buffer.shift();
+          if (message !== void 0) return Promise.resolve({ value: message, done: false });
+          if (done) {
+            if (failure) {
+              const e = failure;
+              failure = void 0;
+              return Promise.reject(e);
+            }
+            return Promise.resolve({ value: void 0, done: true });
+          }
+          return new Promise((resolve, reject) => {
+            waiting = { resolve, reject };
+          });
+        },
+        return: () => {
+          listener.end();
+          buffer.length = 0;
+          return Promise.resolve({ value: void 0, done: true });
+        },
+        [Symbol.asyncIterator]() {
+          return iterator;
+        }
+      };
+      return iterator;
+    }
+    /**
+     * Publishes a message; resolves with `{offset, id}` once the server acknowledged it (for a
+     * persisted message: once it is durable). A publish that is in flight when the connection
+     * drops is re-sent after the reconnect under the same id, so it is stored once; an ephemeral
+     * one fails with `disconnected` instead (it may or may not have been delivered).
+     */
+    async send(message) {
+      if (typeof message?.type !== "string" || message.type.length === 0) {
+        throw new SwitchboardError("invalid_argument", "send needs a non-empty `type`");
+      }
+      if (message.noReply && !message.ephemeral) {
+        throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
+      }
+      const id = message.id ?? randomId();
+      const header = { type: message.type, id };
+      if (message.data !== void 0) header.data = message.data;
+      if (message.to !== void 0) header.to = message.to;
+      if (message.ephemeral) header.ephemeral = true;
+      const attachments = (message.attachments ?? []).map(toBytes);
+      const payload = attachments.length > 0 ? encodeEnvelope(header, attachments) : header;
+      if (message.noReply) {
+        this.fireAndForget("publish", payload);
+        return { id };
+      }
+      const ack = await this.request("publish", payload, !message.ephemeral);
+      const result = { id: ack.id ?? id };
+      if (typeof ack.offset === "number") result.offset = ack.offset;
+      if (ack.duplicate) result.duplicate = true;
+      return result;
+    }
+    /**
+     * Reads messages from the channel's history as this agent sees them (direct messages only when
+     * it sent or receives them), oldest first: the latest `limit` (default 100), or those after
+     * `after`. `from` keeps one sender's messages.
+     */
+    async receive(options = {}) {
+      if (options.to !== void 0) {
+        throw new SwitchboardError(
+          "unsupported",
+          "receive({to}) is not available: the server's history cannot filter by recipient yet; filter the result by `message.to`"
+        );
+      }
+      checkPollSource(options.pollSource);
+      const query = {};
+      if (options.from !== void 0) query.sender = options.from;
+      if (options.type !== void 0) query.type = options.type;
+      if (options.limit !== void 0) query.limit = options.limit;
+      if (options.before !== void 0) query.to_offset = options.before - 1;
+      if (options.after !== void 0) {
+        query.from_offset = options.after + 1;
+        query.direction = "forward";
+        return (await this.history(query)).messages;
+      }
+      query.direction = "backward";
+      return (await this.history(query)).messages.reverse();
+    }
+    /** One page of history with every bound of the protocol's query (spec/protocol.md). */
+    async history(query = {}) {
+      const page = await this.request("history", query, true);
+      return { ...page, messages: page.messages.map((m) => readJsonMessage(m)) };
+    }
+    /** The agents present now, asked of the server. */
+    async presence() {
+      const state = await this.request("presence", {}, true);
+      return presenceList(state);
+    }
+    /**
+     * Switches to a new API key without dropping the connection: sends the protocol's `auth` event
+     * on the live socket and uses the key for every later reconnect. Without an argument, asks
+     * `refreshApiKey`. Rejects with `invalid_key` if the server refuses it (the server then closes
+     * the socket).
+     */
+    async refreshKey(apiKey) {
+      let key = apiKey;
+      if (key === void 0) {
+        const refresh = this.resolved?.options.refreshApiKey;
+        if (!refresh) throw new SwitchboardError("invalid_argument", "refreshKey() without a key needs the refreshApiKey option");
+        key = await refresh();
+      }
+      if (typeof key !== "string" || key.length === 0) {
+        throw new SwitchboardError("invalid_argument", "the new API key must be a non-empty string");
+      }
+      if (this.state === "closed") throw this.closedError();
+      this.apiKey = key;
+      if (this.state !== "joined" || !this.ws) return;
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.pending.delete(ref);
+          reject(new SwitchboardError("timeout", `no reply to auth within ${this.timeoutMs} ms`));
+        }, this.timeoutMs);
+        const ref = this.sendAuth(key, (result) => {
+          clearTimeout(timer);
+          if (result.ok) resolve();
+          else reject(result.error);
+        });
+      });
+    }
+    /** Leaves the channel and closes the socket for good; pending calls fail with `closed`. */
+    async disconnect() {
+      if (this.state === "closed") return;
+      const ws = this.ws;
+      this.finish(void 0, { code: 1e3, reason: "disconnect() was called" });
+      if (ws && ws.readyState !== 3) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, 1e3);
+          ws.addEventListener("close", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    }
+    addEventListener(type, listener, options) {
+      super.addEventListener(type, listener, options);
+    }
+    removeEventListener(type, listener, options) {
+      super.removeEventListener(type, listener, options);
+    }
+    // ---------------------------------------------------------------------------------------------
+    // Events
+    on(type, handler) {
+      const listener = (event) => handler(event.detail);
+      super.addEventListener(type, listener);
+      return () => super.removeEventListener(type, listener);
+    }
+    emit(type, detail) {
+      this.dispatchEvent(new CustomEvent(type, { detail }));
+    }
+    emitError(error) {
+      this.emit("error", error);
+    }
+    // ---------------------------------------------------------------------------------------------
+    // Socket
+    get timeoutMs() {
+      return this.resolved?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    }
+    openSocket() {
+      const resolved = this.resolved;
+      let ws;
+      try {
+        ws = new resolved.WebSocket(resolved.url);
+      } catch (e) {
+        this.lost(1006, `cannot open ${resolved.url}: ${asError(e).message}`);
+        return;
+      }
+      this.ws = ws;
+      ws.binaryType = "arraybuffer";
+      ws.onopen = () => {
+        if (ws === this.ws) this.onOpen();
+      };
+      ws.onmessage = (event) => {
+        if (ws === this.ws) this.onData(event.data);
+      };
+      ws.onclose = (event) => {
+        if (ws === this.ws) this.lost(event.code, event.reason);
+      };
+      ws.onerror = () => void 0;
+    }
+    onOpen() {
+      this.socketError = void 0;
+      this.heard = true;
+      this.heartbeatRef = void 0;
+      const period = this.resolved.heartbeatMs;
+      this.heartbeatTimer = setInterval(() => this.heartbeat(), period);
+      this.sendAuth(this.apiKey, (result) => {
+        if (!result.ok) {
+          this.socketError = { code: result.error.code, message: messageOf(result.error) };
+          if (this.firstJoin) this.fail(result.error);
+          return;
+        }
+        this.sendJoin();
+      });
+    }
+    heartbeat() {
+      if (!this.heard && this.heartbeatRef !== void 0) {
+        this.abandonSocket(4001, "no heartbeat reply in time");
+        return;
+      }
+      this.heard = false;
+      const ref = this.takeRef();
+      this.heartbeatRef = ref;
+      this.pending.set(ref, { kind: "heartbeat" });
+      this.write({ joinRef: null, ref, topic: PHOENIX, event: "heartbeat", payload: {} });
+    }
+    sendAuth(apiKey, onReply) {
+      const ref = this.takeRef();
+      this.pending.set(ref, { kind: "auth", onReply });
+      this.write({ joinRef: null, ref, topic: PHOENIX, event: "auth", payload: { api_key: apiKey } });
+      return ref;
+    }
+    sendJoin() {
+      const options = this.resolved.options;
+      const ref = this.takeRef();
+      this.joinRef = ref;
+      this.kicked = void 0;
+      const params = {
+        agent_name: options.agentName,
+        scope: options.apiKeyScope ?? "private",
+        echo: options.echo ?? true,
+        presence: options.presence ?? true
+      };
+      if (options.channelPassword !== void 0) params.password = options.channelPassword;
+      if (options.meta !== void 0) params.meta = options.meta;
+      const types = eventTypes(options);
+      if (types !== void 0) params.event_types = types;
+      const autoReceive = options.autoReceive ?? true;
+      const resume = autoReceive ? this.tracker.resume() : void 0;
+      if (resume) {
+        params.since = resume.since;
+        if (resume.epoch !== void 0) params.epoch = resume.epoch;
+      }
+      if (this.sessionId !== void 0) params.session_id = this.sessionId;
+      this.pending.set(ref, { kind: "join" });
+      this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
+    }
+    get topic() {
+      return `channel:${this.resolved.options.channelName}`;
+    }
+    takeRef() {
+      this.nextRef += 1;
+      return String(this.nextRef);
+    }
+    write(frame) {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== 1) return;
+      if (frame.payload instanceof Uint8Array) {
+        ws.send(encodeBinaryPush(frame.joinRef, frame.ref, frame.topic, frame.event, frame.payload));
+      } else {
+        ws.send(encodeText(frame));
+      }
+    }
+    onData(data) {
+      this.heard = true;
+      let frame;
+      try {
+        if (typeof data === "string") frame = decodeText(data);
+        else if (data instanceof ArrayBuffer) frame = decodeBinary(new Uint8Array(data));
+        else if (ArrayBuffer.isView(data)) frame = decodeBinary(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        else return;
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", `unreadable frame from the server: ${asError(e).message}`));
+        return;
+      }
+      if (frame.event === "phx_reply") {
+        this.onReply(frame);
+        return;
+      }
+      if (frame.topic === PHOENIX) {
+        if (frame.event === "error" && isErrorReply(frame.payload)) {
+          this.socketError = frame.payload;
+          if (!this.firstJoin) this.emitError(SwitchboardError.fromReply(frame.payload));
+        }
+        return;
+      }
+      if (frame.topic !== this.topic) return;
+      if (frame.joinRef !== null && frame.joinRef !== this.joinRef) return;
+      switch (frame.event) {
+        case "message":
+          this.onMessageFrame(frame.payload);
+          break;
+        case "presence_state":
+          this.handlePresence(this.presenceTracker.syncState(frame.payload));
+          break;
+        case "presence_diff":
+          this.handlePresence(this.presenceTracker.syncDiff(frame.payload));
+          break;
+        case "kicked":
+          this.kicked = isErrorReply(frame.payload) ? frame.payload : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
+          break;
+        case "phx_close": {
+          const reply = this.kicked ?? { code: "not_joined", message: "the server closed the channel" };
+          const error = SwitchboardError.fromReply(reply);
+          this.emitError(error);
+          this.finish(error, { code: 1e3, reason: error.message });
+          break;
+        }
+        case "phx_error":
+          this.sendJoin();
+          break;
+        default:
+          break;
+      }
+    }
+    onMessageFrame(payload) {
+      let message;
+      try {
+        message = isBinaryPayload(payload) ? readBinaryMessage(payload.binary) : readJsonMessage(payload);
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", `unreadable message: ${asError(e).message}`));
+        return;
+      }
+      if (!this.tracker.accept(message.offset)) return;
+      this.emit("message", message);
+      for (const listener of this.listeners) listener.push(message);
+    }
+    handlePresence(change) {
+      this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });
+    }
+    onReply(frame) {
+      const ref = frame.ref;
+      if (ref === null) return;
+      const pending = this.pending.get(ref);
+      if (!pending) return;
+      this.pending.delete(ref);
+      const body = frame.payload;
+      const status = body?.status;
+      const response = body?.response ?? {};
+      const error = status === "ok" ? void 0 : isErrorReply(response) ? SwitchboardError.fromReply(response) : new SwitchboardError("internal", `unexpected reply ${JSON.stringify(body)}`);
+      switch (pending.kind) {
+        case "heartbeat":
+          if (this.heartbeatRef === ref) this.heartbeatRef = void 0;
+          break;
+        case "auth":
+          pending.onReply(error ? { ok: false, error } : { ok: true });
+          break;
+        case "join":
+          if (ref === this.joinRef) this.onJoinReply(response, error);
+          break;
+        case "request":
+          clearTimeout(pending.request.timer);
+          if (error) pending.request.reject(error);
+          else pending.request.resolve(response);
+          break;
+      }
+    }
+    onJoinReply(response, error) {
+      if (error) {
+        if (this.firstJoin) {
+          this.fail(error);
+        } else {
+          this.emitError(error);
+          this.finish(error, { code: 1e3, reason: error.message });
+        }
+        return;
+      }
+      const raw = response;
+      const reply = {
+        channel: raw.channel,
+        scope: raw.scope,
+        agentName: raw.agent_name,
+        sessionId: raw.session_id,
+        epoch: raw.epoch,
+        head: raw.head,
+        persistent: raw.persistent
+      };
+      if (raw.gap) reply.gap = raw.gap;
+      this.reply = reply;
+      this.tracker.onJoin(raw);
+      this.sessionId = raw.session_id;
+      this.attempt = 0;
+      this.keyRetried = false;
+      this.state = "joined";
+      const first = this.firstJoin;
+      this.firstJoin = void 0;
+      this.emit("connect", { reply, reconnected: first === void 0 });
+      first?.resolve(reply);
+      if (raw.gap) this.emit("gap", raw.gap);
+      const waiting = this.queue.splice(0).sort((a, b) => a.seq - b.seq);
+      for (const request of waiting) this.sendOrQueue(request);
+    }
+    /** The socket was lost without us closing it. */
+    lost(code, reason) {
+      if (this.state === "closed") return;
+      this.dropSocket();
+      const error = this.closeError(code, reason);
+      if (this.firstJoin) {
+        this.fail(error);
+        return;
+      }
+      const options = this.resolved.options;
+      const refreshable = code === 4500 && options.refreshApiKey !== void 0 && !this.keyRetried;
+      if (!shouldReconnect(code) && !refreshable || options.reconnect === false) {
+        this.emitError(error);
+        this.finish(error, { code, reason: reason || error.message });
+        return;
+      }
+      if (code === 4500) this.keyRetried = true;
+      this.state = "reconnecting";
+      this.requeue();
+      this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
+      this.scheduleReconnect(code === 4500);
+    }
+    /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
+    abandonSocket(code, reason) {
+      this.lost(code, reason);
+    }
+    dropSocket() {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = void 0;
+      const ws = this.ws;
+      this.ws = void 0;
+      if (ws) {
+        ws.onopen = null;
+        ws.onmessage = null;
+        ws.onclose = null;
+        if (ws.readyState === 0 || ws.readyState === 1) {
+          try {
+            ws.close(1e3);
+          } catch {
+          }
+        }
+      }
+      this.joinRef = void 0;
+      if (this.state === "joined") this.state = "reconnecting";
+    }
+    /** Moves requests in flight back to the queue (or fails those that cannot be re-sent). */
+    requeue() {
+      for (const pending of this.pending.values()) {
+        if (pending.kind === "request") {
+          if (pending.request.retry) this.queue.push(pending.request);
+          else {
+            clearTimeout(pending.request.timer);
+            pending.request.reject(
+              new SwitchboardError("disconnected", "the connection dropped before the reply; the request may or may not have taken effect")
+            );
+          }
+        } else if (pending.kind === "auth") {
+          pending.onReply({
+            ok: false,
+            error: new SwitchboardError("disconnected", "the connection dropped before the auth reply; the key is used for the reconnect")
+          });
+        }
+      }
+      this.pending.clear();
+      this.queue.sort((a, b) => a.seq - b.seq);
+    }
+    scheduleReconnect(forceRefresh) {
+      const delay = backoffDelay(this.resolved.options.backoff ?? {}, this.attempt);
+      this.attempt += 1;
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = void 0;
+        void this.reconnect(forceRefresh);
+      }, delay);
+    }
+    async reconnect(forceRefresh) {
+      const refresh = this.resolved.options.refreshApiKey;
+      if (refresh) {
+        try {
+          const key = await refresh();
+          if (this.state === "closed") return;
+          if (forceRefresh && key === this.apiKey) {
+            const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one", {
+              closeCode: 4500
+            });
+            this.emitError(error);
+            this.finish(error, { code: 4500, reason: error.message });
+            return;
+          }
+          if (typeof key === "string" && key.length > 0) this.apiKey = key;
+        } catch (e) {
+          if (this.state === "closed") return;
+          this.emitError(new SwitchboardError("invalid_key", `refreshApiKey failed: ${asError(e).message}`, { cause: e }));
+          this.scheduleReconnect(forceRefresh);
+          return;
+        }
+      }
+      if (this.state === "closed") return;
+      this.openSocket();
+    }
+    closeError(code, reason) {
+      if (this.socketError) return SwitchboardError.fromReply(this.socketError, code);
+      const known = CloseCodes[code];
+      const text = reason ? `the connection closed (${code}): ${reason}` : `the connection closed (${code})`;
+      return new SwitchboardError(known ?? "connection_failed", text, { closeCode: code });
+    }
+    /** The first connect failed: nothing is retried. */
+    fail(error) {
+      const first = this.firstJoin;
+      this.firstJoin = void 0;
+      this.finish(error, void 0);
+      first?.reject(error);
+    }
+    /** Ends the connection for good. */
+    finish(error, info) {
+      if (this.state === "closed") return;
+      const wasUp = this.state !== "idle" && this.state !== "connecting";
+      this.state = "closed";
+      this.closedWith = error;
+      this.dropSocket();
+      this.state = "closed";
+      clearTimeout(this.reconnectTimer);
+      clearInterval(this.keyTimer);
+      this.reconnectTimer = void 0;
+      this.keyTimer = void 0;
+      const reason = error ?? this.closedError();
+      for (const pending of this.pending.values()) {
+        if (pending.kind === "request") {
+          clearTimeout(pending.request.timer);
+          pending.request.reject(reason);
+        } else if (pending.kind === "auth") {
+          pending.onReply({ ok: false, error: reason });
+        }
+      }
+      this.pending.clear();
+      for (const request of this.queue.splice(0)) {
+        clearTimeout(request.timer);
+        request.reject(reason);
+      }
+      this.presenceTracker.clear();
+      for (const listener of [...this.listeners]) listener.end(error);
+      if (wasUp && info) {
+        const detail = { code: info.code, reason: info.reason, willReconnect: false };
+        if (error) detail.error = error;
+        this.emit("disconnect", detail);
+      }
+    }
+    closedError() {
+      return this.closedWith ?? new SwitchboardError("closed", "the connection is closed");
+    }
+    // ---------------------------------------------------------------------------------------------
+    // Requests
+    request(event, payload, retry) {
+      if (this.state === "closed") return Promise.reject(this.closedError());
+      if (this.state === "idle") {
+        return Promise.reject(new SwitchboardError("not_joined", "call connect() before sending or reading"));
+      }
+      return new Promise((resolve, reject) => {
+        this.nextSeq += 1;
+        const request = { seq: this.nextSeq, event, payload, retry, resolve, reject, timer: void 0 };
+        request.timer = setTimeout(() => {
+          this.forget(request);
+          reject(new SwitchboardError("timeout", `no reply to ${event} within ${this.timeoutMs} ms`));
+        }, this.timeoutMs);
+        this.sendOrQueue(request);
+      });
+    }
+    sendOrQueue(request) {
+      if (this.state !== "joined" || !this.ws) {
+        this.queue.push(request);
+        return;
+      }
+      const ref = this.takeRef();
+      this.pending.set(ref, { kind: "request", request });
+      this.write({ joinRef: this.joinRef ?? null, ref, topic: this.topic, event: request.event, payload: request.payload });
+    }
+    fireAndForget(event, payload) {
+      if (this.state === "closed") throw this.closedError();
+      if (this.state !== "joined" || !this.ws) {
+        throw new SwitchboardError("disconnected", "not connected right now; a noReply message is not queued");
+      }
+      this.write({ joinRef: this.joinRef ?? null, ref: null, topic: this.topic, event, payload });
+    }
+    /** Removes a request that timed out from wherever it waits. */
+    forget(request) {
+      const i = this.queue.indexOf(request);
+      if (i >= 0) this.queue.splice(i, 1);
+      for (const [ref, pending] of this.pending) {
+        if (pending.kind === "request" && pending.request === request) this.pending.delete(ref);
+      }
+    }
+  };
+  async function resolveOptions(options) {
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "connect() takes an options object");
+    }
+    for (const field of ["channelName", "agentName", "apiKey"]) {
+      if (typeof options[field] !== "string" || options[field].length === 0) {
+        throw new SwitchboardError("invalid_argument", `connect() needs ${field}`);
+      }
+    }
+    if (options.useWebsocket === false) {
+      throw new SwitchboardError(
+        "unsupported",
+        "useWebsocket: false is not available: the server has no long-polling transport yet; the HTTP API (/v1/channels/…) serves backends that cannot hold a socket"
+      );
+    }
+    if (options.enableWebrtcRelay) {
+      throw new SwitchboardError("unsupported", "enableWebrtcRelay is not available yet: the server has no WebRTC signaling relay");
+    }
+    if (options.channelId !== void 0) {
+      throw new SwitchboardError("unsupported", "channelId is not available: channels are addressed by channelName");
+    }
+    if (options.apiKeyScope !== void 0 && options.apiKeyScope !== "private" && options.apiKeyScope !== "public") {
+      throw new SwitchboardError("invalid_argument", "apiKeyScope is `private` or `public`");
+    }
+    checkPollSource(options.pollSource);
+    const base = options.url ?? globalThis.location?.origin;
+    if (!base) throw new SwitchboardError("invalid_argument", "connect() needs url outside a browser page");
+    return {
+      options: { ...options },
+      url: socketUrl(base),
+      WebSocket: options.WebSocket ?? await defaultWebSocket(),
+      timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+      heartbeatMs: Math.max(options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS, 10)
+    };
+  }
+  function checkPollSource(source) {
+    if (source !== void 0 && source !== "AUTO") {
+      throw new SwitchboardError(
+        "unsupported",
+        `pollSource ${JSON.stringify(source)} is not available: the server reads history from its one store; only "AUTO" is accepted until the storage tiers land`
+      );
+    }
+  }
+  function eventTypes(options) {
+    if (options.autoReceive === false) return [];
+    const custom = options.customEventType;
+    const types = [...options.eventTypes ?? [], ...custom === void 0 ? [] : Array.isArray(custom) ? custom : [custom]];
+    return options.eventTypes === void 0 && custom === void 0 ? void 0 : types;
+  }
+  function socketUrl(base) {
+    let url;
+    try {
+      url = new URL(base);
+    } catch {
+      throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)} is not a URL`);
+    }
+    if (url.protocol === "http:") url.protocol = "ws:";
+    else if (url.protocol === "https:") url.protocol = "wss:";
+    else if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)}: use http(s):// or ws(s)://`);
+    }
+    let path = url.pathname.replace(/\/+$/, "");
+    if (path.endsWith("/socket")) path += "/websocket";
+    else if (!path.endsWith("/socket/websocket")) path += "/socket/websocket";
+    url.pathname = path;
+    url.search = "?vsn=2.0.0";
+    url.hash = "";
+    return url.toString();
+  }
+  async function defaultWebSocket() {
+    const global = globalThis.WebSocket;
+    if (global) return global;
+    const name = "ws";
+    try {
+      const mod = await import(
+        /* @vite-ignore */
+        name
+      );
+      const ctor = mod.default ?? mod.WebSocket;
+      if (ctor) return ctor;
+    } catch {
+    }
+    throw new SwitchboardError(
+      "invalid_argument",
+      "no WebSocket implementation: use Node 22+, install the `ws` package, or pass the WebSocket option"
+    );
+  }
+  function readJsonMessage(raw) {
+    const m = raw;
+    if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
+      throw new Error("a message needs id and type");
+    }
+    const { attachments, ...rest } = m;
+    const message = { ...rest, data: m.data ?? null };
+    if (Array.isArray(attachments)) message.attachments = attachments.map((a) => fromBase64(a));
+    return message;
+  }
+  function readBinaryMessage(bytes) {
+    const { header, attachments } = decodeEnvelope(bytes);
+    const message = readJsonMessage(header);
+    message.attachments = attachments;
+    return message;
+  }
+  function toBytes(value) {
+    if (value instanceof Uint8Array) return value;
+    if (value instanceof ArrayBuffer) return new Uint8Array(value);
+    if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    throw new SwitchboardError("invalid_argument", "attachments are Uint8Array, ArrayBuffer or typed arrays");
+  }
+  function randomId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function asError(e) {
+    if (e instanceof SwitchboardError) return e;
+    return new SwitchboardError("internal", e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  function messageOf(error) {
+    const prefix = `${error.code}: `;
+    return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  }
+  return __toCommonJS(browser_exports);
+})();

@@ -1,0 +1,1080 @@
+/**
+ * `AgentConnection`: one agent in one channel over one WebSocket, with reconnect and resume.
+ *
+ * The connection owns the socket and every piece of channel state. When the socket drops it
+ * reconnects with exponential backoff and full jitter, authenticates (asking `refreshApiKey` for
+ * a fresh key when given one), rejoins with `since` = the last offset it delivered and the
+ * session id that takes the agent name back, and re-sends the publishes that had no reply under
+ * their original ids (the server deduplicates them). The offset tracker drops anything already
+ * delivered, so the application sees neither a gap nor a duplicate. This mirrors the Rust SDK
+ * (crates/client/src/connection.rs).
+ */
+
+import { backoffDelay } from "./backoff.js";
+import {
+  CloseCodes,
+  SwitchboardError,
+  isErrorReply,
+  shouldReconnect,
+  type ErrorCode,
+  type ErrorReply,
+} from "./errors.js";
+import {
+  decodeBinary,
+  decodeEnvelope,
+  decodeText,
+  encodeBinaryPush,
+  encodeEnvelope,
+  encodeText,
+  fromBase64,
+  isBinaryPayload,
+  type Frame,
+} from "./frame.js";
+import { PresenceTracker, presenceList } from "./presence.js";
+import { OffsetTracker } from "./tracker.js";
+import type {
+  ConnectInfo,
+  ConnectOptions,
+  DisconnectInfo,
+  Gap,
+  HistoryPage,
+  HistoryQuery,
+  JoinReply,
+  Json,
+  Message,
+  PresenceAgent,
+  PresenceInfo,
+  PresenceState,
+  ReceiveOptions,
+  SendOptions,
+  SendResult,
+  WebSocketConstructor,
+} from "./types.js";
+
+const PHOENIX = "phoenix";
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_HEARTBEAT_MS = 25_000;
+
+/** The events an `AgentConnection` dispatches; each is a `CustomEvent` whose `detail` is given. */
+export interface AgentConnectionEventMap {
+  /** A message for this agent, live or replayed after a reconnect; never a duplicate. */
+  message: CustomEvent<Message>;
+  /** A (re)join succeeded. */
+  connect: CustomEvent<ConnectInfo>;
+  /** The socket went down (`willReconnect` tells whether the SDK brings it back). */
+  disconnect: CustomEvent<DisconnectInfo>;
+  /** Something failed that no pending call can report: a socket error, a refused rejoin, a
+   * kick, a failed key refresh. */
+  error: CustomEvent<SwitchboardError>;
+  /** Presence changed. */
+  presence: CustomEvent<PresenceInfo>;
+  /** A resume could not replay everything after the last offset (retention or a new epoch). */
+  gap: CustomEvent<Gap>;
+}
+
+type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
+
+/** A request waiting for its reply (or for the channel to be joined). */
+interface Request {
+  seq: number;
+  event: string;
+  payload: Json | Uint8Array;
+  /** Safe to send again after a reconnect (reads, and publishes with an id). */
+  retry: boolean;
+  resolve: (response: unknown) => void;
+  reject: (error: SwitchboardError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+type Pending =
+  | { kind: "heartbeat" }
+  | { kind: "auth"; onReply: (result: { ok: true } | { ok: false; error: SwitchboardError }) => void }
+  | { kind: "join" }
+  | { kind: "request"; request: Request };
+
+interface Resolved {
+  options: ConnectOptions;
+  url: string;
+  WebSocket: WebSocketConstructor;
+  timeoutMs: number;
+  heartbeatMs: number;
+}
+
+/** A message iterator's buffer. */
+interface Listener {
+  push(message: Message): void;
+  end(error?: SwitchboardError): void;
+}
+
+/**
+ * One agent in one channel. Create it, register handlers, then `await connect(options)`.
+ *
+ * ```js
+ * const agent = new AgentConnection();
+ * agent.onMessage((m) => console.log(m.from, m.data));
+ * await agent.connect({ url, channelName: "lobby", agentName: "web-1", apiKey });
+ * const { offset } = await agent.send({ type: "chat", data: { text: "hi" } });
+ * ```
+ */
+export class AgentConnection extends EventTarget {
+  private state: State = "idle";
+  private resolved: Resolved | undefined;
+  private apiKey = "";
+  private ws: WebSocket | undefined;
+  private nextRef = 0;
+  private nextSeq = 0;
+  private joinRef: string | undefined;
+  private pending = new Map<string, Pending>();
+  private queue: Request[] = [];
+  private tracker = new OffsetTracker();
+  private presenceTracker = new PresenceTracker();
+  private reply: JoinReply | undefined;
+  private sessionId: string | undefined;
+  private attempt = 0;
+  private keyRetried = false;
+  private socketError: ErrorReply | undefined;
+  private kicked: ErrorReply | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private heartbeatRef: string | undefined;
+  private heard = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private keyTimer: ReturnType<typeof setInterval> | undefined;
+  private firstJoin: { resolve: (r: JoinReply) => void; reject: (e: SwitchboardError) => void } | undefined;
+  private listeners = new Set<Listener>();
+  private closedWith: SwitchboardError | undefined;
+
+  // ---------------------------------------------------------------------------------------------
+  // Public surface
+
+  /** Whether the channel is joined on a live socket right now. */
+  get connected(): boolean {
+    return this.state === "joined";
+  }
+
+  /** The reply of the latest (re)join: session id, epoch, head. */
+  get joinReply(): JoinReply | undefined {
+    return this.reply;
+  }
+
+  /** The last offset delivered to the application (the resume position). */
+  get lastOffset(): number | undefined {
+    return this.tracker.last;
+  }
+
+  /** The agents present, as the presence events last told (empty with `presence: false`). */
+  get presentAgents(): PresenceAgent[] {
+    return this.presenceTracker.list();
+  }
+
+  /**
+   * Opens the socket, authenticates and joins the channel; resolves with the join reply.
+   * Rejects with a {@link SwitchboardError}: the server's code (`invalid_key`, `bad_password`,
+   * `agent_name_taken`…), `connection_failed` when the server cannot be reached, `unsupported`
+   * for an option the server cannot honour yet. Only later losses are retried.
+   */
+  async connect(options: ConnectOptions): Promise<JoinReply> {
+    if (this.state !== "idle") {
+      throw new SwitchboardError("invalid_argument", "this AgentConnection was already connected; create a new one");
+    }
+    const resolved = await resolveOptions(options);
+    this.resolved = resolved;
+    this.apiKey = options.apiKey;
+    this.tracker = new OffsetTracker(options.since, options.epoch);
+    this.sessionId = options.sessionId;
+    this.state = "connecting";
+    const joined = new Promise<JoinReply>((resolve, reject) => {
+      this.firstJoin = { resolve, reject };
+    });
+    this.openSocket();
+    const reply = await joined;
+    if (options.keyRefreshIntervalMs !== undefined && options.refreshApiKey) {
+      this.keyTimer = setInterval(() => {
+        this.refreshKey().catch((e: unknown) => this.emitError(asError(e)));
+      }, options.keyRefreshIntervalMs);
+    }
+    return reply;
+  }
+
+  /** Calls `handler` for every message; returns a function that unregisters it. */
+  onMessage(handler: (message: Message) => void): () => void {
+    return this.on("message", handler);
+  }
+
+  /** Calls `handler` after every successful (re)join. */
+  onConnect(handler: (info: ConnectInfo) => void): () => void {
+    return this.on("connect", handler);
+  }
+
+  /** Calls `handler` whenever the socket goes down. */
+  onDisconnect(handler: (info: DisconnectInfo) => void): () => void {
+    return this.on("disconnect", handler);
+  }
+
+  /** Calls `handler` for errors no pending call can report. */
+  onError(handler: (error: SwitchboardError) => void): () => void {
+    return this.on("error", handler);
+  }
+
+  /** Calls `handler` whenever presence changes. */
+  onPresence(handler: (info: PresenceInfo) => void): () => void {
+    return this.on("presence", handler);
+  }
+
+  /**
+   * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
+   * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
+   * ended the connection otherwise; `signal` ends it early.
+   */
+  messages(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<Message> {
+    const buffer: Message[] = [];
+    let waiting: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | undefined;
+    let done = false;
+    let failure: SwitchboardError | undefined;
+    const listener: Listener = {
+      push: (message) => {
+        if (waiting) {
+          const w = waiting;
+          waiting = undefined;
+          w.resolve({ value: message, done: false });
+        } else {
+          buffer.push(message);
+        }
+      },
+      end: (error) => {
+        if (done) return;
+        done = true;
+        failure = error;
+        this.listeners.delete(listener);
+        options.signal?.removeEventListener("abort", abort);
+        if (waiting) {
+          const w = waiting;
+          waiting = undefined;
+          if (error) w.reject(error);
+          else w.resolve({ value: undefined, done: true });
+        }
+      },
+    };
+    const abort = (): void => listener.end();
+    if (this.state === "closed") {
+      done = true;
+      failure = this.closedWith;
+    } else if (options.signal?.aborted) {
+      done = true;
+    } else {
+      this.listeners.add(listener);
+      options.signal?.addEventListener("abort", abort, { once: true });
+    }
+    const iterator: AsyncIterableIterator<Message> = {
+      next: () => {
+        const message = buffer.shift();
+        if (message !== undefined) return Promise.resolve({ value: message, done: false });
+        if (done) {
+          if (failure) {
+            const e = failure;
+            failure = undefined;
+            return Promise.reject(e);
+          }
+          return Promise.resolve({ value: undefined, done: true });
+        }
+        return new Promise((resolve, reject) => {
+          waiting = { resolve, reject };
+        });
+      },
+      return: () => {
+        listener.end();
+        buffer.length = 0;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  /**
+   * Publishes a message; resolves with `{offset, id}` once the server acknowledged it (for a
+   * persisted message: once it is durable). A publish that is in flight when the connection
+   * drops is re-sent after the reconnect under the same id, so it is stored once; an ephemeral
+   * one fails with `disconnected` instead (it may or may not have been delivered).
+   */
+  async send(message: SendOptions): Promise<SendResult> {
+    if (typeof message?.type !== "string" || message.type.length === 0) {
+      throw new SwitchboardError("invalid_argument", "send needs a non-empty `type`");
+    }
+    if (message.noReply && !message.ephemeral) {
+      throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
+    }
+    const id = message.id ?? randomId();
+    const header: Record<string, Json> = { type: message.type, id };
+    if (message.data !== undefined) header.data = message.data;
+    if (message.to !== undefined) header.to = message.to;
+    if (message.ephemeral) header.ephemeral = true;
+    const attachments = (message.attachments ?? []).map(toBytes);
+    const payload = attachments.length > 0 ? encodeEnvelope(header, attachments) : header;
+    if (message.noReply) {
+      this.fireAndForget("publish", payload);
+      return { id };
+    }
+    const ack = (await this.request("publish", payload, !message.ephemeral)) as SendResult;
+    const result: SendResult = { id: ack.id ?? id };
+    if (typeof ack.offset === "number") result.offset = ack.offset;
+    if (ack.duplicate) result.duplicate = true;
+    return result;
+  }
+
+  /**
+   * Reads messages from the channel's history as this agent sees them (direct messages only when
+   * it sent or receives them), oldest first: the latest `limit` (default 100), or those after
+   * `after`. `from` keeps one sender's messages.
+   */
+  async receive(options: ReceiveOptions = {}): Promise<Message[]> {
+    if (options.to !== undefined) {
+      throw new SwitchboardError(
+        "unsupported",
+        "receive({to}) is not available: the server's history cannot filter by recipient yet; filter the result by `message.to`",
+      );
+    }
+    checkPollSource(options.pollSource);
+    const query: HistoryQuery = {};
+    if (options.from !== undefined) query.sender = options.from;
+    if (options.type !== undefined) query.type = options.type;
+    if (options.limit !== undefined) query.limit = options.limit;
+    if (options.before !== undefined) query.to_offset = options.before - 1;
+    if (options.after !== undefined) {
+      query.from_offset = options.after + 1;
+      query.direction = "forward";
+      return (await this.history(query)).messages;
+    }
+    query.direction = "backward";
+    return (await this.history(query)).messages.reverse();
+  }
+
+  /** One page of history with every bound of the protocol's query (spec/protocol.md). */
+  async history(query: HistoryQuery = {}): Promise<HistoryPage> {
+    const page = (await this.request("history", query as Json, true)) as HistoryPage & { messages: unknown[] };
+    return { ...page, messages: page.messages.map((m) => readJsonMessage(m)) };
+  }
+
+  /** The agents present now, asked of the server. */
+  async presence(): Promise<PresenceAgent[]> {
+    const state = (await this.request("presence", {}, true)) as PresenceState;
+    return presenceList(state);
+  }
+
+  /**
+   * Switches to a new API key without dropping the connection: sends the protocol's `auth` event
+   * on the live socket and uses the key for every later reconnect. Without an argument, asks
+   * `refreshApiKey`. Rejects with `invalid_key` if the server refuses it (the server then closes
+   * the socket).
+   */
+  async refreshKey(apiKey?: string): Promise<void> {
+    let key = apiKey;
+    if (key === undefined) {
+      const refresh = this.resolved?.options.refreshApiKey;
+      if (!refresh) throw new SwitchboardError("invalid_argument", "refreshKey() without a key needs the refreshApiKey option");
+      key = await refresh();
+    }
+    if (typeof key !== "string" || key.length === 0) {
+      throw new SwitchboardError("invalid_argument", "the new API key must be a non-empty string");
+    }
+    if (this.state === "closed") throw this.closedError();
+    this.apiKey = key;
+    if (this.state !== "joined" || !this.ws) return; // the next (re)connect authenticates with it
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        reject(new SwitchboardError("timeout", `no reply to auth within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      const ref = this.sendAuth(key, (result) => {
+        clearTimeout(timer);
+        if (result.ok) resolve();
+        else reject(result.error);
+      });
+    });
+  }
+
+  /** Leaves the channel and closes the socket for good; pending calls fail with `closed`. */
+  async disconnect(): Promise<void> {
+    if (this.state === "closed") return;
+    const ws = this.ws;
+    this.finish(undefined, { code: 1000, reason: "disconnect() was called" });
+    if (ws && ws.readyState !== 3 /* CLOSED */) {
+      await new Promise<void>((resolve) => {
+        // The close handshake normally takes one round trip; a dead peer must not hang the caller.
+        const timer = setTimeout(resolve, 1000);
+        ws.addEventListener("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  // Typed overloads of EventTarget's methods.
+  override addEventListener<K extends keyof AgentConnectionEventMap>(
+    type: K,
+    listener: (event: AgentConnectionEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null | ((event: never) => void),
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  override removeEventListener<K extends keyof AgentConnectionEventMap>(
+    type: K,
+    listener: (event: AgentConnectionEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null | ((event: never) => void),
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Events
+
+  private on<K extends keyof AgentConnectionEventMap>(
+    type: K,
+    handler: (detail: AgentConnectionEventMap[K]["detail"]) => void,
+  ): () => void {
+    const listener = (event: Event): void => handler((event as AgentConnectionEventMap[K]).detail);
+    super.addEventListener(type, listener);
+    return () => super.removeEventListener(type, listener);
+  }
+
+  private emit<K extends keyof AgentConnectionEventMap>(type: K, detail: AgentConnectionEventMap[K]["detail"]): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  private emitError(error: SwitchboardError): void {
+    this.emit("error", error);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Socket
+
+  private get timeoutMs(): number {
+    return this.resolved?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  private openSocket(): void {
+    const resolved = this.resolved!;
+    let ws: WebSocket;
+    try {
+      ws = new resolved.WebSocket(resolved.url);
+    } catch (e) {
+      this.lost(1006, `cannot open ${resolved.url}: ${asError(e).message}`);
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      if (ws === this.ws) this.onOpen();
+    };
+    ws.onmessage = (event: MessageEvent) => {
+      if (ws === this.ws) this.onData(event.data as unknown);
+    };
+    ws.onclose = (event: CloseEvent) => {
+      if (ws === this.ws) this.lost(event.code, event.reason);
+    };
+    // Every error is followed by a close event, which carries what we can know.
+    ws.onerror = () => undefined;
+  }
+
+  private onOpen(): void {
+    this.socketError = undefined;
+    this.heard = true;
+    this.heartbeatRef = undefined;
+    const period = this.resolved!.heartbeatMs;
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), period);
+    // Authenticate with the auth event rather than the URL, so the key stays out of access logs.
+    this.sendAuth(this.apiKey, (result) => {
+      if (!result.ok) {
+        // The server closes with 4500 next; remember why.
+        this.socketError = { code: result.error.code, message: messageOf(result.error) };
+        if (this.firstJoin) this.fail(result.error);
+        return;
+      }
+      this.sendJoin();
+    });
+  }
+
+  private heartbeat(): void {
+    if (!this.heard && this.heartbeatRef !== undefined) {
+      this.abandonSocket(4001, "no heartbeat reply in time");
+      return;
+    }
+    this.heard = false;
+    const ref = this.takeRef();
+    this.heartbeatRef = ref;
+    this.pending.set(ref, { kind: "heartbeat" });
+    this.write({ joinRef: null, ref, topic: PHOENIX, event: "heartbeat", payload: {} });
+  }
+
+  private sendAuth(apiKey: string, onReply: (result: { ok: true } | { ok: false; error: SwitchboardError }) => void): string {
+    const ref = this.takeRef();
+    this.pending.set(ref, { kind: "auth", onReply });
+    this.write({ joinRef: null, ref, topic: PHOENIX, event: "auth", payload: { api_key: apiKey } });
+    return ref;
+  }
+
+  private sendJoin(): void {
+    const options = this.resolved!.options;
+    const ref = this.takeRef();
+    this.joinRef = ref;
+    this.kicked = undefined;
+    const params: Record<string, Json> = {
+      agent_name: options.agentName,
+      scope: options.apiKeyScope ?? "private",
+      echo: options.echo ?? true,
+      presence: options.presence ?? true,
+    };
+    if (options.channelPassword !== undefined) params.password = options.channelPassword;
+    if (options.meta !== undefined) params.meta = options.meta;
+    const types = eventTypes(options);
+    if (types !== undefined) params.event_types = types;
+    const autoReceive = options.autoReceive ?? true;
+    const resume = autoReceive ? this.tracker.resume() : undefined;
+    if (resume) {
+      params.since = resume.since;
+      if (resume.epoch !== undefined) params.epoch = resume.epoch;
+    }
+    if (this.sessionId !== undefined) params.session_id = this.sessionId;
+    this.pending.set(ref, { kind: "join" });
+    this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
+  }
+
+  private get topic(): string {
+    return `channel:${this.resolved!.options.channelName}`;
+  }
+
+  private takeRef(): string {
+    this.nextRef += 1;
+    return String(this.nextRef);
+  }
+
+  private write(frame: Frame): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1 /* OPEN */) return;
+    if (frame.payload instanceof Uint8Array) {
+      ws.send(encodeBinaryPush(frame.joinRef, frame.ref, frame.topic, frame.event, frame.payload));
+    } else {
+      ws.send(encodeText(frame));
+    }
+  }
+
+  private onData(data: unknown): void {
+    this.heard = true;
+    let frame: Frame;
+    try {
+      if (typeof data === "string") frame = decodeText(data);
+      else if (data instanceof ArrayBuffer) frame = decodeBinary(new Uint8Array(data));
+      else if (ArrayBuffer.isView(data)) frame = decodeBinary(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      else return;
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", `unreadable frame from the server: ${asError(e).message}`));
+      return;
+    }
+    if (frame.event === "phx_reply") {
+      this.onReply(frame);
+      return;
+    }
+    if (frame.topic === PHOENIX) {
+      if (frame.event === "error" && isErrorReply(frame.payload)) {
+        this.socketError = frame.payload;
+        if (!this.firstJoin) this.emitError(SwitchboardError.fromReply(frame.payload));
+      }
+      return;
+    }
+    if (frame.topic !== this.topic) return;
+    // A frame of an earlier join of this topic is not ours.
+    if (frame.joinRef !== null && frame.joinRef !== this.joinRef) return;
+    switch (frame.event) {
+      case "message":
+        this.onMessageFrame(frame.payload);
+        break;
+      case "presence_state":
+        this.handlePresence(this.presenceTracker.syncState(frame.payload as PresenceState));
+        break;
+      case "presence_diff":
+        this.handlePresence(this.presenceTracker.syncDiff(frame.payload as { joins?: PresenceState; leaves?: PresenceState }));
+        break;
+      case "kicked":
+        this.kicked = isErrorReply(frame.payload)
+          ? frame.payload
+          : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
+        break;
+      case "phx_close": {
+        // Removed by the server (taken over, channel deleted): reconnecting would fight for the name.
+        const reply = this.kicked ?? { code: "not_joined", message: "the server closed the channel" };
+        const error = SwitchboardError.fromReply(reply);
+        this.emitError(error);
+        this.finish(error, { code: 1000, reason: error.message });
+        break;
+      }
+      case "phx_error":
+        // The channel crashed on the server: join again, resuming from the last offset.
+        this.sendJoin();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onMessageFrame(payload: unknown): void {
+    let message: Message;
+    try {
+      message = isBinaryPayload(payload) ? readBinaryMessage(payload.binary) : readJsonMessage(payload);
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", `unreadable message: ${asError(e).message}`));
+      return;
+    }
+    if (!this.tracker.accept(message.offset)) return;
+    this.emit("message", message);
+    for (const listener of this.listeners) listener.push(message);
+  }
+
+  private handlePresence(change: { joined: string[]; left: string[] }): void {
+    this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });
+  }
+
+  private onReply(frame: Frame): void {
+    const ref = frame.ref;
+    if (ref === null) return;
+    const pending = this.pending.get(ref);
+    if (!pending) return;
+    this.pending.delete(ref);
+    const body = frame.payload as { status?: unknown; response?: unknown } | null;
+    const status = body?.status;
+    const response = body?.response ?? {};
+    const error =
+      status === "ok"
+        ? undefined
+        : isErrorReply(response)
+          ? SwitchboardError.fromReply(response)
+          : new SwitchboardError("internal", `unexpected reply ${JSON.stringify(body)}`);
+    switch (pending.kind) {
+      case "heartbeat":
+        if (this.heartbeatRef === ref) this.heartbeatRef = undefined;
+        break;
+      case "auth":
+        pending.onReply(error ? { ok: false, error } : { ok: true });
+        break;
+      case "join":
+        if (ref === this.joinRef) this.onJoinReply(response, error);
+        break;
+      case "request":
+        clearTimeout(pending.request.timer);
+        if (error) pending.request.reject(error);
+        else pending.request.resolve(response);
+        break;
+    }
+  }
+
+  private onJoinReply(response: unknown, error: SwitchboardError | undefined): void {
+    if (error) {
+      if (this.firstJoin) {
+        this.fail(error);
+      } else {
+        // A refused rejoin (the name is held, the password changed): the channel is lost.
+        this.emitError(error);
+        this.finish(error, { code: 1000, reason: error.message });
+      }
+      return;
+    }
+    const raw = response as {
+      channel: string;
+      scope: "private" | "public";
+      agent_name: string;
+      session_id: string;
+      epoch: string;
+      head: number;
+      persistent: boolean;
+      gap?: Gap;
+    };
+    const reply: JoinReply = {
+      channel: raw.channel,
+      scope: raw.scope,
+      agentName: raw.agent_name,
+      sessionId: raw.session_id,
+      epoch: raw.epoch,
+      head: raw.head,
+      persistent: raw.persistent,
+    };
+    if (raw.gap) reply.gap = raw.gap;
+    this.reply = reply;
+    this.tracker.onJoin(raw);
+    this.sessionId = raw.session_id;
+    this.attempt = 0;
+    this.keyRetried = false;
+    this.state = "joined";
+    const first = this.firstJoin;
+    this.firstJoin = undefined;
+    this.emit("connect", { reply, reconnected: first === undefined });
+    first?.resolve(reply);
+    if (raw.gap) this.emit("gap", raw.gap);
+    const waiting = this.queue.splice(0).sort((a, b) => a.seq - b.seq);
+    for (const request of waiting) this.sendOrQueue(request);
+  }
+
+  /** The socket was lost without us closing it. */
+  private lost(code: number, reason: string): void {
+    if (this.state === "closed") return;
+    this.dropSocket();
+    const error = this.closeError(code, reason);
+    if (this.firstJoin) {
+      this.fail(error);
+      return;
+    }
+    const options = this.resolved!.options;
+    const refreshable = code === 4500 && options.refreshApiKey !== undefined && !this.keyRetried;
+    if ((!shouldReconnect(code) && !refreshable) || options.reconnect === false) {
+      this.emitError(error);
+      this.finish(error, { code, reason: reason || error.message });
+      return;
+    }
+    if (code === 4500) this.keyRetried = true;
+    this.state = "reconnecting";
+    this.requeue();
+    this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
+    this.scheduleReconnect(code === 4500);
+  }
+
+  /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
+  private abandonSocket(code: number, reason: string): void {
+    this.lost(code, reason);
+  }
+
+  private dropSocket(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws) {
+      ws.onopen = null;
+      ws.onmessage = null;
+      ws.onclose = null;
+      if (ws.readyState === 0 || ws.readyState === 1) {
+        try {
+          ws.close(1000);
+        } catch {
+          // Already closing.
+        }
+      }
+    }
+    this.joinRef = undefined;
+    if (this.state === "joined") this.state = "reconnecting";
+  }
+
+  /** Moves requests in flight back to the queue (or fails those that cannot be re-sent). */
+  private requeue(): void {
+    for (const pending of this.pending.values()) {
+      if (pending.kind === "request") {
+        if (pending.request.retry) this.queue.push(pending.request);
+        else {
+          clearTimeout(pending.request.timer);
+          pending.request.reject(
+            new SwitchboardError("disconnected", "the connection dropped before the reply; the request may or may not have taken effect"),
+          );
+        }
+      } else if (pending.kind === "auth") {
+        pending.onReply({
+          ok: false,
+          error: new SwitchboardError("disconnected", "the connection dropped before the auth reply; the key is used for the reconnect"),
+        });
+      }
+    }
+    this.pending.clear();
+    this.queue.sort((a, b) => a.seq - b.seq);
+  }
+
+  private scheduleReconnect(forceRefresh: boolean): void {
+    const delay = backoffDelay(this.resolved!.options.backoff ?? {}, this.attempt);
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.reconnect(forceRefresh);
+    }, delay);
+  }
+
+  private async reconnect(forceRefresh: boolean): Promise<void> {
+    const refresh = this.resolved!.options.refreshApiKey;
+    if (refresh) {
+      try {
+        const key = await refresh();
+        if (this.state === "closed") return;
+        if (forceRefresh && key === this.apiKey) {
+          const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one", {
+            closeCode: 4500,
+          });
+          this.emitError(error);
+          this.finish(error, { code: 4500, reason: error.message });
+          return;
+        }
+        if (typeof key === "string" && key.length > 0) this.apiKey = key;
+      } catch (e) {
+        if (this.state === "closed") return;
+        this.emitError(new SwitchboardError("invalid_key", `refreshApiKey failed: ${asError(e).message}`, { cause: e }));
+        this.scheduleReconnect(forceRefresh);
+        return;
+      }
+    }
+    if (this.state === "closed") return;
+    this.openSocket();
+  }
+
+  private closeError(code: number, reason: string): SwitchboardError {
+    if (this.socketError) return SwitchboardError.fromReply(this.socketError, code);
+    const known = (CloseCodes as Record<number, ErrorCode>)[code];
+    const text = reason ? `the connection closed (${code}): ${reason}` : `the connection closed (${code})`;
+    return new SwitchboardError(known ?? "connection_failed", text, { closeCode: code });
+  }
+
+  /** The first connect failed: nothing is retried. */
+  private fail(error: SwitchboardError): void {
+    const first = this.firstJoin;
+    this.firstJoin = undefined;
+    this.finish(error, undefined);
+    first?.reject(error);
+  }
+
+  /** Ends the connection for good. */
+  private finish(error: SwitchboardError | undefined, info: { code: number; reason: string } | undefined): void {
+    if (this.state === "closed") return;
+    const wasUp = this.state !== "idle" && this.state !== "connecting";
+    this.state = "closed";
+    this.closedWith = error;
+    this.dropSocket();
+    this.state = "closed";
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.keyTimer);
+    this.reconnectTimer = undefined;
+    this.keyTimer = undefined;
+    const reason = error ?? this.closedError();
+    for (const pending of this.pending.values()) {
+      if (pending.kind === "request") {
+        clearTimeout(pending.request.timer);
+        pending.request.reject(reason);
+      } else if (pending.kind === "auth") {
+        pending.onReply({ ok: false, error: reason });
+      }
+    }
+    this.pending.clear();
+    for (const request of this.queue.splice(0)) {
+      clearTimeout(request.timer);
+      request.reject(reason);
+    }
+    this.presenceTracker.clear();
+    for (const listener of [...this.listeners]) listener.end(error);
+    if (wasUp && info) {
+      const detail: DisconnectInfo = { code: info.code, reason: info.reason, willReconnect: false };
+      if (error) detail.error = error;
+      this.emit("disconnect", detail);
+    }
+  }
+
+  private closedError(): SwitchboardError {
+    return this.closedWith ?? new SwitchboardError("closed", "the connection is closed");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Requests
+
+  private request(event: string, payload: Json | Uint8Array, retry: boolean): Promise<unknown> {
+    if (this.state === "closed") return Promise.reject(this.closedError());
+    if (this.state === "idle") {
+      return Promise.reject(new SwitchboardError("not_joined", "call connect() before sending or reading"));
+    }
+    return new Promise((resolve, reject) => {
+      this.nextSeq += 1;
+      const request: Request = { seq: this.nextSeq, event, payload, retry, resolve, reject, timer: undefined };
+      request.timer = setTimeout(() => {
+        this.forget(request);
+        reject(new SwitchboardError("timeout", `no reply to ${event} within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.sendOrQueue(request);
+    });
+  }
+
+  private sendOrQueue(request: Request): void {
+    if (this.state !== "joined" || !this.ws) {
+      this.queue.push(request);
+      return;
+    }
+    const ref = this.takeRef();
+    this.pending.set(ref, { kind: "request", request });
+    this.write({ joinRef: this.joinRef ?? null, ref, topic: this.topic, event: request.event, payload: request.payload });
+  }
+
+  private fireAndForget(event: string, payload: Json | Uint8Array): void {
+    if (this.state === "closed") throw this.closedError();
+    if (this.state !== "joined" || !this.ws) {
+      throw new SwitchboardError("disconnected", "not connected right now; a noReply message is not queued");
+    }
+    this.write({ joinRef: this.joinRef ?? null, ref: null, topic: this.topic, event, payload });
+  }
+
+  /** Removes a request that timed out from wherever it waits. */
+  private forget(request: Request): void {
+    const i = this.queue.indexOf(request);
+    if (i >= 0) this.queue.splice(i, 1);
+    for (const [ref, pending] of this.pending) {
+      if (pending.kind === "request" && pending.request === request) this.pending.delete(ref);
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Helpers
+
+async function resolveOptions(options: ConnectOptions): Promise<Resolved> {
+  if (typeof options !== "object" || options === null) {
+    throw new SwitchboardError("invalid_argument", "connect() takes an options object");
+  }
+  for (const field of ["channelName", "agentName", "apiKey"] as const) {
+    if (typeof options[field] !== "string" || options[field].length === 0) {
+      throw new SwitchboardError("invalid_argument", `connect() needs ${field}`);
+    }
+  }
+  if (options.useWebsocket === false) {
+    throw new SwitchboardError(
+      "unsupported",
+      "useWebsocket: false is not available: the server has no long-polling transport yet; the HTTP API (/v1/channels/…) serves backends that cannot hold a socket",
+    );
+  }
+  if (options.enableWebrtcRelay) {
+    throw new SwitchboardError("unsupported", "enableWebrtcRelay is not available yet: the server has no WebRTC signaling relay");
+  }
+  if (options.channelId !== undefined) {
+    throw new SwitchboardError("unsupported", "channelId is not available: channels are addressed by channelName");
+  }
+  if (options.apiKeyScope !== undefined && options.apiKeyScope !== "private" && options.apiKeyScope !== "public") {
+    throw new SwitchboardError("invalid_argument", "apiKeyScope is `private` or `public`");
+  }
+  checkPollSource(options.pollSource);
+  const base = options.url ?? (globalThis as { location?: { origin?: string } }).location?.origin;
+  if (!base) throw new SwitchboardError("invalid_argument", "connect() needs url outside a browser page");
+  return {
+    options: { ...options },
+    url: socketUrl(base),
+    WebSocket: options.WebSocket ?? (await defaultWebSocket()),
+    timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    heartbeatMs: Math.max(options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS, 10),
+  };
+}
+
+function checkPollSource(source: string | undefined): void {
+  if (source !== undefined && source !== "AUTO") {
+    throw new SwitchboardError(
+      "unsupported",
+      `pollSource ${JSON.stringify(source)} is not available: the server reads history from its one store; only "AUTO" is accepted until the storage tiers land`,
+    );
+  }
+}
+
+function eventTypes(options: ConnectOptions): string[] | undefined {
+  if (options.autoReceive === false) return []; // the server delivers nothing; receive() reads
+  const custom = options.customEventType;
+  const types = [...(options.eventTypes ?? []), ...(custom === undefined ? [] : Array.isArray(custom) ? custom : [custom])];
+  return options.eventTypes === undefined && custom === undefined ? undefined : types;
+}
+
+/** `http(s)://` or `ws(s)://host[:port][/socket[/websocket]]` → the WebSocket endpoint. */
+export function socketUrl(base: string): string {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)} is not a URL`);
+  }
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  else if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)}: use http(s):// or ws(s)://`);
+  }
+  let path = url.pathname.replace(/\/+$/, "");
+  if (path.endsWith("/socket")) path += "/websocket";
+  else if (!path.endsWith("/socket/websocket")) path += "/socket/websocket";
+  url.pathname = path;
+  url.search = "?vsn=2.0.0";
+  url.hash = "";
+  return url.toString();
+}
+
+async function defaultWebSocket(): Promise<WebSocketConstructor> {
+  const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (global) return global;
+  // Node 20 has no global WebSocket: use the `ws` package when it is installed.
+  const name = "ws";
+  try {
+    const mod = (await import(/* @vite-ignore */ name)) as { default?: WebSocketConstructor; WebSocket?: WebSocketConstructor };
+    const ctor = mod.default ?? mod.WebSocket;
+    if (ctor) return ctor;
+  } catch {
+    // Reported below.
+  }
+  throw new SwitchboardError(
+    "invalid_argument",
+    "no WebSocket implementation: use Node 22+, install the `ws` package, or pass the WebSocket option",
+  );
+}
+
+function readJsonMessage(raw: unknown): Message {
+  const m = raw as Omit<Message, "attachments"> & { attachments?: unknown };
+  if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
+    throw new Error("a message needs id and type");
+  }
+  const { attachments, ...rest } = m;
+  const message: Message = { ...rest, data: m.data ?? null };
+  if (Array.isArray(attachments)) message.attachments = (attachments as string[]).map((a) => fromBase64(a));
+  return message;
+}
+
+function readBinaryMessage(bytes: Uint8Array): Message {
+  const { header, attachments } = decodeEnvelope(bytes);
+  const message = readJsonMessage(header);
+  message.attachments = attachments;
+  return message;
+}
+
+function toBytes(value: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new SwitchboardError("invalid_argument", "attachments are Uint8Array, ArrayBuffer or typed arrays");
+}
+
+/** A random 128-bit id, hex-encoded. */
+export function randomId(): string {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function asError(e: unknown): SwitchboardError {
+  if (e instanceof SwitchboardError) return e;
+  return new SwitchboardError("internal", e instanceof Error ? e.message : String(e), { cause: e });
+}
+
+function messageOf(error: SwitchboardError): string {
+  const prefix = `${error.code}: `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+}

@@ -1,0 +1,21 @@
+/**
+ * The Switchboard SDK for browsers and Node 20+: `AgentConnection` joins one channel as one
+ * agent, sends and receives messages, reads history and presence, and survives lost connections
+ * without gaps or duplicates. The wire protocol is spec/protocol.md.
+ */
+
+export { AgentConnection, socketUrl, randomId, type AgentConnectionEventMap } from "./connection.js";
+export {
+  SwitchboardError,
+  ErrorCodes,
+  ClientErrorCodes,
+  CloseCodes,
+  shouldReconnect,
+  type ErrorCode,
+  type ProtocolErrorCode,
+  type ClientErrorCode,
+  type ErrorReply,
+} from "./errors.js";
+export { backoffBound, backoffDelay, type BackoffOptions } from "./backoff.js";
+export { encodeEnvelope, decodeEnvelope } from "./frame.js";
+export type * from "./types.js";

@@ -1,0 +1,246 @@
+/** The shapes the SDK hands out and takes in. Wire names are kept where the server sends them
+ * (spec/protocol.md), so a message reads the same here, in history, over HTTP and in the spec. */
+
+import type { BackoffOptions } from "./backoff.js";
+
+/** JSON values, as `data` carries them. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A message, live or from history. */
+export interface Message {
+  /** The message id (the sender's, or one the server generated). */
+  id: string;
+  /** The channel's offset; absent for ephemeral messages. */
+  offset?: number;
+  /** The channel name. */
+  channel: string;
+  /** The sending agent. */
+  from: string;
+  /** The receiving agent of a direct message; absent for broadcasts. */
+  to?: string;
+  /** The application's message type. */
+  type: string;
+  /** The JSON body. */
+  data: Json;
+  /** Server time of the publish, milliseconds since the epoch. */
+  ts: number;
+  /** Set for ephemeral messages (never stored, never replayed). */
+  ephemeral?: boolean;
+  /** Binary attachments, when the message has any. */
+  attachments?: Uint8Array[];
+}
+
+/** Why a resume could not replay everything after the last offset. */
+export interface Gap {
+  reason: "retention" | "epoch_changed";
+  /** The first offset the channel still has; replay started here. */
+  first_available: number;
+}
+
+/** What a successful (re)join tells. */
+export interface JoinReply {
+  channel: string;
+  scope: Scope;
+  agentName: string;
+  /** Present it as `sessionId` to take this agent name over from another connection. */
+  sessionId: string;
+  /** The channel's epoch: offsets are comparable only within one epoch. */
+  epoch: string;
+  /** The last persisted offset at join time (0 when empty). */
+  head: number;
+  /** Whether the channel stores messages. */
+  persistent: boolean;
+  gap?: Gap;
+}
+
+/** Channel namespaces: `private` is the key's tenant's, `public` is shared by all tenants. */
+export type Scope = "private" | "public";
+
+/** One session of a present agent, as the server sends it. */
+export interface PresenceMeta {
+  phx_ref: string;
+  agent_name: string;
+  joined_at: number;
+  meta?: Record<string, Json>;
+}
+
+/** The Phoenix presence map: agent name → its sessions' metas. */
+export type PresenceState = Record<string, { metas: PresenceMeta[] }>;
+
+/** A present agent. */
+export interface PresenceAgent {
+  agentName: string;
+  /** When its (oldest) session joined, milliseconds since the epoch. */
+  joinedAt: number;
+  /** The presence metadata it joined with. */
+  meta: Record<string, Json>;
+  /** How many sessions hold the name (more than 1 only during a takeover). */
+  sessions: number;
+}
+
+/** Something that can open a WebSocket: the browser's, Node 22's global, or `ws`'s. */
+export type WebSocketConstructor = new (url: string) => WebSocket;
+
+/** How `AgentConnection.connect` joins a channel. */
+export interface ConnectOptions {
+  /** The server: `http(s)://host:port` or `ws(s)://host:port` (a path ending in `/socket` or
+   * `/socket/websocket` is accepted). In a browser it defaults to the page's origin. */
+  url?: string;
+  /** The channel to join (created by the first join, with `channelPassword`). */
+  channelName: string;
+  /** The channel's password; sets it when this join creates the channel. */
+  channelPassword?: string;
+  /** This agent's name, unique in the channel at a time. */
+  agentName: string;
+  /** The API key (`sk_…`). */
+  apiKey: string;
+  /** The channel's namespace: `private` (default, the key's tenant) or `public`. */
+  apiKeyScope?: Scope;
+  /** Deliver live messages to `onMessage`, `message` events and `messages()` (default true).
+   * When false the server sends no messages to this agent (it joins with an empty type filter)
+   * and the application reads them with `receive()`. */
+  autoReceive?: boolean;
+  /** Must be true (the default): the server's only live transport is the WebSocket. */
+  useWebsocket?: boolean;
+  /** Take the agent name over from an earlier session (its `JoinReply.sessionId`). */
+  sessionId?: string;
+  /** Deliver only messages of these types (at most 64); the design documents' name for it. */
+  customEventType?: string | string[];
+  /** Deliver only messages of these types (at most 64). Same as `customEventType`. */
+  eventTypes?: string[];
+  /** Replay every persisted message after this offset, then go live. */
+  since?: number;
+  /** The epoch `since` belongs to; a different current epoch is reported as a gap. */
+  epoch?: string;
+  /** Receive this agent's own messages back (default true). */
+  echo?: boolean;
+  /** Receive presence updates (default true); the agent is visible to others either way. */
+  presence?: boolean;
+  /** Custom presence metadata (a JSON object, at most 4 KiB). */
+  meta?: Record<string, Json>;
+  /** Reconnect after a lost connection (default true). */
+  reconnect?: boolean;
+  /** Reconnect delays (default 100 ms doubling to 10 s, full jitter). */
+  backoff?: BackoffOptions;
+  /** How long a request waits for its reply, including time spent reconnecting (default
+   * 10 000 ms). */
+  requestTimeoutMs?: number;
+  /** How often to send a heartbeat (default 25 000 ms; the server's timeout is 60 s). */
+  heartbeatIntervalMs?: number;
+  /**
+   * Returns the API key to use from now on: called before every reconnect, by `refreshKey()`,
+   * every `keyRefreshIntervalMs`, and once when the server refuses the current key with
+   * `invalid_key` after the first connect. For short-lived keys minted by a backend.
+   */
+  refreshApiKey?: () => string | Promise<string>;
+  /** Call `refreshApiKey` this often and re-authenticate the live socket with the `auth` event,
+   * so a short-lived key is replaced before it expires (default: never). */
+  keyRefreshIntervalMs?: number;
+  /** The WebSocket implementation; defaults to the global one, else the `ws` package. */
+  WebSocket?: WebSocketConstructor;
+  /** Not available yet: channels are addressed by `channelName`. Giving it is an error. */
+  channelId?: string;
+  /** Not available yet: the WebRTC signaling relay is coming. Giving `true` is an error. */
+  enableWebrtcRelay?: boolean;
+  /** Where history reads come from. The server has one store today, so only `"AUTO"` (the
+   * default) is accepted; other tiers come with the storage tiers. */
+  pollSource?: PollSource;
+}
+
+/** History sources of the storage tiers; only `AUTO` is served today. */
+export type PollSource = "AUTO" | "CACHE" | "LOG" | "KAFKA" | "DATABASE";
+
+/** What `send` publishes. */
+export interface SendOptions {
+  /** The application's message type (1–128 bytes). */
+  type: string;
+  /** The JSON body (default null). */
+  data?: Json;
+  /** Send only to this agent (and echo to the sender); otherwise everyone in the channel. */
+  to?: string;
+  /** Deliver to the agents connected now; never stored, never replayed. */
+  ephemeral?: boolean;
+  /** Binary attachments (at most 16), sent in a binary frame. */
+  attachments?: Array<Uint8Array | ArrayBuffer | ArrayBufferView>;
+  /** Your own message id (≤ 128 bytes): a publish with an id the channel has seen is not
+   * stored again. Without it a persisted publish gets a random id. */
+  id?: string;
+  /** For ephemeral messages only: do not wait for a reply (high-rate updates). Resolves once
+   * the frame is handed to the socket; a failure arrives as an `error` event. */
+  noReply?: boolean;
+}
+
+/** The acknowledgement of a publish. */
+export interface SendResult {
+  /** The channel offset; absent for ephemeral messages. */
+  offset?: number;
+  id: string;
+  /** Set when the channel had seen this id: `offset` is the original one. */
+  duplicate?: boolean;
+}
+
+/** What `receive` reads from history. */
+export interface ReceiveOptions {
+  /** Only messages sent by this agent. */
+  from?: string;
+  /** Not available yet: the server cannot filter by recipient. Giving it is an error. */
+  to?: string;
+  /** Only messages of this type. */
+  type?: string;
+  /** At most this many (default 100, at most 1000). */
+  limit?: number;
+  /** Only messages after this offset, oldest first (otherwise the latest `limit`). */
+  after?: number;
+  /** Only messages before this offset. */
+  before?: number;
+  /** Only `"AUTO"` (the default) is served today. */
+  pollSource?: PollSource;
+}
+
+/** A raw history query (spec/protocol.md, `history`); every bound inclusive. */
+export interface HistoryQuery {
+  from_offset?: number;
+  to_offset?: number;
+  from_ts?: number;
+  to_ts?: number;
+  sender?: string;
+  type?: string;
+  limit?: number;
+  direction?: "forward" | "backward";
+}
+
+/** A page of history. */
+export interface HistoryPage {
+  messages: Message[];
+  epoch: string;
+  head: number;
+  first_available: number;
+  /** Set when `limit` cut the page short: the next bound to read from. */
+  next?: number;
+}
+
+/** Why the connection went down. */
+export interface DisconnectInfo {
+  /** The WebSocket close code (1006 when the connection broke without one). */
+  code: number;
+  /** The reason, for people. */
+  reason: string;
+  /** Whether the SDK is reconnecting. */
+  willReconnect: boolean;
+  /** The error behind it, when there is one. */
+  error?: import("./errors.js").SwitchboardError;
+}
+
+/** A (re)join that succeeded. */
+export interface ConnectInfo {
+  reply: JoinReply;
+  /** False for the first join of `connect()`, true after a reconnect. */
+  reconnected: boolean;
+}
+
+/** A presence update. */
+export interface PresenceInfo {
+  agents: PresenceAgent[];
+  joined: string[];
+  left: string[];
+}
