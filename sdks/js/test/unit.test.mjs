@@ -1,0 +1,159 @@
+// The pure pieces: frame codec, binary envelope, backoff, offset tracker, presence, URLs, errors.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { decodeBinary, decodeText, encodeBinaryPush, encodeText, encodeEnvelope, decodeEnvelope } from "../dist/frame.js";
+import { OffsetTracker } from "../dist/tracker.js";
+import { PresenceTracker } from "../dist/presence.js";
+import { backoffBound, backoffDelay, socketUrl, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes } from "../dist/index.js";
+
+const bytes = (s) => new TextEncoder().encode(s);
+
+test("text frames round-trip; refs may be null", () => {
+  const frame = { joinRef: "1", ref: "2", topic: "channel:room", event: "publish", payload: { type: "chat", data: [1] } };
+  assert.equal(encodeText(frame), '["1","2","channel:room","publish",{"type":"chat","data":[1]}]');
+  assert.deepEqual(decodeText(encodeText(frame)), frame);
+  assert.deepEqual(decodeText('[null,null,"phoenix","error",{"code":"x"}]').joinRef, null);
+  assert.throws(() => decodeText('["1","2","t"]'), /5 elements/);
+  assert.throws(() => decodeText('[null,null,1,"e",{}]'), /strings/);
+});
+
+test("binary push layout (client → server)", () => {
+  const out = encodeBinaryPush("1", "22", "channel:r", "publish", Uint8Array.of(9, 8));
+  const expected = [0, 1, 2, 9, 7, ...bytes("1"), ...bytes("22"), ...bytes("channel:r"), ...bytes("publish"), 9, 8];
+  assert.deepEqual([...out], expected);
+  assert.throws(() => encodeBinaryPush(null, null, "t".repeat(256), "e", new Uint8Array()), /topic/);
+});
+
+test("binary server frames: push, reply and broadcast", () => {
+  const push = Uint8Array.from([0, 1, 3, 7, ...bytes("5"), ...bytes("a:b"), ...bytes("message"), 1, 2, 3]);
+  assert.deepEqual(decodeBinary(push), { joinRef: "5", ref: null, topic: "a:b", event: "message", payload: { binary: Uint8Array.of(1, 2, 3) } });
+  const body = bytes('{"offset":4}');
+  const reply = Uint8Array.from([1, 1, 2, 3, 2, ...bytes("5"), ...bytes("12"), ...bytes("a:b"), ...bytes("ok"), ...body]);
+  assert.deepEqual(decodeBinary(reply), { joinRef: "5", ref: "12", topic: "a:b", event: "phx_reply", payload: { status: "ok", response: { offset: 4 } } });
+  const broadcast = Uint8Array.from([2, 3, 7, ...bytes("a:b"), ...bytes("message"), 7]);
+  assert.deepEqual(decodeBinary(broadcast), { joinRef: null, ref: null, topic: "a:b", event: "message", payload: { binary: Uint8Array.of(7) } });
+  assert.throws(() => decodeBinary(Uint8Array.of(2, 9, 9, 1)), /shorter/);
+  assert.throws(() => decodeBinary(Uint8Array.of(7)), /kind 7/);
+});
+
+test("the binary envelope round-trips and rejects bad lengths", () => {
+  const attachments = [Uint8Array.from({ length: 256 }, (_, i) => i), new Uint8Array(0), Uint8Array.of(1)];
+  const env = encodeEnvelope({ type: "file", data: { n: 1 } }, attachments);
+  const header = JSON.parse(new TextDecoder().decode(env.subarray(4, 4 + new DataView(env.buffer).getUint32(0))));
+  assert.deepEqual(header, { type: "file", data: { n: 1 }, attachment_sizes: [256, 0, 1] });
+  assert.deepEqual(decodeEnvelope(env), { header: { type: "file", data: { n: 1 } }, attachments });
+  assert.throws(() => decodeEnvelope(env.subarray(0, env.length - 1)), /past the frame/);
+  assert.throws(() => decodeEnvelope(Uint8Array.of(...env, 0)), /after the last/);
+  assert.throws(() => decodeEnvelope(Uint8Array.of(0, 0, 0, 99, 1)), /runs past/);
+});
+
+test("backoff bounds grow and cap; jitter stays within them", () => {
+  const b = {};
+  assert.deepEqual([0, 1, 3, 7, 1000].map((n) => backoffBound(b, n)), [100, 200, 800, 10000, 10000]);
+  assert.equal(backoffDelay(b, 2, 0), 0);
+  assert.equal(backoffDelay(b, 2, 0.5), 200);
+  assert.equal(backoffDelay(b, 2, 7), 400);
+  for (let n = 0; n < 40; n++) assert.ok(backoffDelay(b, n) <= backoffBound(b, n));
+  const samples = Array.from({ length: 64 }, () => backoffDelay(b, 10));
+  assert.ok(samples.some((d) => d !== samples[0]), "jitter is random");
+  assert.equal(backoffBound({ multiplier: 0.5 }, 5), 100);
+  assert.equal(backoffBound({ multiplier: Infinity }, 1), 10000);
+});
+
+const reply = (head, epoch = "e1", gap) => ({ head, epoch, persistent: true, gap });
+
+test("tracker: a fresh join starts after head; duplicates and old offsets are dropped", () => {
+  const t = new OffsetTracker();
+  t.onJoin(reply(10));
+  assert.equal(t.accept(10), false);
+  assert.equal(t.accept(11), true);
+  assert.equal(t.accept(11), false, "duplicate");
+  assert.equal(t.accept(undefined), true, "ephemeral always passes");
+  assert.equal(t.accept(13), true, "a filtered-out offset is not a gap");
+  assert.equal(t.last, 13);
+});
+
+test("tracker: resume replays after the last delivered offset", () => {
+  const t = new OffsetTracker(4);
+  t.onJoin(reply(10));
+  assert.equal(t.accept(4), false);
+  assert.equal(t.accept(5), true);
+  assert.equal(t.accept(6), true);
+  assert.deepEqual(t.resume(), { since: 6, epoch: "e1" });
+  t.onJoin(reply(12));
+  assert.equal(t.accept(5), false);
+  assert.equal(t.accept(6), false);
+  assert.equal(t.accept(7), true);
+});
+
+test("tracker: gaps move the mark; since beyond head is clamped; ephemeral channels have no position", () => {
+  const t = new OffsetTracker();
+  t.onJoin(reply(100));
+  assert.equal(t.accept(101), true);
+  t.onJoin(reply(3, "e2", { reason: "epoch_changed", first_available: 1 }));
+  assert.equal(t.accept(1), true);
+  assert.deepEqual(t.resume(), { since: 1, epoch: "e2" });
+  t.onJoin(reply(60, "e2", { reason: "retention", first_available: 50 }));
+  assert.equal(t.accept(49), false);
+  assert.equal(t.accept(50), true);
+
+  const beyond = new OffsetTracker(500);
+  beyond.onJoin(reply(20, "e9"));
+  assert.equal(beyond.accept(21), true);
+
+  const ephemeral = new OffsetTracker();
+  ephemeral.onJoin({ head: 0, epoch: "e1", persistent: false });
+  assert.equal(ephemeral.accept(undefined), true);
+  assert.equal(ephemeral.resume(), undefined);
+});
+
+const meta = (name, ref, joined_at = 1, extra) => ({ metas: [{ phx_ref: ref, agent_name: name, joined_at, ...(extra && { meta: extra }) }] });
+
+test("presence merges by phx_ref and reports who came and went", () => {
+  const p = new PresenceTracker();
+  assert.deepEqual(p.syncState({ alice: meta("alice", "a1", 5, { role: "host" }) }), { joined: ["alice"], left: [] });
+  // The joiner's own join arrives again in a diff: merged, not doubled.
+  assert.deepEqual(p.syncDiff({ joins: { alice: meta("alice", "a1", 5), bob: meta("bob", "b1", 7) }, leaves: {} }), { joined: ["bob"], left: [] });
+  assert.deepEqual(p.list(), [
+    { agentName: "alice", joinedAt: 5, meta: { role: "host" }, sessions: 1 },
+    { agentName: "bob", joinedAt: 7, meta: {}, sessions: 1 },
+  ]);
+  // A takeover: bob's new session joins, then the old one leaves; bob never disappears.
+  assert.deepEqual(p.syncDiff({ joins: { bob: meta("bob", "b2", 9) } }), { joined: [], left: [] });
+  assert.equal(p.list()[1].sessions, 2);
+  assert.deepEqual(p.syncDiff({ leaves: { bob: meta("bob", "b1") } }), { joined: [], left: [] });
+  assert.deepEqual(p.list()[1], { agentName: "bob", joinedAt: 9, meta: {}, sessions: 1 });
+  assert.deepEqual(p.syncDiff({ leaves: { bob: meta("bob", "b2"), carol: meta("carol", "c1") } }), { joined: [], left: ["bob"] });
+  // A new state after a rejoin replaces everything.
+  assert.deepEqual(p.syncState({ carol: meta("carol", "c2") }), { joined: ["carol"], left: ["alice"] });
+});
+
+test("socket URLs from http, ws and /socket forms", () => {
+  const expected = "ws://127.0.0.1:7400/socket/websocket?vsn=2.0.0";
+  for (const url of ["http://127.0.0.1:7400", "ws://127.0.0.1:7400/", "http://127.0.0.1:7400/socket", "ws://127.0.0.1:7400/socket/websocket?x=1#h"]) {
+    assert.equal(socketUrl(url), expected, url);
+  }
+  assert.equal(socketUrl("https://example.test/base/"), "wss://example.test/base/socket/websocket?vsn=2.0.0");
+  assert.throws(() => socketUrl("ftp://x"), (e) => e instanceof SwitchboardError && e.code === "invalid_argument");
+  assert.throws(() => socketUrl("not a url"), (e) => e.code === "invalid_argument");
+});
+
+test("errors carry stable codes; close-code ranges", () => {
+  const e = SwitchboardError.fromReply({ code: "rate_limited", message: "slow down", retry_after_ms: 250 }, 4000);
+  assert.ok(e instanceof Error);
+  assert.equal(e.name, "SwitchboardError");
+  assert.equal(e.message, "rate_limited: slow down");
+  assert.deepEqual([e.code, e.retryAfterMs, e.closeCode, e.fromServer], ["rate_limited", 250, 4000, true]);
+  assert.equal(new SwitchboardError("timeout", "late").fromServer, false);
+  assert.equal(ClientErrorCodes.filter((c) => ErrorCodes.includes(c)).length, 0, "client codes never collide with protocol codes");
+  // The SDK knows exactly the codes the protocol crate defines.
+  const codesRs = readFileSync(new URL("../../../crates/protocol/src/codes.rs", import.meta.url), "utf8");
+  const defined = [...codesRs.matchAll(/^\s+[A-Z]\w+ = "([a-z_]+)",$/gm)].map((m) => m[1]);
+  assert.ok(defined.length > 30, "codes.rs parsed");
+  assert.deepEqual([...ErrorCodes].sort(), defined.sort());
+  assert.deepEqual([1001, 4000, 4001, 4499].map(shouldReconnect), [true, true, true, true]);
+  assert.deepEqual([4500, 4501, 4502, 4999].map(shouldReconnect), [false, false, false, false]);
+  assert.equal(CloseCodes[4500], "invalid_key");
+});
