@@ -1,5 +1,6 @@
 //! The outside world's ways in: the WebSocket endpoint and the HTTP API, on one router.
 
+mod assets;
 pub mod http;
 pub mod ws;
 
@@ -13,5 +14,6 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/socket/websocket", get(ws::upgrade))
         .merge(http::routes())
+        .merge(assets::routes())
         .with_state(app)
 }
