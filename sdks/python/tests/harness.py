@@ -169,3 +169,28 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.write(data)
         await writer.drain()
     writer.transport.abort()
+
+
+async def next_event(channel: switchboard.Channel) -> switchboard.ChannelEvent:
+    """The next event, failing the test after `WAIT`."""
+    return await asyncio.wait_for(channel.next_event(), WAIT)
+
+
+async def next_message(channel: switchboard.Channel) -> switchboard.Message:
+    """The next message, skipping presence events and reconnect notices."""
+    while True:
+        event = await next_event(channel)
+        if isinstance(event, switchboard.Message):
+            return event
+        assert isinstance(event, (switchboard.PresenceState, switchboard.PresenceDiff, switchboard.Reconnected)), event
+
+
+async def until_reconnected(channel: switchboard.Channel) -> list[switchboard.Message]:
+    """Waits for the reconnect notice; returns the messages that came before it."""
+    before: list[switchboard.Message] = []
+    while True:
+        event = await next_event(channel)
+        if isinstance(event, switchboard.Reconnected):
+            return before
+        if isinstance(event, switchboard.Message):
+            before.append(event)

@@ -424,8 +424,17 @@ class Client:
                     return
                 except asyncio.TimeoutError:
                     pass
+                opening = asyncio.create_task(self._open())
+                closing = asyncio.create_task(self._closing.wait())
+                await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
+                closing.cancel()
+                if not opening.done():
+                    opening.cancel()
+                    await asyncio.gather(opening, return_exceptions=True)
+                    self._shutdown(ClosedError("the client is closed"))
+                    return
                 try:
-                    ws = await self._open()
+                    ws = opening.result()
                 except Exception as e:  # noqa: BLE001 - any failure means: try again later
                     log.debug("switchboard reconnect failed (attempt %d): %s", attempt, e)
                     ws = None
@@ -507,8 +516,11 @@ class Client:
             return End("lost", text)
         error = self._socket_error
         if error is None:
-            known = CloseCode(code) if code in CloseCode._value2member_map_ else None
-            error_code: ErrorCode | str = known.error_code() if known else parse_code(reason or "internal")
+            error_code: ErrorCode | str
+            try:
+                error_code = CloseCode(code).error_code()
+            except ValueError:
+                error_code = parse_code(reason or "internal")
             error = error_for(error_code, f"the server closed the connection with code {code} {reason}".rstrip())
         return End("fatal", text, error)
 

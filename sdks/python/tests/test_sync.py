@@ -1,0 +1,36 @@
+"""The synchronous wrapper, from plain (non-async) test functions."""
+
+from __future__ import annotations
+
+import pytest
+
+import switchboard
+from switchboard import ErrorCode
+
+from harness import FAST, ServerProcess
+
+
+def test_sync_agent(server: ServerProcess) -> None:
+    with switchboard.sync.connect(server.url, server.key, "ops", "bot", options=FAST) as bot, \
+            switchboard.sync.connect(server.url, server.key, "ops", "ear", options=FAST) as ear:
+        assert bot.name == "bot"
+        ack = bot.send("deploy", {"version": "1.2"}, attachments=[b"log"])
+        assert ack.offset == 1
+        m = ear.next_message(timeout=10)
+        assert m is not None and (m.offset, m.data, m.attachments) == (1, {"version": "1.2"}, [b"log"])
+        assert ear.next_message(timeout=0) is None, "nothing else was sent"
+        assert [x.offset for x in bot.receive(from_offset=1).messages] == [1]
+        assert bot.presence().names() == ["bot", "ear"]
+        bot.send("done", 2)
+        assert next(iter(ear.messages())).offset == 2
+
+
+def test_sync_errors(server: ServerProcess) -> None:
+    with pytest.raises(switchboard.AuthenticationError) as e:
+        switchboard.sync.connect(server.url, "sk_wrong", "ops", "bot")
+    assert e.value.code == ErrorCode.INVALID_KEY
+    agent = switchboard.sync.connect(server.url, server.key, "ops", "bot")
+    with pytest.raises(switchboard.InvalidRequestError):
+        agent.send("", None)
+    agent.close()
+    agent.close()  # closing twice is harmless

@@ -1,0 +1,191 @@
+"""Pure pieces: the frame codec, envelopes, backoff, the offset tracker, URLs, and the error
+codes kept in step with the protocol crate and the spec."""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+
+import switchboard
+from switchboard import frames
+from switchboard.backoff import Backoff
+from switchboard.client import http_base_url, socket_url, valid_name
+from switchboard.errors import CloseCode, ErrorCode, error_for, error_from_reply
+from switchboard.tracker import OffsetTracker
+from switchboard.types import Gap, JoinReply, Message
+
+from harness import REPO
+
+
+def test_text_frames() -> None:
+    text = frames.encode_text("1", "2", "channel:room", "publish", {"type": "chat"})
+    assert text == '["1","2","channel:room","publish",{"type":"chat"}]'
+    frame = frames.decode_text('[null,"7","phoenix","phx_reply",{"status":"ok","response":{}}]')
+    assert (frame.join_ref, frame.ref, frame.topic, frame.event) == (None, "7", "phoenix", "phx_reply")
+    for bad in ["{}", "[1,2,3]", "not json", '[null,null,1,"e",{}]']:
+        with pytest.raises(frames.FrameError):
+            frames.decode_text(bad)
+
+
+def test_binary_push_layout() -> None:
+    data = frames.encode_binary_push("1", "22", "channel:r", "publish", b"\x00\xff")
+    assert data == bytes([0, 1, 2, 9, 7]) + b"1" + b"22" + b"channel:r" + b"publish" + b"\x00\xff"
+    # A null ref is an empty field: a fire-and-forget push.
+    assert frames.encode_binary_push(None, None, "t", "e", b"")[:5] == bytes([0, 0, 0, 1, 1])
+    with pytest.raises(frames.FrameError):
+        frames.encode_binary_push("1", "1", "t" * 256, "e", b"")
+
+
+def test_binary_server_frames() -> None:
+    push = frames.decode_binary(bytes([0, 1, 6, 7]) + b"5" + b"topic1" + b"message" + b"PAY")
+    assert (push.join_ref, push.ref, push.topic, push.event, push.payload) == ("5", None, "topic1", "message", b"PAY")
+    reply = frames.decode_binary(bytes([1, 0, 2, 1, 2]) + b"12" + b"t" + b"ok" + b'{"a":1}')
+    assert (reply.join_ref, reply.ref, reply.event, reply.status, reply.payload) == (None, "12", "phx_reply", "ok", b'{"a":1}')
+    broadcast = frames.decode_binary(bytes([2, 1, 1]) + b"t" + b"e" + b"x")
+    assert (broadcast.topic, broadcast.event, broadcast.payload) == ("t", "e", b"x")
+    for bad in [b"", bytes([9, 0, 0, 0]), bytes([2, 5, 5]) + b"abc"]:
+        with pytest.raises(frames.FrameError):
+            frames.decode_binary(bad)
+
+
+def test_envelope_round_trip() -> None:
+    header = {"type": "file", "data": {"n": 1}, "id": "x"}
+    data = frames.encode_envelope(header, [b"\x00\x01", b"", b"abc"])
+    (length,) = struct.unpack(">I", data[:4])
+    assert data[4 + length :] == b"\x00\x01abc"
+    decoded, attachments = frames.decode_envelope(data)
+    assert decoded == header
+    assert attachments == [b"\x00\x01", b"", b"abc"]
+    for bad in [b"\x00\x00", data + b"extra", data[:-1], struct.pack(">I", 2) + b"[]"]:
+        with pytest.raises(frames.FrameError):
+            frames.decode_envelope(bad)
+
+
+def test_messages_from_json_and_envelope() -> None:
+    wire = {"id": "m", "offset": 4, "channel": "room", "from": "a", "to": "b", "type": "chat", "data": [1], "ts": 5,
+            "attachments": ["AAE="]}
+    m = Message.from_wire(wire)
+    assert (m.sender, m.to, m.offset, m.attachments, m.ephemeral) == ("a", "b", 4, [b"\x00\x01"], False)
+    header, attachments = frames.decode_envelope(frames.encode_envelope({k: v for k, v in wire.items() if k != "attachments"}, [b"z"]))
+    assert Message.from_wire(header, attachments).attachments == [b"z"]
+    with pytest.raises(switchboard.ProtocolError):
+        Message.from_wire({"id": "m"})
+    with pytest.raises(switchboard.ProtocolError):
+        Message.from_wire({**wire, "offset": True})
+
+
+def test_backoff_bounds_and_jitter() -> None:
+    b = Backoff()
+    assert [b.bound(n) for n in (0, 1, 3)] == [0.1, 0.2, 0.8]
+    assert b.bound(7) == 10.0 and b.bound(10**9) == 10.0
+    assert b.delay(2, 0.0) == 0.0 and b.delay(2, 0.5) == 0.2 and b.delay(2, 7.0) == 0.4
+    assert all(0 <= b.delay(n) <= b.bound(n) for n in range(40))
+    assert len({b.delay(10) for _ in range(64)}) > 1, "jitter is random"
+    assert Backoff(multiplier=0.5).bound(5) == 0.1
+    assert Backoff(multiplier=float("inf")).bound(1) == 10.0
+
+
+def reply(head: int, epoch: str, gap: Gap | None = None, persistent: bool = True) -> JoinReply:
+    return JoinReply("room", "private", "a", "s1", epoch, head, persistent, gap)
+
+
+def test_tracker_fresh_join_starts_after_head() -> None:
+    t = OffsetTracker()
+    t.on_join(reply(10, "e1"))
+    assert not t.accept(10)
+    assert t.accept(11)
+    assert not t.accept(11), "duplicate"
+    assert t.accept(None), "ephemeral always passes"
+    assert t.accept(13), "a filtered-out offset is not a gap"
+    assert t.last == 13
+
+
+def test_tracker_resume_replays_after_last_delivered() -> None:
+    t = OffsetTracker(since=4)
+    t.on_join(reply(10, "e1"))
+    assert not t.accept(4)
+    assert t.accept(5) and t.accept(6)
+    params = t.resume_params({"agent_name": "a"}, "s1")
+    assert params == {"agent_name": "a", "since": 6, "epoch": "e1", "session_id": "s1"}
+    t.on_join(reply(12, "e1"))
+    assert not t.accept(5) and not t.accept(6)
+    assert t.accept(7)
+
+
+def test_tracker_gaps_move_the_mark() -> None:
+    t = OffsetTracker()
+    t.on_join(reply(100, "e1"))
+    assert t.accept(101)
+    t.on_join(reply(3, "e2", Gap("epoch_changed", 1)))
+    assert t.accept(1)
+    assert t.resume_params({}, None) == {"since": 1, "epoch": "e2"}
+    t.on_join(reply(60, "e2", Gap("retention", 50)))
+    assert not t.accept(49)
+    assert t.accept(50)
+
+
+def test_tracker_since_beyond_head_and_ephemeral_channels() -> None:
+    t = OffsetTracker(since=500)
+    t.on_join(reply(20, "e9"))
+    assert t.accept(21)
+    e = OffsetTracker()
+    e.on_join(reply(0, "e1", persistent=False))
+    assert e.accept(None)
+    assert e.resume_params({"agent_name": "a"}, "s") == {"agent_name": "a", "session_id": "s"}
+
+
+def test_urls() -> None:
+    assert socket_url("ws://127.0.0.1:7400", "sk_a b") == "ws://127.0.0.1:7400/socket/websocket?vsn=2.0.0&api_key=sk_a+b"
+    assert socket_url("https://example.com/sb/", "k") == "wss://example.com/sb/socket/websocket?vsn=2.0.0&api_key=k"
+    assert socket_url("ws://h/socket/websocket?vsn=1&x=y&api_key=old", "new") == "ws://h/socket/websocket?x=y&vsn=2.0.0&api_key=new"
+    assert socket_url("ws://h:1", None) == "ws://h:1/socket/websocket?vsn=2.0.0"
+    assert http_base_url("ws://127.0.0.1:7400") == "http://127.0.0.1:7400"
+    assert http_base_url("wss://example.com/socket/websocket?vsn=2.0.0") == "https://example.com"
+    for bad in ["", "127.0.0.1:7400", "ftp://h", "ws://"]:
+        with pytest.raises(switchboard.InvalidRequestError):
+            socket_url(bad, "k")
+
+
+def test_names() -> None:
+    assert valid_name("a") and valid_name("x" * 128) and valid_name("A-z_0.9:@")
+    assert not valid_name("") and not valid_name("x" * 129) and not valid_name("a b") and not valid_name("é")
+
+
+def rust_codes() -> list[str]:
+    source = (REPO / "crates" / "protocol" / "src" / "codes.rs").read_text()
+    return re.findall(r'^\s*\w+ = "(\w+)",$', source, re.M)
+
+
+def test_error_codes_match_the_protocol_crate_and_the_spec() -> None:
+    codes = rust_codes()
+    assert len(codes) >= 30
+    assert [c.value for c in ErrorCode] == codes
+    spec = (REPO / "spec" / "protocol.md").read_text()
+    spec = spec[spec.index("## Error codes") : spec.index("## Limits")]
+    documented = re.findall(r"^\| `(\w+)` \| (?:\d{3}|–) \|", spec, re.M)
+    assert sorted(documented) == sorted(codes)
+
+
+def test_close_codes_match_the_protocol_crate() -> None:
+    source = (REPO / "crates" / "protocol" / "src" / "codes.rs").read_text()
+    rust = {int(n) for n in re.findall(r"^\s*\w+ = (\d{4}),$", source, re.M)}
+    assert {c.value for c in CloseCode} == rust
+    assert CloseCode.should_reconnect(4000) and CloseCode.should_reconnect(1001)
+    assert not CloseCode.should_reconnect(4500)
+    assert CloseCode.INVALID_KEY.error_code() is ErrorCode.INVALID_KEY
+
+
+def test_every_code_has_its_exception_class() -> None:
+    for code in ErrorCode:
+        error = error_for(code, "m")
+        assert type(error) is not switchboard.SwitchboardError, code
+        assert error.code is code
+    e = error_from_reply({"code": "bad_password", "message": "wrong", "retry_after_ms": 5})
+    assert isinstance(e, switchboard.PermissionDeniedError)
+    assert (e.code, e.message, e.retry_after_ms, str(e)) == (ErrorCode.BAD_PASSWORD, "wrong", 5, "bad_password: wrong")
+    unknown = error_from_reply({"code": "from_the_future", "message": "?"})
+    assert type(unknown) is switchboard.SwitchboardError and unknown.code == "from_the_future"
+    assert isinstance(error_from_reply("nonsense"), switchboard.ProtocolError)
+    assert isinstance(switchboard.RequestTimeoutError("t"), TimeoutError)
