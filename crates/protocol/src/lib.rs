@@ -2,7 +2,7 @@
 //!
 //! The socket speaks the Phoenix Channels V2 serializer (`frame`), so any Phoenix client
 //! connects unmodified; Switchboard's own payloads (joins, publishes, messages, history,
-//! presence) and its stable error codes live beside it. Nothing here does I/O, so the
+//! presence) and its stable error codes live beside it, over RFC 6455 framing (`websocket`). Nothing here does I/O, so the
 //! server, the Rust SDK and property tests all share one definition of every byte.
 
 pub mod channel;
@@ -13,6 +13,7 @@ pub mod join;
 pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod websocket;
 
 pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
 pub use codes::{CloseCode, ErrorCode, ErrorReply};

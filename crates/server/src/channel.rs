@@ -11,13 +11,13 @@ use crate::connection::{ConnHandle, message_frame, reply_error, reply_ok, text_f
 use crate::error::{Error, Result, err};
 use crate::metrics::Metrics;
 use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
-use axum::extract::ws::Message as WsFrame;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::history::Direction;
 use switchboard_protocol::limits::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use switchboard_protocol::websocket::WsFrame;
 use switchboard_protocol::{
     ErrorCode, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply, Message,
     PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope, events,

@@ -5,9 +5,9 @@
 //! `slow_consumer` (it resumes by offset) instead of slowing the publisher or anyone else.
 
 use crate::metrics::Metrics;
-use axum::extract::ws::{CloseFrame, Message as WsFrame};
 use std::sync::{Arc, OnceLock};
 use switchboard_protocol::frame::encode_text_parts;
+use switchboard_protocol::websocket::WsFrame;
 use switchboard_protocol::{CloseCode, ErrorCode, ErrorReply, Message, Payload, events};
 use tokio::sync::{Notify, mpsc};
 
@@ -106,19 +106,6 @@ impl ConnHandle {
     }
 }
 
-/// A close frame.
-pub fn close_frame(code: u16, reason: &str) -> WsFrame {
-    // Close reasons are limited to 123 bytes by the WebSocket protocol.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    WsFrame::Close(Some(CloseFrame {
-        code,
-        reason: reason[..end].into(),
-    }))
-}
-
 /// A text frame from parts.
 pub fn text_frame(
     join_ref: Option<&str>,
@@ -127,7 +114,7 @@ pub fn text_frame(
     event: &str,
     payload: &str,
 ) -> WsFrame {
-    WsFrame::Text(encode_text_parts(join_ref, reference, topic, event, payload).into())
+    WsFrame::text(encode_text_parts(join_ref, reference, topic, event, payload).as_bytes())
 }
 
 /// A successful reply.
@@ -195,8 +182,8 @@ pub fn message_frame(topic: &str, message: &Message) -> WsFrame {
             events::MESSAGE,
             Payload::Binary(message.encode_envelope()),
         );
-        WsFrame::Binary(
-            frame
+        WsFrame::binary(
+            &frame
                 .encode_server_binary()
                 .expect("topic and event fit in 255 bytes"),
         )

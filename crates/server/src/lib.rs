@@ -176,24 +176,7 @@ impl Server {
         });
         tokio::spawn(retention_loop(app.clone()));
         let router = transport::router(app.clone());
-        let mut stop = shutdown_rx;
-        let serve = tokio::spawn(async move {
-            // Nagle's algorithm would hold small frames behind delayed ACKs (up to 40 ms).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            let result = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutting_down(&mut stop).await })
-            .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "listener failed");
-            }
-        });
+        let serve = tokio::spawn(transport::serve(listener, router, shutdown_rx));
         tracing::info!(addr = %local_addr, data_dir = %app.config.server.data_dir.display(), "switchboard listening");
         Ok(Server {
             local_addr,

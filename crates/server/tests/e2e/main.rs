@@ -7,3 +7,4 @@ mod history;
 mod limits;
 mod messaging;
 mod presence;
+mod websocket;

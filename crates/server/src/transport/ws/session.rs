@@ -1,27 +1,17 @@
-//! The WebSocket endpoint `/socket/websocket`, speaking the Phoenix Channels V2 serializer.
-//!
-//! Each connection is two tasks: this reader, which decodes frames and acts on them, and a
-//! writer, which drains the connection's bounded queue to the socket in batches. Everything
-//! the server sends (replies, messages, presence) goes through that one queue, so frames
-//! for a topic are never reordered.
+//! A connection's Phoenix session: authentication, the topics it joined, and what each
+//! client frame asks for.
 
 use crate::App;
 use crate::auth::Principal;
 use crate::channel::{AckTo, Channel};
-use crate::connection::{ConnHandle, Outbound, close_frame, reply_error, reply_ok, socket_error};
+use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_error};
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
-use axum::extract::ws::{Message as WsFrame, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use switchboard_protocol::limits::{MAX_EVENT_TYPES, MAX_ID_LEN, MAX_META_BYTES, MAX_TYPE_LEN};
 use switchboard_protocol::{
     CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Payload, Publish, channel_of_topic,
@@ -29,272 +19,65 @@ use switchboard_protocol::{
 };
 use tokio::sync::Semaphore;
 
-/// Connect parameters in the upgrade URL.
-#[derive(Deserialize)]
-pub struct ConnectParams {
-    vsn: Option<String>,
-    api_key: Option<String>,
-}
-
-/// Decrements the connection count when the connection (or a failed upgrade) ends.
-struct Counted(Arc<App>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// `GET /socket/websocket`: checks limits, then upgrades.
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    Query(params): Query<ConnectParams>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if params.vsn.as_deref().is_some_and(|v| !v.starts_with("2.")) {
-        return err!(
-            InvalidPayload,
-            "only the Phoenix V2 serializer is spoken: connect with vsn=2.0.0"
-        )
-        .into_response();
-    }
-    if *app.shutdown.borrow() {
-        return err!(
-            ServerShutdown,
-            "the server is shutting down; connect to another node or retry"
-        )
-        .into_response();
-    }
-    let max = app.config.limits.max_connections;
-    if app.connections.fetch_add(1, Ordering::Relaxed) >= max {
-        app.connections.fetch_sub(1, Ordering::Relaxed);
-        return err!(
-            TooManyConnections,
-            "the server holds its maximum of {max} connections; retry later"
-        )
-        .into_response();
-    }
-    let counted = Counted(app.clone());
-    let frame_limit = app.config.limits.max_frame_bytes;
-    // tungstenite's default 128 KiB read and write buffers would cost every idle connection
-    // a quarter of a megabyte; small ones grow only while a connection moves big frames, and
-    // the writer task batches and flushes on its own.
-    ws.read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_frame_size(frame_limit)
-        .max_message_size(frame_limit)
-        .on_upgrade(move |socket| run(counted, socket, params.api_key))
-}
-
 struct Joined {
     channel: Arc<Channel>,
     agent: Arc<str>,
 }
 
-struct Session {
-    app: Arc<App>,
-    conn: Arc<ConnHandle>,
+pub(super) struct Session {
+    pub(super) app: Arc<App>,
+    pub(super) conn: Arc<ConnHandle>,
     principal: Option<Principal>,
     joined: HashMap<String, Joined>,
     inflight: Arc<Semaphore>,
 }
 
-async fn run(counted: Counted, socket: WebSocket, api_key: Option<String>) {
-    let app = counted.0.clone();
-    app.metrics.connections.inc();
-    let (conn, rx) = ConnHandle::new(
-        app.next_conn_id(),
-        app.config.limits.outbound_queue,
-        app.metrics.clone(),
-    );
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, rx, conn.clone(), app.clone()));
-    let mut session = Session {
-        inflight: Arc::new(Semaphore::new(
-            app.config.limits.max_inflight_publishes.max(1),
-        )),
-        app: app.clone(),
-        conn: conn.clone(),
-        principal: None,
-        joined: HashMap::new(),
-    };
-    if let Some(key) = api_key {
-        match app.keys.verify(&key) {
-            Ok(principal) => session.principal = Some(principal),
-            Err(e) => {
-                conn.push(socket_error(e.code, &e.message));
-                conn.close(CloseCode::InvalidKey.code(), "invalid_key");
-            }
-        }
-    }
-    session.read_loop(stream).await;
-    for (_, joined) in session.joined.drain() {
-        joined.channel.leave(conn.id);
-    }
-    conn.close(1000, "");
-    let _ = writer.await;
-    app.metrics.connections.dec();
-    drop(counted);
-}
-
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsFrame>,
-    mut rx: tokio::sync::mpsc::Receiver<Outbound>,
-    conn: Arc<ConnHandle>,
-    app: Arc<App>,
-) {
-    loop {
-        let out = tokio::select! {
-            biased;
-            _ = conn.closing() => break,
-            out = rx.recv() => out,
-        };
-        let Some(out) = out else { break };
-        let write = async {
-            let mut bytes = 0u64;
-            let mut ok = feed(&mut sink, out, &mut bytes).await;
-            let mut frames = 1;
-            while ok && frames < 256 {
-                let Ok(more) = rx.try_recv() else { break };
-                ok = feed(&mut sink, more, &mut bytes).await;
-                frames += 1;
-            }
-            app.metrics.bytes_out.inc_by(bytes);
-            ok && sink.flush().await.is_ok()
-        };
-        // A peer that stopped reading can block a write forever. On a close request, the write
-        // in progress gets a moment to finish, so the close frame after it stays readable;
-        // a peer that still reads nothing is dropped without one.
-        tokio::pin!(write);
-        let ok = tokio::select! {
-            biased;
-            ok = &mut write => ok,
-            _ = conn.closing() => {
-                match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
-                    Ok(true) => break,
-                    _ => return,
-                }
-            }
-        };
-        if !ok {
-            conn.close(1006, "write failed");
-            return;
-        }
-    }
-    let (code, reason) = conn
-        .close_requested()
-        .cloned()
-        .unwrap_or((1000, String::new()));
-    if code != CloseCode::SlowConsumer.code() {
-        // Deliver what was queued before the close (e.g. the error that explains it), briefly.
-        let drain = async {
-            while let Ok(out) = rx.try_recv() {
-                let mut bytes = 0;
-                if !feed(&mut sink, out, &mut bytes).await {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-    }
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        sink.send(close_frame(code, &reason)),
-    )
-    .await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-}
-
-async fn feed(sink: &mut SplitSink<WebSocket, WsFrame>, out: Outbound, bytes: &mut u64) -> bool {
-    let frames = match out {
-        Outbound::Frame(f) => vec![f],
-        Outbound::Batch(v) => v,
-    };
-    for frame in frames {
-        *bytes += match &frame {
-            WsFrame::Text(t) => t.len() as u64,
-            WsFrame::Binary(b) => b.len() as u64,
-            _ => 0,
-        };
-        if sink.feed(frame).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_too_large(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too big")
-}
-
 impl Session {
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
-        let limits = &self.app.config.limits;
-        let heartbeat = Duration::from_millis(limits.heartbeat_timeout_ms);
-        let auth = Duration::from_millis(limits.auth_timeout_ms);
-        let deadline = tokio::time::sleep(if self.principal.is_some() {
-            heartbeat
-        } else {
-            auth
-        });
-        tokio::pin!(deadline);
-        let mut shutdown = self.app.shutdown.clone();
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.conn.closing() => return,
-                _ = crate::shutting_down(&mut shutdown) => {
-                    self.conn.close(CloseCode::GoingAway.code(), "server_shutdown: reconnect and resume by offset");
-                    return;
-                }
-                frame = stream.next() => {
-                    let frame = match frame {
-                        None | Some(Ok(WsFrame::Close(_))) => return,
-                        Some(Err(e)) => {
-                            if is_too_large(&e) {
-                                self.conn.push(socket_error(ErrorCode::FrameTooLarge, "frame exceeds max_frame_bytes"));
-                                self.conn.close(CloseCode::FrameTooLarge.code(), "frame_too_large");
-                            }
-                            return;
-                        }
-                        Some(Ok(frame)) => frame,
-                    };
-                    let was_authed = self.principal.is_some();
-                    match frame {
-                        WsFrame::Text(text) => {
-                            self.app.metrics.bytes_in.inc_by(text.len() as u64);
-                            match Frame::decode_text(&text) {
-                                Ok(frame) => self.dispatch(frame).await,
-                                Err(e) => self.malformed(e.to_string()).await,
-                            }
-                        }
-                        WsFrame::Binary(bytes) => {
-                            self.app.metrics.bytes_in.inc_by(bytes.len() as u64);
-                            match Frame::decode_client_binary(&bytes) {
-                                Ok(frame) => self.dispatch(frame).await,
-                                Err(e) => self.malformed(e.to_string()).await,
-                            }
-                        }
-                        _ => {}
-                    }
-                    // Any frame is a sign of life; before authentication only `auth` resets the clock.
-                    if was_authed || self.principal.is_some() {
-                        deadline.as_mut().reset(tokio::time::Instant::now() + heartbeat);
-                    }
-                }
-                _ = &mut deadline => {
-                    if self.principal.is_none() {
-                        self.conn.push(socket_error(ErrorCode::AuthTimeout, "authenticate with api_key in the URL or an auth event"));
-                        self.conn.close(CloseCode::AuthTimeout.code(), "auth_timeout");
-                    } else {
-                        self.conn.close(CloseCode::HeartbeatTimeout.code(), "heartbeat_timeout");
-                    }
-                    return;
-                }
+    pub(super) fn new(app: Arc<App>, conn: Arc<ConnHandle>) -> Session {
+        Session {
+            inflight: Arc::new(Semaphore::new(
+                app.config.limits.max_inflight_publishes.max(1),
+            )),
+            app,
+            conn,
+            principal: None,
+            joined: HashMap::new(),
+        }
+    }
+
+    /// Authenticates with the key from the upgrade URL; a bad key closes the connection.
+    pub(super) fn authenticate_with(&mut self, key: &str) {
+        match self.app.keys.verify(key) {
+            Ok(principal) => self.principal = Some(principal),
+            Err(e) => {
+                self.conn.push(socket_error(e.code, &e.message));
+                self.conn.close(CloseCode::InvalidKey.code(), "invalid_key");
             }
+        }
+    }
+
+    pub(super) fn authenticated(&self) -> bool {
+        self.principal.is_some()
+    }
+
+    pub(super) async fn on_text(&mut self, text: &str) {
+        match Frame::decode_text(text) {
+            Ok(frame) => self.dispatch(frame).await,
+            Err(e) => self.malformed(e.to_string()).await,
+        }
+    }
+
+    pub(super) async fn on_binary(&mut self, bytes: &Bytes) {
+        match Frame::decode_client_binary(bytes) {
+            Ok(frame) => self.dispatch(frame).await,
+            Err(e) => self.malformed(e.to_string()).await,
+        }
+    }
+
+    /// Leaves every joined channel (the connection ended).
+    pub(super) fn leave_all(&mut self) {
+        for (_, joined) in self.joined.drain() {
+            joined.channel.leave(self.conn.id);
         }
     }
 
