@@ -12,3 +12,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 if [ -d tests/phoenix-js ]; then
   (cd tests/phoenix-js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" npm test)
 fi
+
+# The Python SDK: mypy --strict and pytest against the server binary built above.
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" sdks/python/scripts/test.sh
