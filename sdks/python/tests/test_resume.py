@@ -11,7 +11,7 @@ import pytest
 import switchboard
 from switchboard import ErrorCode
 
-from harness import FAST, Proxy, ServerProcess, next_message, until_reconnected
+from harness import FAST, Proxy, ServerProcess, next_event, next_message, until_reconnected
 
 
 async def test_server_crash_resumes_without_gap_or_duplicate(server: ServerProcess) -> None:
@@ -150,5 +150,45 @@ async def test_a_refused_key_without_a_callback_ends_the_client(tmp_path: Path) 
                 pass
         with pytest.raises(switchboard.AuthenticationError):
             await agent.send("chat", "refused")
+    finally:
+        server.kill()
+
+
+async def test_ephemeral_publish_in_flight_is_not_resent(server: ServerProcess) -> None:
+    proxy = await Proxy.start(server.port)
+    agent = await switchboard.connect(proxy.url, server.key, "room", "alice", options=FAST)
+    ephemeral = asyncio.create_task(agent.send("cpu", 1, ephemeral=True))
+    persisted = asyncio.create_task(agent.send("chat", "kept"))
+    # Cut before the proxy forwards either frame (its links are cancelled before they run).
+    proxy.block()
+    proxy.unblock()
+    with pytest.raises(switchboard.DisconnectedError):
+        await ephemeral
+    assert (await persisted).offset == 1
+    page = await agent.receive()
+    assert [(m.offset, m.data) for m in page.messages] == [(1, "kept")]
+    await agent.close()
+    await proxy.close()
+
+
+async def test_resume_behind_retention_reports_a_gap(tmp_path: Path) -> None:
+    env = {"SWITCHBOARD_STORAGE_RETENTION_MAX_MESSAGES": "2", "SWITCHBOARD_STORAGE_RETENTION_INTERVAL_MS": "20"}
+    server = ServerProcess(tmp_path, env).start()
+    try:
+        writer = await switchboard.connect(server.url, server.key, "feed", "writer", options=FAST)
+        for i in range(1, 6):
+            await writer.send("n", i)
+        # Retention runs on a timer, not on an event the test could await: poll it, bounded.
+        http = switchboard.HttpClient(server.url, server.key)
+        for _ in range(500):
+            if (await http.get_channel("feed")).first_available == 4:
+                break
+            await asyncio.sleep(0.01)
+        reader = await (await switchboard.Client.connect(server.url, server.key, FAST)).join("feed", "reader", since=1)
+        assert reader.join_reply.gap == switchboard.Gap("retention", 4)
+        assert await next_event(reader) == switchboard.Gap("retention", 4)
+        assert [(await next_message(reader)).offset for _ in range(2)] == [4, 5]
+        await reader.client.close()
+        await writer.close()
     finally:
         server.kill()
