@@ -846,9 +846,9 @@ impl Channel {
     }
 
     /// The presence map as `presence_state` with the first [`PRESENCE_CHUNK`] agents, then
-    /// `presence_diff` joins for the rest, so no frame grows with the channel: a socket's write
-    /// buffer keeps the size of the largest frame it ever wrote, and a 5,000-agent state would
-    /// pin most of a megabyte on every member. Phoenix's `Presence` applies the state, then the
+    /// `presence_diff` joins for the rest, so no frame grows with the channel: a 5,000-agent
+    /// state in one frame would be most of a megabyte queued at once for every joiner, and a
+    /// client library may keep a buffer of its largest frame. Phoenix's `Presence` applies the state, then the
     /// diffs, and ends with the same map.
     fn presence_state_frames(&self, state: PresenceState) -> Vec<WsFrame> {
         let mut entries = state.into_iter();
