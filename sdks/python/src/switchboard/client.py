@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import frames
@@ -361,7 +361,7 @@ class Client:
         self._key = await resolve_key(self._key_source)
         url = socket_url(self.url, self._key if self.options.auth == "url" else None)
         try:
-            ws = await websockets.connect(
+            ws = await ws_connect(
                 url,
                 compression=None,
                 ping_interval=None,
