@@ -5,11 +5,13 @@
 //! `slow_consumer` (it resumes by offset) instead of slowing the publisher or anyone else.
 
 use crate::metrics::Metrics;
+use futures_util::task::AtomicWaker;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use switchboard_protocol::frame::encode_text_parts;
 use switchboard_protocol::websocket::WsFrame;
 use switchboard_protocol::{CloseCode, ErrorCode, ErrorReply, Message, Payload, events};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// What the writer task writes.
 pub enum Outbound {
@@ -25,8 +27,19 @@ pub struct ConnHandle {
     pub id: u64,
     tx: mpsc::Sender<Outbound>,
     close: OnceLock<(u16, String)>,
-    closed: Notify,
+    /// Wake the connection's reader and writer tasks on a close request. Each task re-registers
+    /// on every wake-up, which costs a few atomics (a `Notify` waiter would take a lock).
+    wakers: [AtomicWaker; 2],
     metrics: Arc<Metrics>,
+}
+
+/// The two tasks of a connection, for [`ConnHandle::poll_closing`].
+#[derive(Debug, Clone, Copy)]
+pub enum Task {
+    /// The task reading and dispatching client frames.
+    Reader = 0,
+    /// The task writing the outbound queue to the socket.
+    Writer = 1,
 }
 
 impl ConnHandle {
@@ -42,7 +55,7 @@ impl ConnHandle {
                 id,
                 tx,
                 close: OnceLock::new(),
-                closed: Notify::new(),
+                wakers: Default::default(),
                 metrics,
             }),
             rx,
@@ -84,8 +97,7 @@ impl ConnHandle {
     /// Asks the connection to close with `code`; the first request wins.
     pub fn close(&self, code: u16, reason: &str) {
         if self.close.set((code, reason.to_owned())).is_ok() {
-            self.closed.notify_waiters();
-            self.closed.notify_one();
+            self.wakers.iter().for_each(AtomicWaker::wake);
         }
     }
 
@@ -94,14 +106,12 @@ impl ConnHandle {
         self.close.get()
     }
 
-    /// Resolves once a close was requested.
-    pub async fn closing(&self) {
-        loop {
-            let notified = self.closed.notified();
-            if self.close.get().is_some() {
-                return;
-            }
-            notified.await;
+    /// `Ready` once a close was requested; until then, the request wakes `task`.
+    pub fn poll_closing(&self, task: Task, cx: &mut Context<'_>) -> Poll<()> {
+        self.wakers[task as usize].register(cx.waker());
+        match self.close.get() {
+            Some(_) => Poll::Ready(()),
+            None => Poll::Pending,
         }
     }
 }

@@ -15,7 +15,7 @@ mod session;
 pub use session::validate_publish;
 
 use crate::App;
-use crate::connection::{ConnHandle, Outbound, socket_error};
+use crate::connection::{ConnHandle, Outbound, Task, socket_error};
 use crate::error::err;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,6 +31,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 use switchboard_protocol::websocket::{ACCEPT_GUID, DecodeError, Decoder, Incoming, WsFrame};
 use switchboard_protocol::{CloseCode, ErrorCode};
@@ -284,7 +285,7 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
         }
         tokio::select! {
             biased;
-            _ = conn.closing() => return,
+            _ = std::future::poll_fn(|cx| conn.poll_closing(Task::Reader, cx)) => return,
             _ = crate::shutting_down(&mut shutdown) => {
                 conn.close(CloseCode::GoingAway.code(), "server_shutdown: reconnect and resume by offset");
                 return;
@@ -380,12 +381,11 @@ async fn write_loop(
 ) {
     let mut pending = Pending::default();
     loop {
-        let out = tokio::select! {
-            biased;
-            _ = conn.closing() => break,
-            out = rx.recv() => out,
-        };
-        let Some(out) = out else { break };
+        let next = std::future::poll_fn(|cx| match conn.poll_closing(Task::Writer, cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => rx.poll_recv(cx),
+        });
+        let Some(out) = next.await else { break };
         pending.push(out);
         while pending.bytes < MAX_BATCH_BYTES {
             let Ok(more) = rx.try_recv() else { break };
@@ -396,17 +396,18 @@ async fn write_loop(
         // in progress gets a moment to finish, so the close frame after it stays readable;
         // a peer that still reads nothing is dropped without one.
         tokio::pin!(write);
-        let written = tokio::select! {
-            biased;
-            written = &mut write => written,
-            _ = conn.closing() => {
-                match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
-                    Ok(Ok(bytes)) => {
-                        app.metrics.bytes_out.inc_by(bytes);
-                        break;
-                    }
-                    _ => return,
+        let written = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(written) => Poll::Ready(Some(written)),
+            Poll::Pending => conn.poll_closing(Task::Writer, cx).map(|()| None),
+        })
+        .await;
+        let Some(written) = written else {
+            match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+                Ok(Ok(bytes)) => {
+                    app.metrics.bytes_out.inc_by(bytes);
+                    break;
                 }
+                _ => return,
             }
         };
         match written {
