@@ -44,6 +44,10 @@ error_codes! {
     AuthTimeout = "auth_timeout",
     /// The key lacks the capability for this operation.
     Forbidden = "forbidden",
+    /// The key was revoked while this connection used it: do not reconnect with it.
+    KeyRevoked = "key_revoked",
+    /// A tenant with this id exists already.
+    TenantExists = "tenant_exists",
     /// The channel password does not match.
     BadPassword = "bad_password",
     /// Another live session holds this agent name in the channel.
@@ -155,6 +159,8 @@ pub enum CloseCode {
     AuthTimeout = 4501,
     /// A frame exceeded `max_frame_bytes`: do not resend it.
     FrameTooLarge = 4502,
+    /// The connection's key (or its tenant) was revoked: do not reconnect with it.
+    KeyRevoked = 4503,
 }
 
 impl CloseCode {
@@ -172,6 +178,7 @@ impl CloseCode {
             CloseCode::InvalidKey,
             CloseCode::AuthTimeout,
             CloseCode::FrameTooLarge,
+            CloseCode::KeyRevoked,
         ]
         .into_iter()
         .find(|c| c.code() == code)
@@ -191,6 +198,7 @@ impl CloseCode {
             CloseCode::InvalidKey => ErrorCode::InvalidKey,
             CloseCode::AuthTimeout => ErrorCode::AuthTimeout,
             CloseCode::FrameTooLarge => ErrorCode::FrameTooLarge,
+            CloseCode::KeyRevoked => ErrorCode::KeyRevoked,
         }
     }
 }

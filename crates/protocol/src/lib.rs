@@ -10,6 +10,7 @@ pub mod codes;
 pub mod frame;
 pub mod history;
 pub mod join;
+pub mod keys;
 pub mod limits;
 pub mod message;
 pub mod presence;
@@ -20,6 +21,7 @@ pub use codes::{CloseCode, ErrorCode, ErrorReply};
 pub use frame::{Frame, FrameError, Payload};
 pub use history::{Direction, HistoryPage, HistoryQuery};
 pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
+pub use keys::{CreateKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo, KeyKind, TenantInfo};
 pub use message::{Message, Publish, PublishAck};
 pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};
 

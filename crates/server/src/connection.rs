@@ -4,7 +4,9 @@
 //! A queue that is full means the peer cannot keep up: the connection is closed with
 //! `slow_consumer` (it resumes by offset) instead of slowing the publisher or anyone else.
 
+use crate::auth::Principal;
 use crate::metrics::Metrics;
+use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -125,6 +127,40 @@ pub fn text_frame(
     payload: &str,
 ) -> WsFrame {
     WsFrame::text(encode_text_parts(join_ref, reference, topic, event, payload).as_bytes())
+}
+
+/// The authenticated connections, so that revoking a key or a tenant reaches the sockets
+/// using it at once.
+#[derive(Default)]
+pub struct Live {
+    conns: DashMap<u64, (Arc<ConnHandle>, Principal)>,
+}
+
+impl Live {
+    /// Registers an authenticated connection (again, after a re-authentication).
+    pub fn insert(&self, conn: &Arc<ConnHandle>, principal: &Principal) {
+        self.conns
+            .insert(conn.id, (conn.clone(), principal.clone()));
+    }
+
+    /// Forgets a connection that ended.
+    pub fn remove(&self, id: u64) {
+        self.conns.remove(&id);
+    }
+
+    /// Closes every connection whose principal matches with `key_revoked`; returns how many.
+    pub fn revoke(&self, matches: impl Fn(&Principal) -> bool, why: &str) -> usize {
+        let mut closed = 0;
+        for entry in self.conns.iter() {
+            let (conn, principal) = entry.value();
+            if matches(principal) {
+                conn.push(socket_error(ErrorCode::KeyRevoked, why));
+                conn.close(CloseCode::KeyRevoked.code(), "key_revoked");
+                closed += 1;
+            }
+        }
+        closed
+    }
 }
 
 /// A successful reply.

@@ -48,9 +48,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         use ErrorCode::*;
         match self.code {
-            InvalidKey | Unauthenticated => StatusCode::UNAUTHORIZED,
+            InvalidKey | KeyRevoked | Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden | BadPassword => StatusCode::FORBIDDEN,
-            AgentNameTaken | ChannelExists | NoHistory => StatusCode::CONFLICT,
+            AgentNameTaken | ChannelExists | TenantExists | NoHistory => StatusCode::CONFLICT,
             ChannelNotFound | NotFound | AgentNotPresent => StatusCode::NOT_FOUND,
             FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,

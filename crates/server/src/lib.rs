@@ -59,6 +59,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Open WebSocket connections.
     pub connections: AtomicUsize,
+    /// Authenticated WebSocket connections, by id.
+    pub live: connection::Live,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -68,6 +70,28 @@ impl App {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Revokes a key and closes every connection using it.
+    pub async fn revoke_key(&self, id: &str) -> Result<switchboard_protocol::KeyInfo> {
+        let info = self.keys.revoke_key(id).await?;
+        let closed = self.live.revoke(
+            |p| &*p.key_id == id,
+            "the API key of this connection was revoked",
+        );
+        tracing::info!(key = id, closed, "key revoked");
+        Ok(info)
+    }
+
+    /// Revokes a tenant with all its keys and closes every connection of it.
+    pub async fn revoke_tenant(&self, id: &str) -> Result<switchboard_protocol::TenantInfo> {
+        let info = self.keys.revoke_tenant(id).await?;
+        let closed = self.live.revoke(
+            |p| &*p.tenant_id == id,
+            "the tenant of this connection was revoked",
+        );
+        tracing::info!(tenant = id, closed, "tenant revoked");
+        Ok(info)
     }
 }
 
@@ -106,6 +130,8 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The `default` tenant's key when this start created it (first start only).
     pub bootstrap_key: Option<String>,
+    /// An admin key when this start created it (when the data directory had none).
+    pub admin_key: Option<String>,
     app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
@@ -130,15 +156,27 @@ impl Server {
             Arc::new(SqliteStore::open(&dir, &config.storage, observer).map_err(storage_error)?);
         let keys = Keys::load(store.clone()).map_err(storage_error)?;
         let bootstrap_key = if keys.is_empty() {
+            keys.create_tenant(auth::DEFAULT_TENANT)
+                .await
+                .map_err(storage_error)?;
             let key = keys
                 .create_key(auth::DEFAULT_TENANT)
                 .await
-                .map_err(storage_error)?;
+                .map_err(storage_error)?
+                .key;
             let path = dir.join("default.key");
             write_secret(&path, &key).map_err(|error| StartError::KeyFile { path, error })?;
             Some(key)
         } else {
             None
+        };
+        let admin_key = if keys.has_admin_key() {
+            None
+        } else {
+            let key = keys.create_admin_key().await.map_err(storage_error)?.key;
+            let path = dir.join("admin.key");
+            write_secret(&path, &key).map_err(|error| StartError::KeyFile { path, error })?;
+            Some(key)
         };
         let limits = ChannelLimits {
             cache_messages: config.storage.cache_messages,
@@ -171,6 +209,7 @@ impl Server {
             store,
             metrics,
             connections: AtomicUsize::new(0),
+            live: connection::Live::default(),
             next_conn_id: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
@@ -181,6 +220,7 @@ impl Server {
         Ok(Server {
             local_addr,
             bootstrap_key,
+            admin_key,
             app,
             shutdown_tx,
             serve,
@@ -204,7 +244,10 @@ impl Server {
 
     /// Creates an API key for `tenant`, creating the tenant if new; returns the key string.
     pub async fn create_key(&self, tenant: &str) -> Result<String> {
-        self.app.keys.create_key(tenant).await
+        if self.app.keys.tenant_info(tenant).is_none() {
+            self.app.keys.create_tenant(tenant).await?;
+        }
+        Ok(self.app.keys.create_key(tenant).await?.key)
     }
 
     /// Graceful shutdown: stop accepting, close every socket with 1001, commit and fsync what

@@ -8,13 +8,15 @@
 
 mod sqlite;
 
-pub use sqlite::{AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats};
+pub use sqlite::{
+    AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats, TenantRow,
+};
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
     pub(crate) use super::sqlite::{
-        bounds, create_channel, delete_channel, get_channel, history, insert_tenant_key, load_keys,
-        prune, recent, recent_ids,
+        bounds, create_channel, delete_channel, get_channel, history, insert_key, insert_tenant,
+        load_keys, prune, recent, recent_ids, revoke_key, revoke_tenant,
     };
 }
 

@@ -17,7 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS admin_keys (
+    id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -82,12 +89,25 @@ pub struct ChannelRow {
 pub struct KeyRow {
     /// Public key id (part of the key string).
     pub id: String,
-    /// Owning tenant.
-    pub tenant_id: String,
+    /// Owning tenant; `None` for an admin key.
+    pub tenant_id: Option<String>,
     /// SHA-256 of the secret part.
     pub secret_hash: Vec<u8>,
-    /// Whether the key was revoked.
-    pub revoked: bool,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Revocation time, ms.
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored tenant.
+#[derive(Debug, Clone)]
+pub struct TenantRow {
+    /// Tenant id (a name).
+    pub id: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Revocation time, ms: every key of a revoked tenant is refused.
+    pub revoked_at: Option<i64>,
 }
 
 /// What the first and last stored offsets of a channel are.
@@ -155,6 +175,7 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
              PRAGMA wal_autocheckpoint=4000; {SCHEMA}"
         ))
+        .and_then(|()| migrate(&conn))
         .map_err(unavailable)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
@@ -431,35 +452,92 @@ fn message_from_row(channel: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<
 // Queries, run through `read` / `write` by the layers above.
 
 /// Loads every tenant id and API key.
-pub(crate) fn load_keys(conn: &Connection) -> rusqlite::Result<(Vec<String>, Vec<KeyRow>)> {
+pub(crate) fn load_keys(conn: &Connection) -> rusqlite::Result<(Vec<TenantRow>, Vec<KeyRow>)> {
     let tenants = conn
-        .prepare("SELECT id FROM tenants")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        .prepare("SELECT id, created_at, revoked_at FROM tenants")?
+        .query_map([], |r| {
+            Ok(TenantRow {
+                id: r.get(0)?,
+                created_at: r.get(1)?,
+                revoked_at: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let keys = conn
-        .prepare("SELECT id, tenant_id, secret_hash, revoked_at IS NOT NULL FROM api_keys")?
+        .prepare(
+            "SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys
+             UNION ALL SELECT id, NULL, secret_hash, created_at, revoked_at FROM admin_keys",
+        )?
         .query_map([], |r| {
             Ok(KeyRow {
                 id: r.get(0)?,
                 tenant_id: r.get(1)?,
                 secret_hash: r.get(2)?,
-                revoked: r.get(3)?,
+                created_at: r.get(3)?,
+                revoked_at: r.get(4)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((tenants, keys))
 }
 
-/// Inserts a tenant (if new) and a key for it.
-pub(crate) fn insert_tenant_key(conn: &Connection, key: &KeyRow, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+/// Inserts a tenant; false if the id exists.
+pub(crate) fn insert_tenant(conn: &Connection, tenant: &TenantRow) -> rusqlite::Result<bool> {
+    let inserted = conn.execute(
         "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
-        params![key.tenant_id, now],
+        params![tenant.id, tenant.created_at],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Inserts a key (the tenant of a tenant key must exist).
+pub(crate) fn insert_key(conn: &Connection, key: &KeyRow) -> rusqlite::Result<()> {
+    match &key.tenant_id {
+        Some(tenant) => conn.execute(
+            "INSERT INTO api_keys (id, tenant_id, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![key.id, tenant, key.secret_hash, key.created_at],
+        )?,
+        None => conn.execute(
+            "INSERT INTO admin_keys (id, secret_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![key.id, key.secret_hash, key.created_at],
+        )?,
+    };
+    Ok(())
+}
+
+/// Marks a key revoked (of either kind).
+pub(crate) fn revoke_key(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<()> {
+    for table in ["api_keys", "admin_keys"] {
+        conn.execute(
+            &format!("UPDATE {table} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL"),
+            params![id, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Marks a tenant and every key of it revoked.
+pub(crate) fn revoke_tenant(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE tenants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now],
     )?;
     conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![key.id, key.tenant_id, key.secret_hash, now],
+        "UPDATE api_keys SET revoked_at = ?2 WHERE tenant_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
     )?;
+    Ok(())
+}
+
+/// Brings a database written by an earlier version up to the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .exists(params![table, column])
+    };
+    if !has_column("tenants", "revoked_at")? {
+        conn.execute_batch("ALTER TABLE tenants ADD COLUMN revoked_at INTEGER")?;
+    }
     Ok(())
 }
 

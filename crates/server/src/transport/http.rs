@@ -56,19 +56,20 @@ impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))?;
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key)
-            .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))?;
-        Ok(Auth(app.keys.verify(key.trim())?))
+        Ok(Auth(app.keys.verify(bearer(parts)?)?))
     }
+}
+
+/// The key of an `Authorization: Bearer <key>` header.
+pub(super) fn bearer(parts: &Parts) -> Result<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .ok_or_else(|| err!(Unauthenticated, "send Authorization: Bearer <api key>"))
 }
 
 /// A JSON body whose errors come out as `invalid_payload`.

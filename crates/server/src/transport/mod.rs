@@ -1,7 +1,9 @@
-//! The outside world's ways in: the WebSocket endpoint and the HTTP API, on one router.
+//! The outside world's ways in: the WebSocket endpoint, the HTTP API (channels, messages,
+//! tenants and keys) and the embedded browser assets, on one router.
 
 mod assets;
 pub mod http;
+mod keys;
 pub mod ws;
 
 use crate::App;
@@ -19,6 +21,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/socket/websocket", get(ws::upgrade))
         .merge(http::routes())
+        .merge(keys::routes())
         .merge(assets::routes())
         .with_state(app)
 }

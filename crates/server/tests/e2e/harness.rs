@@ -18,6 +18,7 @@ pub struct TestServer {
     pub config: Config,
     _dir: tempfile::TempDir,
     pub key: String,
+    pub admin_key: String,
 }
 
 impl TestServer {
@@ -36,11 +37,16 @@ impl TestServer {
             .bootstrap_key
             .clone()
             .expect("first start creates a key");
+        let admin_key = server
+            .admin_key
+            .clone()
+            .expect("first start creates an admin key");
         TestServer {
             server: Some(server),
             config,
             _dir: dir,
             key,
+            admin_key,
         }
     }
 

@@ -4,6 +4,7 @@ mod harness;
 
 mod channels;
 mod history;
+mod keys;
 mod limits;
 mod messaging;
 mod presence;

@@ -48,12 +48,26 @@ impl Session {
     /// Authenticates with the key from the upgrade URL; a bad key closes the connection.
     pub(super) fn authenticate_with(&mut self, key: &str) {
         match self.app.keys.verify(key) {
-            Ok(principal) => self.principal = Some(principal),
+            Ok(principal) => self.set_principal(principal),
             Err(e) => {
                 self.conn.push(socket_error(e.code, &e.message));
                 self.conn.close(CloseCode::InvalidKey.code(), "invalid_key");
             }
         }
+    }
+
+    /// Adopts a verified principal and registers the connection under it, so that revoking
+    /// its key closes it. A revocation that raced the verification is caught here.
+    fn set_principal(&mut self, principal: Principal) {
+        self.app.live.insert(&self.conn, &principal);
+        if !self.app.keys.is_live(&principal.key_id) {
+            self.conn.push(socket_error(
+                ErrorCode::KeyRevoked,
+                "the API key of this connection was revoked",
+            ));
+            self.conn.close(CloseCode::KeyRevoked.code(), "key_revoked");
+        }
+        self.principal = Some(principal);
     }
 
     pub(super) fn authenticated(&self) -> bool {
@@ -79,6 +93,7 @@ impl Session {
         for (_, joined) in self.joined.drain() {
             joined.channel.leave(self.conn.id);
         }
+        self.app.live.remove(self.conn.id);
     }
 
     async fn malformed(&self, why: String) {
@@ -187,8 +202,18 @@ impl Session {
             .parse()
             .map_err(|e| err!(InvalidPayload, "auth payload: {e}"))?;
         let principal = self.app.keys.verify(&auth.api_key)?;
+        if self
+            .principal
+            .as_ref()
+            .is_some_and(|p| p.tenant_id != principal.tenant_id)
+        {
+            return Err(err!(
+                Forbidden,
+                "a connection stays with its tenant; connect again to use another tenant's key"
+            ));
+        }
         let tenant = principal.tenant_id.to_string();
-        self.principal = Some(principal);
+        self.set_principal(principal);
         Ok(serde_json::json!({ "tenant": tenant }))
     }
 
