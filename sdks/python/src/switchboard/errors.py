@@ -18,6 +18,8 @@ class ErrorCode(str, enum.Enum):
     UNAUTHENTICATED = "unauthenticated"
     AUTH_TIMEOUT = "auth_timeout"
     FORBIDDEN = "forbidden"
+    KEY_REVOKED = "key_revoked"
+    TENANT_EXISTS = "tenant_exists"
     BAD_PASSWORD = "bad_password"
     AGENT_NAME_TAKEN = "agent_name_taken"
     INVALID_AGENT_NAME = "invalid_agent_name"
@@ -64,6 +66,7 @@ class CloseCode(enum.IntEnum):
     INVALID_KEY = 4500
     AUTH_TIMEOUT = 4501
     FRAME_TOO_LARGE = 4502
+    KEY_REVOKED = 4503
 
     @staticmethod
     def should_reconnect(code: int) -> bool:
@@ -82,6 +85,7 @@ _CLOSE_ERRORS = {
     CloseCode.INVALID_KEY: ErrorCode.INVALID_KEY,
     CloseCode.AUTH_TIMEOUT: ErrorCode.AUTH_TIMEOUT,
     CloseCode.FRAME_TOO_LARGE: ErrorCode.FRAME_TOO_LARGE,
+    CloseCode.KEY_REVOKED: ErrorCode.KEY_REVOKED,
 }
 
 
@@ -113,7 +117,7 @@ class SwitchboardError(Exception):
 
 
 class AuthenticationError(SwitchboardError):
-    """The key is missing, unknown, malformed, revoked, or came too late."""
+    """The key is missing, unknown, malformed, revoked (also while in use), or came too late."""
 
 
 class PermissionDeniedError(SwitchboardError):
@@ -169,11 +173,13 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.INVALID_KEY: AuthenticationError,
     ErrorCode.UNAUTHENTICATED: AuthenticationError,
     ErrorCode.AUTH_TIMEOUT: AuthenticationError,
+    ErrorCode.KEY_REVOKED: AuthenticationError,
     ErrorCode.FORBIDDEN: PermissionDeniedError,
     ErrorCode.BAD_PASSWORD: PermissionDeniedError,
     ErrorCode.AGENT_NAME_TAKEN: ConflictError,
     ErrorCode.ALREADY_JOINED: ConflictError,
     ErrorCode.CHANNEL_EXISTS: ConflictError,
+    ErrorCode.TENANT_EXISTS: ConflictError,
     ErrorCode.NO_HISTORY: ConflictError,
     ErrorCode.INVALID_AGENT_NAME: InvalidRequestError,
     ErrorCode.INVALID_CHANNEL_NAME: InvalidRequestError,
