@@ -39,9 +39,13 @@ async function join() {
   agent.onMessage(render);
   agent.onPresence(({ agents }) => renderPresence(agents));
   agent.onConnect(({ reconnected }) => setStatus("connected", reconnected ? "reconnected" : "connected"));
-  agent.onDisconnect(({ willReconnect, error }) =>
-    setStatus(willReconnect ? "reconnecting" : "closed", willReconnect ? "reconnecting…" : `left${error ? `: ${error.code}` : ""}`),
-  );
+  agent.onDisconnect(({ willReconnect, error }) => {
+    if (willReconnect) return setStatus("reconnecting", "reconnecting…");
+    // For good: this page is no longer in the channel.
+    setStatus("closed", `left${error ? `: ${error.code}` : ""}`);
+    renderPresence([]);
+    for (const control of $("composer").elements) control.disabled = true;
+  });
   agent.onError((e) => showError("chat-error", e));
   const options = { channelName: form.channel.value, agentName: me, apiKey: form.key.value };
   if (form.password.value) options.channelPassword = form.password.value;
