@@ -56,6 +56,8 @@ var Switchboard = (() => {
     "unauthenticated",
     "auth_timeout",
     "forbidden",
+    "key_revoked",
+    "tenant_exists",
     "bad_password",
     "agent_name_taken",
     "invalid_agent_name",
@@ -135,7 +137,8 @@ var Switchboard = (() => {
     4001: "heartbeat_timeout",
     4500: "invalid_key",
     4501: "auth_timeout",
-    4502: "frame_too_large"
+    4502: "frame_too_large",
+    4503: "key_revoked"
   };
   function shouldReconnect(closeCode) {
     return closeCode < 4500;
@@ -914,17 +917,18 @@ var Switchboard = (() => {
         return;
       }
       const options = this.resolved.options;
-      const refreshable = code === 4500 && options.refreshApiKey !== void 0 && !this.keyRetried;
+      const keyRefused = code === 4500 || code === 4503;
+      const refreshable = keyRefused && options.refreshApiKey !== void 0 && !this.keyRetried;
       if (!shouldReconnect(code) && !refreshable || options.reconnect === false) {
         this.emitError(error);
         this.finish(error, { code, reason: reason || error.message });
         return;
       }
-      if (code === 4500) this.keyRetried = true;
+      if (keyRefused) this.keyRetried = true;
       this.state = "reconnecting";
       this.requeue();
       this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
-      this.scheduleReconnect(code === 4500);
+      this.scheduleReconnect(keyRefused);
     }
     /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
     abandonSocket(code, reason) {
@@ -985,11 +989,9 @@ var Switchboard = (() => {
           const key = await refresh();
           if (this.state === "closed") return;
           if (forceRefresh && key === this.apiKey) {
-            const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one", {
-              closeCode: 4500
-            });
+            const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one");
             this.emitError(error);
-            this.finish(error, { code: 4500, reason: error.message });
+            this.finish(error, { code: 1e3, reason: error.message });
             return;
           }
           if (typeof key === "string" && key.length > 0) this.apiKey = key;

@@ -745,17 +745,19 @@ export class AgentConnection extends EventTarget {
       return;
     }
     const options = this.resolved!.options;
-    const refreshable = code === 4500 && options.refreshApiKey !== undefined && !this.keyRetried;
+    // A refused or revoked key is not retried, but a fresh one from refreshApiKey is, once.
+    const keyRefused = code === 4500 || code === 4503;
+    const refreshable = keyRefused && options.refreshApiKey !== undefined && !this.keyRetried;
     if ((!shouldReconnect(code) && !refreshable) || options.reconnect === false) {
       this.emitError(error);
       this.finish(error, { code, reason: reason || error.message });
       return;
     }
-    if (code === 4500) this.keyRetried = true;
+    if (keyRefused) this.keyRetried = true;
     this.state = "reconnecting";
     this.requeue();
     this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
-    this.scheduleReconnect(code === 4500);
+    this.scheduleReconnect(keyRefused);
   }
 
   /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
@@ -822,11 +824,9 @@ export class AgentConnection extends EventTarget {
         const key = await refresh();
         if (this.state === "closed") return;
         if (forceRefresh && key === this.apiKey) {
-          const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one", {
-            closeCode: 4500,
-          });
+          const error = new SwitchboardError("invalid_key", "the server refused the API key and refreshApiKey returned the same one");
           this.emitError(error);
-          this.finish(error, { code: 4500, reason: error.message });
+          this.finish(error, { code: 1000, reason: error.message });
           return;
         }
         if (typeof key === "string" && key.length > 0) this.apiKey = key;

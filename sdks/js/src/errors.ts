@@ -13,6 +13,8 @@ export const ErrorCodes = [
   "unauthenticated",
   "auth_timeout",
   "forbidden",
+  "key_revoked",
+  "tenant_exists",
   "bad_password",
   "agent_name_taken",
   "invalid_agent_name",
@@ -130,6 +132,7 @@ export const CloseCodes = {
   4500: "invalid_key",
   4501: "auth_timeout",
   4502: "frame_too_large",
+  4503: "key_revoked",
 } as const satisfies Record<number, ProtocolErrorCode>;
 
 /** 4000–4499 (and every standard code): reconnect with backoff. 4500–4999: do not reconnect

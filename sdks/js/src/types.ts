@@ -130,7 +130,8 @@ export interface ConnectOptions {
   /**
    * Returns the API key to use from now on: called before every reconnect, by `refreshKey()`,
    * every `keyRefreshIntervalMs`, and once when the server refuses the current key with
-   * `invalid_key` after the first connect. For short-lived keys minted by a backend.
+   * `invalid_key` or `key_revoked` after the first connect. For short-lived keys minted by a
+   * backend.
    */
   refreshApiKey?: () => string | Promise<string>;
   /** Call `refreshApiKey` this often and re-authenticate the live socket with the `auth` event,

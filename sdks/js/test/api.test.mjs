@@ -305,14 +305,14 @@ test("a session id takes the agent name over; the old connection ends with sessi
   const firstReply = await first.connect(connectOptions({ channelName, agentName: "alice" }));
   const ended = nextEvent(first, "disconnect", (d) => !d.willReconnect, "the first session ends");
   const errored = nextEvent(first, "error", () => true, "the first session's error");
-  const iterating = first.messages().next();
+  const iterating = rejection(first.messages().next());
 
   const second = await agent(t, { channelName, agentName: "alice", sessionId: firstReply.sessionId });
   assert.equal(second.joinReply.agentName, "alice");
   const info = await ended;
   assert.equal(info.error.code, "session_taken_over");
   assert.equal((await errored).code, "session_taken_over");
-  assert.equal((await rejection(iterating)).code, "session_taken_over");
+  assert.equal((await iterating).code, "session_taken_over");
   assert.equal(first.connected, false);
   assert.equal((await rejection(first.send({ type: "x" }))).code, "session_taken_over");
   assert.equal((await second.send({ type: "x" })).offset, 1);

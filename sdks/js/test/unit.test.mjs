@@ -154,6 +154,11 @@ test("errors carry stable codes; close-code ranges", () => {
   assert.ok(defined.length > 30, "codes.rs parsed");
   assert.deepEqual([...ErrorCodes].sort(), defined.sort());
   assert.deepEqual([1001, 4000, 4001, 4499].map(shouldReconnect), [true, true, true, true]);
-  assert.deepEqual([4500, 4501, 4502, 4999].map(shouldReconnect), [false, false, false, false]);
+  assert.deepEqual([4500, 4501, 4502, 4503, 4999].map(shouldReconnect), [false, false, false, false, false]);
   assert.equal(CloseCodes[4500], "invalid_key");
+  assert.equal(CloseCodes[4503], "key_revoked");
+  // The SDK knows every close code the protocol crate defines.
+  const closeCodes = [...codesRs.matchAll(/^\s+[A-Z]\w+ = (\d{4}),$/gm)].map((m) => Number(m[1]));
+  assert.ok(closeCodes.includes(4503), "codes.rs close codes parsed");
+  assert.deepEqual(Object.keys(CloseCodes).map(Number).sort(), closeCodes.sort());
 });
