@@ -93,8 +93,6 @@ var Switchboard = (() => {
     /** The connection dropped with this request in flight and it cannot be re-sent safely (an
      * ephemeral publish): it may or may not have taken effect. */
     "disconnected",
-    /** `disconnect()` was called, or the connection ended for good. */
-    "closed",
     /** No reply within `requestTimeoutMs`. */
     "timeout",
     /** The option or operation needs a server capability that does not exist yet. */
@@ -554,9 +552,6 @@ var Switchboard = (() => {
      * one fails with `disconnected` instead (it may or may not have been delivered).
      */
     async send(message) {
-      if (typeof message?.type !== "string" || message.type.length === 0) {
-        throw new SwitchboardError("invalid_argument", "send needs a non-empty `type`");
-      }
       if (message.noReply && !message.ephemeral) {
         throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
       }
@@ -644,7 +639,8 @@ var Switchboard = (() => {
         });
       });
     }
-    /** Leaves the channel and closes the socket for good; pending calls fail with `closed`. */
+    /** Leaves the channel and closes the socket for good; pending and later calls fail with
+     * `not_joined`. */
     async disconnect() {
       if (this.state === "closed") return;
       const ws = this.ws;
@@ -1053,7 +1049,7 @@ var Switchboard = (() => {
       }
     }
     closedError() {
-      return this.closedWith ?? new SwitchboardError("closed", "the connection is closed");
+      return this.closedWith ?? new SwitchboardError("not_joined", "disconnect() left the channel; connect a new AgentConnection to join again");
     }
     // ---------------------------------------------------------------------------------------------
     // Requests

@@ -299,9 +299,6 @@ export class AgentConnection extends EventTarget {
    * one fails with `disconnected` instead (it may or may not have been delivered).
    */
   async send(message: SendOptions): Promise<SendResult> {
-    if (typeof message?.type !== "string" || message.type.length === 0) {
-      throw new SwitchboardError("invalid_argument", "send needs a non-empty `type`");
-    }
     if (message.noReply && !message.ephemeral) {
       throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
     }
@@ -394,7 +391,8 @@ export class AgentConnection extends EventTarget {
     });
   }
 
-  /** Leaves the channel and closes the socket for good; pending calls fail with `closed`. */
+  /** Leaves the channel and closes the socket for good; pending and later calls fail with
+   * `not_joined`. */
   async disconnect(): Promise<void> {
     if (this.state === "closed") return;
     const ws = this.ws;
@@ -892,7 +890,10 @@ export class AgentConnection extends EventTarget {
   }
 
   private closedError(): SwitchboardError {
-    return this.closedWith ?? new SwitchboardError("closed", "the connection is closed");
+    return (
+      this.closedWith ??
+      new SwitchboardError("not_joined", "disconnect() left the channel; connect a new AgentConnection to join again")
+    );
   }
 
   // ---------------------------------------------------------------------------------------------

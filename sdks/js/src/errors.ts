@@ -55,8 +55,6 @@ export const ClientErrorCodes = [
   /** The connection dropped with this request in flight and it cannot be re-sent safely (an
    * ephemeral publish): it may or may not have taken effect. */
   "disconnected",
-  /** `disconnect()` was called, or the connection ended for good. */
-  "closed",
   /** No reply within `requestTimeoutMs`. */
   "timeout",
   /** The option or operation needs a server capability that does not exist yet. */

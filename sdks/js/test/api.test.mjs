@@ -96,6 +96,7 @@ test("a broadcast reaches onMessage, message events and messages(), echo include
   await bob.disconnect();
   await withTimeout(loop, "for await ends after disconnect");
   assert.deepEqual(seen, [1, 2]);
+  assert.equal((await rejection(bob.send({ type: "late" }))).code, "not_joined", "after disconnect()");
   // The first iterator kept what arrived after its first read, then ends.
   assert.deepEqual((await iterator.next()).value.data, { n: 1 });
   assert.deepEqual((await iterator.next()).value.data, { n: 2 });

@@ -21,11 +21,12 @@ process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-/** A running server: `{httpUrl, wsUrl, apiKey, dataDir, port, stop(signal), restart(signal)}`. */
-export async function startServer({ dataDir, port = 0 } = {}) {
+/** A running server: `{httpUrl, wsUrl, apiKey, dataDir, port, stop(signal), restart(signal)}`.
+ * `env` adds variables such as `SWITCHBOARD_LIMITS_MAX_FRAME_BYTES`. */
+export async function startServer({ dataDir, port = 0, env = {} } = {}) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "switchboard-js-"));
   const server = { dataDir: dir };
-  Object.assign(server, await spawnServer(dir, port));
+  Object.assign(server, await spawnServer(dir, port, env));
   server.apiKey = readFileSync(join(dir, "default.key"), "utf8").trim();
   /** Stops the process: SIGTERM is a graceful shutdown (close 1001), SIGKILL a crash. */
   server.stop = async (signal = "SIGTERM") => {
@@ -41,7 +42,7 @@ export async function startServer({ dataDir, port = 0 } = {}) {
   };
   /** Starts the server again on the same port and data directory. */
   server.start = async () => {
-    Object.assign(server, await spawnServer(dir, server.port));
+    Object.assign(server, await spawnServer(dir, server.port, env));
   };
   server.restart = async (signal = "SIGTERM") => {
     await server.stop(signal);
@@ -55,10 +56,10 @@ export async function startServer({ dataDir, port = 0 } = {}) {
   return server;
 }
 
-function spawnServer(dataDir, port) {
+function spawnServer(dataDir, port, env) {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn", ...env },
   });
   live.add(child);
   let stderr = "";
