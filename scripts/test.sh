@@ -15,3 +15,7 @@ fi
 
 # The Python SDK: mypy --strict and pytest against the server binary built above.
 SWITCHBOARD_BIN="$PWD/target/debug/switchboard" sdks/python/scripts/test.sh
+
+# The JavaScript SDK: type-check, bundle freshness, Node tests and Chromium tests (playwright-core)
+# against the server binary built above.
+(cd sdks/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" npm test)
