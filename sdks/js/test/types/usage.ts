@@ -1,0 +1,38 @@
+// Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
+// code as documented (event details, results, error codes), and misuse fails to compile.
+import { AgentConnection, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+
+export async function usage(agent: AgentConnection): Promise<void> {
+  await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
+  agent.addEventListener("message", (event) => {
+    const message: Message = event.detail;
+    const offset: number | undefined = message.offset;
+    void offset;
+  });
+  agent.addEventListener("disconnect", (event) => {
+    const again: boolean = event.detail.willReconnect;
+    void again;
+  });
+  const off = agent.onPresence(({ agents }) => {
+    const first: PresenceAgent | undefined = agents[0];
+    void first;
+  });
+  off();
+  const result: SendResult = await agent.send({ type: "chat", data: { nested: [1, "two", null] }, attachments: [new Uint8Array(1)] });
+  void result.id;
+  for await (const message of agent.messages()) void message.from;
+  try {
+    await agent.receive({ from: "bob", limit: 10 });
+  } catch (e) {
+    if (e instanceof SwitchboardError) {
+      const code: ErrorCode = e.code;
+      void code;
+    }
+  }
+  // @ts-expect-error: `type` is required
+  await agent.send({ data: 1 });
+  // @ts-expect-error: scopes are private or public
+  await agent.connect({ channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "everyone" });
+  // @ts-expect-error: data is JSON
+  await agent.send({ type: "x", data: new Date() });
+}
