@@ -718,7 +718,7 @@ var Switchboard = (() => {
     }
     heartbeat() {
       if (!this.heard && this.heartbeatRef !== void 0) {
-        this.abandonSocket(4001, "no heartbeat reply in time");
+        this.lost(4001, "no heartbeat reply in time");
         return;
       }
       this.heard = false;
@@ -925,10 +925,6 @@ var Switchboard = (() => {
       this.requeue();
       this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
       this.scheduleReconnect(keyRefused);
-    }
-    /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
-    abandonSocket(code, reason) {
-      this.lost(code, reason);
     }
     dropSocket() {
       clearInterval(this.heartbeatTimer);

@@ -517,7 +517,8 @@ export class AgentConnection extends EventTarget {
 
   private heartbeat(): void {
     if (!this.heard && this.heartbeatRef !== undefined) {
-      this.abandonSocket(4001, "no heartbeat reply in time");
+      // Give up on the silent socket without waiting for its close handshake.
+      this.lost(4001, "no heartbeat reply in time");
       return;
     }
     this.heard = false;
@@ -756,11 +757,6 @@ export class AgentConnection extends EventTarget {
     this.requeue();
     this.emit("disconnect", { code, reason: reason || error.message, willReconnect: true, error });
     this.scheduleReconnect(keyRefused);
-  }
-
-  /** Gives up on a socket that stopped answering, without waiting for its close handshake. */
-  private abandonSocket(code: number, reason: string): void {
-    this.lost(code, reason);
   }
 
   private dropSocket(): void {

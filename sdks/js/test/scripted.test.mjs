@@ -239,3 +239,27 @@ test("a refused rejoin ends the connection with the server's code", async (t) =>
   assert.equal((await ended).error.code, "bad_password");
   assert.deepEqual(errors, ["bad_password"]);
 });
+
+test("keyRefreshIntervalMs re-authenticates the live socket with fresh keys", async (t) => {
+  let sawSecondKey;
+  const secondKey = new Promise((r) => (sawSecondKey = r));
+  const server = await scripted(t, (conn, f) => {
+    if (f.event === "phx_join") {
+      conn.reply(f, "ok", joinReply(0));
+      return true;
+    }
+    if (f.event === "auth" && f.payload.api_key === "key-2") sawSecondKey(conn.index);
+    return false;
+  });
+  let calls = 0;
+  const alice = new AgentConnection();
+  t.after(() => alice.disconnect());
+  await alice.connect(connectOptions(server.url, {
+    keyRefreshIntervalMs: 10,
+    refreshApiKey: () => `key-${++calls}`,
+  }));
+  assert.equal(await withTimeout(secondKey, "the second refreshed key"), 0, "on the same socket");
+  assert.equal(server.connections(), 1);
+  const keys = server.frames.filter((f) => f.event === "auth").map((f) => f.payload.api_key);
+  assert.deepEqual(keys.slice(0, 3), [KEY, "key-1", "key-2"]);
+});
