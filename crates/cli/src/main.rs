@@ -1,6 +1,7 @@
-//! The switchboard binary: `serve` and `config` run the server; the other subcommands are a
-//! command-line client built on the Rust SDK.
+//! The switchboard binary: `serve` and `config` run the server; `tenants` and `keys` manage
+//! credentials; the other subcommands are a command-line client built on the Rust SDK.
 
+mod admin;
 mod client;
 mod serve;
 
@@ -29,6 +30,10 @@ enum Command {
     History(client::history::HistoryArgs),
     /// Print the agents present in a channel (over HTTP), one JSON line per agent.
     Presence(client::presence::PresenceArgs),
+    /// Create, list and revoke tenants (admin key, or offline on a data directory).
+    Tenants(admin::TenantsArgs),
+    /// Create, list and revoke API keys (admin or tenant key, or offline on a data directory).
+    Keys(admin::KeysArgs),
 }
 
 #[tokio::main]
@@ -41,6 +46,8 @@ async fn main() -> ExitCode {
         Command::Listen(args) => client::listen::run(args).await,
         Command::History(args) => client::history::run(args).await,
         Command::Presence(args) => client::presence::run(args).await,
+        Command::Tenants(args) => admin::tenants(args).await,
+        Command::Keys(args) => admin::keys(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,6 +60,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    if server.admin_key.is_some() {
+        let path = config.server.data_dir.join("admin.key");
+        println!(
+            "Created an admin key for managing tenants and keys, saved to {} \
+             (see `switchboard tenants --help`).",
+            path.display()
+        );
+    }
     println!(
         "Switchboard listening on {} (ws://{}/socket/websocket)",
         server.http_url(),

@@ -17,7 +17,10 @@ const PASSWORD_HEADER: &str = "x-channel-password";
 /// Most bytes of an unreadable error body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 512;
 
-pub use switchboard_protocol::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
+pub use switchboard_protocol::{
+    ChannelInfo, CreateChannel, CreateKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo,
+    KeyKind, Retention, StoragePolicy, TenantInfo,
+};
 
 /// A client of the HTTP API, authenticated with a bearer key. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -138,6 +141,58 @@ impl HttpClient {
         let request = self.request(Method::DELETE, &["v1", "channels", channel], scope);
         let response = self.send(request).await?;
         check(response).await.map(drop)
+    }
+
+    /// Creates a tenant and its first original key (admin keys only).
+    pub async fn create_tenant(&self, id: &str) -> Result<CreatedTenant> {
+        let request = self
+            .request(Method::POST, &["v1", "tenants"], Scope::Private)
+            .json(&CreateTenant { id: id.to_owned() });
+        self.call(request).await
+    }
+
+    /// Every tenant (admin keys only).
+    pub async fn tenants(&self) -> Result<Vec<TenantInfo>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            tenants: Vec<TenantInfo>,
+        }
+        let request = self.request(Method::GET, &["v1", "tenants"], Scope::Private);
+        Ok(self.call::<List>(request).await?.tenants)
+    }
+
+    /// Revokes a tenant and every key of it; its live connections are closed (admin keys only).
+    pub async fn revoke_tenant(&self, id: &str) -> Result<TenantInfo> {
+        let request = self.request(Method::DELETE, &["v1", "tenants", id], Scope::Private);
+        self.call(request).await
+    }
+
+    /// Creates a key: `CreateKey::default()` with a tenant key makes another key of the same
+    /// tenant; an admin key names the tenant or asks for an admin key.
+    pub async fn create_key(&self, create: &CreateKey) -> Result<CreatedKey> {
+        let request = self
+            .request(Method::POST, &["v1", "keys"], Scope::Private)
+            .json(create);
+        self.call(request).await
+    }
+
+    /// The keys this key may see: its tenant's, or with an admin key every key (or `tenant`'s).
+    pub async fn keys(&self, tenant: Option<&str>) -> Result<Vec<KeyInfo>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            keys: Vec<KeyInfo>,
+        }
+        let mut request = self.request(Method::GET, &["v1", "keys"], Scope::Private);
+        if let Some(tenant) = tenant {
+            request = request.query(&[("tenant", tenant)]);
+        }
+        Ok(self.call::<List>(request).await?.keys)
+    }
+
+    /// Revokes a key; connections using it are closed with `key_revoked`.
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyInfo> {
+        let request = self.request(Method::DELETE, &["v1", "keys", id], Scope::Private);
+        self.call(request).await
     }
 
     /// Checks that the server answers `/healthz`.

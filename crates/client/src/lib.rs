@@ -41,7 +41,10 @@ pub use channel::{Channel, ChannelEvent, ChannelSender};
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::{Error, Result};
-pub use http::{ChannelInfo, CreateChannel, HttpClient, Retention, StoragePolicy};
+pub use http::{
+    ChannelInfo, CreateChannel, CreateKey, CreatedKey, CreatedTenant, HttpClient, KeyInfo, KeyKind,
+    Retention, StoragePolicy, TenantInfo,
+};
 
 /// The wire types, re-exported so applications need not depend on the protocol crate.
 pub use switchboard_protocol as protocol;
