@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting, lints, every Rust test (nextest), and the Node tests
-# that drive the real server with the official `phoenix` client. Needs cargo-nextest and Node 20.
+# Runs the whole test suite: formatting, lints, every Rust test (nextest), the Node tests that
+# drive the real server with the official `phoenix` client, and the Python and JavaScript SDK
+# suites (the latter also in Chromium). Needs cargo-nextest, Node 20, Python 3 with venv and
+# Chromium; `.ci/run` installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
