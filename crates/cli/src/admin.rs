@@ -93,7 +93,10 @@ enum KeysCommand {
 /// The two ways to reach the registry.
 enum Backend {
     Online(HttpClient),
-    Offline { keys: Keys, store: Arc<SqliteStore> },
+    Offline {
+        keys: Box<Keys>,
+        store: Arc<SqliteStore>,
+    },
 }
 
 fn created(key: NewKey) -> CreatedKey {
@@ -104,13 +107,13 @@ fn created(key: NewKey) -> CreatedKey {
 }
 
 impl Backend {
-    fn open(target: &AdminTarget) -> anyhow::Result<Backend> {
+    async fn open(target: &AdminTarget) -> anyhow::Result<Backend> {
         if let Some(dir) = &target.data_dir {
             let storage = switchboard_server::Config::default().storage;
             let store = SqliteStore::open(dir, &storage, Arc::new(|_, _| {}))
                 .with_context(|| format!("cannot open {}", dir.display()))?;
             let store = Arc::new(store);
-            let keys = Keys::load(store.clone())?;
+            let keys = Box::new(Keys::load(store.clone()).await?);
             return Ok(Backend::Offline { keys, store });
         }
         let key = target.key.clone().context(
@@ -186,7 +189,7 @@ impl Backend {
 
 /// Runs `switchboard tenants …`.
 pub async fn tenants(args: TenantsArgs) -> anyhow::Result<()> {
-    let backend = Backend::open(&args.target)?;
+    let backend = Backend::open(&args.target).await?;
     let result = async {
         match &args.command {
             TenantsCommand::Create { id } => print_json_line(&backend.create_tenant(id).await?),
@@ -205,7 +208,7 @@ pub async fn tenants(args: TenantsArgs) -> anyhow::Result<()> {
 
 /// Runs `switchboard keys …`.
 pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
-    let backend = Backend::open(&args.target)?;
+    let backend = Backend::open(&args.target).await?;
     let result = async {
         match &args.command {
             KeysCommand::Create { tenant, admin } => {

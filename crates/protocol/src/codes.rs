@@ -46,6 +46,8 @@ error_codes! {
     Forbidden = "forbidden",
     /// The key was revoked while this connection used it: do not reconnect with it.
     KeyRevoked = "key_revoked",
+    /// The temporary key expired: refresh it (an `auth` with a fresh key keeps the connection).
+    KeyExpired = "key_expired",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The channel password does not match.
@@ -161,6 +163,8 @@ pub enum CloseCode {
     FrameTooLarge = 4502,
     /// The connection's key (or its tenant) was revoked: do not reconnect with it.
     KeyRevoked = 4503,
+    /// The connection's temporary key expired: reconnect only with a fresh key.
+    KeyExpired = 4504,
 }
 
 impl CloseCode {
@@ -179,6 +183,7 @@ impl CloseCode {
             CloseCode::AuthTimeout,
             CloseCode::FrameTooLarge,
             CloseCode::KeyRevoked,
+            CloseCode::KeyExpired,
         ]
         .into_iter()
         .find(|c| c.code() == code)
@@ -199,6 +204,7 @@ impl CloseCode {
             CloseCode::AuthTimeout => ErrorCode::AuthTimeout,
             CloseCode::FrameTooLarge => ErrorCode::FrameTooLarge,
             CloseCode::KeyRevoked => ErrorCode::KeyRevoked,
+            CloseCode::KeyExpired => ErrorCode::KeyExpired,
         }
     }
 }

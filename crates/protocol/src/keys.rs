@@ -11,6 +11,8 @@ pub enum KeyKind {
     Original,
     /// A server administrator's key (`ak_…`): manages tenants and keys, nothing else.
     Admin,
+    /// A short-lived, attenuable key (`tk_…`) minted from an original key.
+    Temporary,
 }
 
 /// A key's record; the secret is never shown again after creation.
@@ -28,6 +30,12 @@ pub struct KeyInfo {
     /// Revocation time, if revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Millis>,
+    /// Expiry (temporary keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
+    /// The original key it was minted from (temporary keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// `POST /v1/keys` and `POST /v1/tenants` answer with the new key, shown this once.
@@ -82,4 +90,79 @@ pub struct CreatedTenant {
     pub tenant: TenantInfo,
     /// Its first key, shown this once.
     pub key: CreatedKey,
+}
+
+/// What a temporary key may do. Each request needs the capability of its operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Publish messages (a write).
+    Publish,
+    /// Join channels and receive their messages.
+    Subscribe,
+    /// Read history.
+    History,
+    /// See who is present.
+    Presence,
+    /// Channel key-value storage.
+    Kv,
+    /// WebRTC signaling relay.
+    Signal,
+    /// Streams of large payloads.
+    Stream,
+    /// Durable inboxes.
+    Inbox,
+}
+
+impl Capability {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Publish => "publish",
+            Capability::Subscribe => "subscribe",
+            Capability::History => "history",
+            Capability::Presence => "presence",
+            Capability::Kv => "kv",
+            Capability::Signal => "signal",
+            Capability::Stream => "stream",
+            Capability::Inbox => "inbox",
+        }
+    }
+}
+
+/// `POST /v1/keys/temporary` body (authorized by an original key): what the new key grants.
+/// Absent lists mean "any".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTemporaryKey {
+    /// Lifetime in seconds (at most the server's `max_temporary_key_ttl_secs`).
+    pub ttl_secs: u64,
+    /// The operations granted.
+    pub capabilities: Vec<Capability>,
+    /// The agent names the holder may act as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_names: Option<Vec<String>>,
+    /// The channels: exact names, or prefixes written `prefix*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    /// The message types the holder may publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<Vec<String>>,
+    /// The one scope allowed (both when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::Scope>,
+    /// No writes at all, whatever the capabilities say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+/// `POST /v1/keys/temporary` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemporaryKey {
+    /// The key, `tk_…`: hand it to the browser or device.
+    pub key: String,
+    /// Its id, for `DELETE /v1/keys/{id}` (revokes every key attenuated from it too).
+    pub id: String,
+    /// When it stops working, ms since the epoch.
+    pub expires_at: Millis,
 }

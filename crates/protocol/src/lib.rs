@@ -21,7 +21,10 @@ pub use codes::{CloseCode, ErrorCode, ErrorReply};
 pub use frame::{Frame, FrameError, Payload};
 pub use history::{Direction, HistoryPage, HistoryQuery};
 pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
-pub use keys::{CreateKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo, KeyKind, TenantInfo};
+pub use keys::{
+    Capability, CreateKey, CreateTemporaryKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo,
+    KeyKind, TemporaryKey, TenantInfo,
+};
 pub use message::{Message, Publish, PublishAck};
 pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};
 
@@ -56,6 +59,9 @@ pub mod events {
     pub const MESSAGE: &str = "message";
     /// Switchboard: the server removed this agent from the channel (`{code, message}`).
     pub const KICKED: &str = "kicked";
+    /// Switchboard: the connection's temporary key expires soon (`{expires_at}`, on the
+    /// `phoenix` topic): send an `auth` with a fresh key to keep the connection.
+    pub const KEY_EXPIRING: &str = "key_expiring";
     /// Switchboard: a socket-level error (`{code, message}`) on the `phoenix` topic.
     pub const SOCKET_ERROR: &str = "error";
     /// Phoenix Presence: the full presence map, sent after a join.

@@ -559,6 +559,14 @@ impl Channel {
         Some(sub)
     }
 
+    /// Removes `conn` from the channel with a `kicked {code, message}` and `phx_close`.
+    pub fn kick(&self, conn_id: u64, code: ErrorCode, message: &str) {
+        let mut s = self.state.lock();
+        if let Some(sub) = self.remove(&mut s, conn_id) {
+            kick(&sub, &self.topic, code, message);
+        }
+    }
+
     /// Whether `conn` is (still) subscribed: a takeover or a delete removes it.
     pub fn is_member(&self, conn_id: u64) -> bool {
         self.state.lock().subscribers.contains_key(&conn_id)

@@ -61,6 +61,8 @@ pub struct Limits {
     pub dedup_window: usize,
     /// How long presence joins and leaves collect before one merged `presence_diff` goes out.
     pub presence_batch_ms: u64,
+    /// The longest lifetime a temporary key may be minted with, in seconds.
+    pub max_temporary_key_ttl_secs: u64,
 }
 
 /// `[storage]`

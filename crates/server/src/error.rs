@@ -48,7 +48,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         use ErrorCode::*;
         match self.code {
-            InvalidKey | KeyRevoked | Unauthenticated => StatusCode::UNAUTHORIZED,
+            InvalidKey | KeyRevoked | KeyExpired | Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden | BadPassword => StatusCode::FORBIDDEN,
             AgentNameTaken | ChannelExists | TenantExists | NoHistory => StatusCode::CONFLICT,
             ChannelNotFound | NotFound | AgentNotPresent => StatusCode::NOT_FOUND,

@@ -76,7 +76,7 @@ impl App {
     pub async fn revoke_key(&self, id: &str) -> Result<switchboard_protocol::KeyInfo> {
         let info = self.keys.revoke_key(id).await?;
         let closed = self.live.revoke(
-            |p| &*p.key_id == id,
+            |p| p.uses_key(id),
             "the API key of this connection was revoked",
         );
         tracing::info!(key = id, closed, "key revoked");
@@ -154,7 +154,7 @@ impl Server {
         });
         let store =
             Arc::new(SqliteStore::open(&dir, &config.storage, observer).map_err(storage_error)?);
-        let keys = Keys::load(store.clone()).map_err(storage_error)?;
+        let keys = Keys::load(store.clone()).await.map_err(storage_error)?;
         let bootstrap_key = if keys.is_empty() {
             keys.create_tenant(auth::DEFAULT_TENANT)
                 .await
@@ -315,6 +315,9 @@ async fn retention_loop(app: Arc<App>) {
             if let Err(e) = channel.enforce_retention().await {
                 tracing::warn!(channel = channel.name(), error = %e, "retention failed");
             }
+        }
+        if let Err(e) = app.keys.prune_expired().await {
+            tracing::warn!(error = %e, "pruning expired temporary keys failed");
         }
     }
 }

@@ -57,6 +57,7 @@ var Switchboard = (() => {
     "auth_timeout",
     "forbidden",
     "key_revoked",
+    "key_expired",
     "tenant_exists",
     "bad_password",
     "agent_name_taken",
@@ -136,7 +137,8 @@ var Switchboard = (() => {
     4500: "invalid_key",
     4501: "auth_timeout",
     4502: "frame_too_large",
-    4503: "key_revoked"
+    4503: "key_revoked",
+    4504: "key_expired"
   };
   function shouldReconnect(closeCode) {
     return closeCode < 4500;
@@ -794,6 +796,8 @@ var Switchboard = (() => {
         if (frame.event === "error" && isErrorReply(frame.payload)) {
           this.socketError = frame.payload;
           if (!this.firstJoin) this.emitError(SwitchboardError.fromReply(frame.payload));
+        } else if (frame.event === "key_expiring" && this.resolved?.options.refreshApiKey) {
+          this.refreshKey().catch((e) => this.emitError(asError(e)));
         }
         return;
       }
@@ -913,7 +917,7 @@ var Switchboard = (() => {
         return;
       }
       const options = this.resolved.options;
-      const keyRefused = code === 4500 || code === 4503;
+      const keyRefused = code === 4500 || code === 4503 || code === 4504;
       const refreshable = keyRefused && options.refreshApiKey !== void 0 && !this.keyRetried;
       if (!shouldReconnect(code) && !refreshable || options.reconnect === false) {
         this.emitError(error);

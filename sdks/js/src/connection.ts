@@ -600,6 +600,9 @@ export class AgentConnection extends EventTarget {
       if (frame.event === "error" && isErrorReply(frame.payload)) {
         this.socketError = frame.payload;
         if (!this.firstJoin) this.emitError(SwitchboardError.fromReply(frame.payload));
+      } else if (frame.event === "key_expiring" && this.resolved?.options.refreshApiKey) {
+        // A temporary key is about to expire: swap in a fresh one without dropping the socket.
+        this.refreshKey().catch((e: unknown) => this.emitError(asError(e)));
       }
       return;
     }
@@ -744,8 +747,8 @@ export class AgentConnection extends EventTarget {
       return;
     }
     const options = this.resolved!.options;
-    // A refused or revoked key is not retried, but a fresh one from refreshApiKey is, once.
-    const keyRefused = code === 4500 || code === 4503;
+    // A refused, revoked or expired key is not retried, but a fresh one from refreshApiKey is, once.
+    const keyRefused = code === 4500 || code === 4503 || code === 4504;
     const refreshable = keyRefused && options.refreshApiKey !== undefined && !this.keyRetried;
     if ((!shouldReconnect(code) && !refreshable) || options.reconnect === false) {
       this.emitError(error);

@@ -14,6 +14,7 @@ export const ErrorCodes = [
   "auth_timeout",
   "forbidden",
   "key_revoked",
+  "key_expired",
   "tenant_exists",
   "bad_password",
   "agent_name_taken",
@@ -131,6 +132,7 @@ export const CloseCodes = {
   4501: "auth_timeout",
   4502: "frame_too_large",
   4503: "key_revoked",
+  4504: "key_expired",
 } as const satisfies Record<number, ProtocolErrorCode>;
 
 /** 4000–4499 (and every standard code): reconnect with backoff. 4500–4999: do not reconnect

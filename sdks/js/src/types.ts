@@ -129,9 +129,10 @@ export interface ConnectOptions {
   heartbeatIntervalMs?: number;
   /**
    * Returns the API key to use from now on: called before every reconnect, by `refreshKey()`,
-   * every `keyRefreshIntervalMs`, and once when the server refuses the current key with
-   * `invalid_key` or `key_revoked` after the first connect. For short-lived keys minted by a
-   * backend.
+   * every `keyRefreshIntervalMs`, when the server announces that the connection's temporary key
+   * expires soon (`key_expiring`: the fresh key goes in over the live socket), and once when the
+   * server refuses the current key with `invalid_key`, `key_revoked` or `key_expired` after the
+   * first connect. For short-lived keys minted by a backend.
    */
   refreshApiKey?: () => string | Promise<string>;
   /** Call `refreshApiKey` this often and re-authenticate the live socket with the `auth` event,

@@ -360,3 +360,59 @@ test("without refreshApiKey a refused key ends the connection", async (t) => {
   assert.equal(alice.connected, false);
   assert.equal((await rejection(alice.send({ type: "x" }))).code, "invalid_key");
 });
+
+/** Mints a temporary key with the original key, as a backend would. */
+async function mintTemporaryKey(grant) {
+  const response = await fetch(`${server.httpUrl}/v1/keys/temporary`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${server.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify(grant),
+  });
+  assert.equal(response.status, 201);
+  return (await response.json()).key;
+}
+
+test("a temporary key about to expire is refreshed over the live socket", async (t) => {
+  const grant = { ttl_secs: 2, capabilities: ["subscribe", "publish"] };
+  let minted = 0;
+  const alice = await agent(t, {
+    channelName: unique("temp"),
+    agentName: "alice",
+    apiKey: await mintTemporaryKey(grant),
+    refreshApiKey: async () => {
+      minted += 1;
+      return mintTemporaryKey({ ...grant, ttl_secs: 600 });
+    },
+  });
+  let dropped = false;
+  alice.addEventListener("disconnect", () => {
+    dropped = true;
+  });
+  // The first key lives 2 s; the server warns 1 s before, the SDK swaps keys in place. A send
+  // after the first key's expiry proves the socket kept going with the new one.
+  await withTimeout(
+    new Promise((resolve) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        if (minted > 0 && Date.now() - started > 2500) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 50);
+    }),
+    "the key refresh and the first key's expiry",
+  );
+  assert.equal((await alice.send({ type: "after-expiry" })).offset, 1);
+  assert.equal(minted, 1);
+  assert.equal(dropped, false);
+});
+
+test("a temporary key outside its grant gets forbidden", async (t) => {
+  const key = await mintTemporaryKey({ ttl_secs: 60, capabilities: ["subscribe"], channels: ["allowed-*"] });
+  const reader = await agent(t, { channelName: unique("allowed"), agentName: "reader", apiKey: key });
+  assert.equal((await rejection(reader.send({ type: "chat" }))).code, "forbidden");
+  const elsewhere = new AgentConnection();
+  t.after(() => elsewhere.disconnect());
+  const refused = await rejection(elsewhere.connect(connectOptions({ channelName: unique("other"), agentName: "x", apiKey: key })));
+  assert.equal(refused.code, "forbidden");
+});

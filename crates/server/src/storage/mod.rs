@@ -9,14 +9,16 @@
 mod sqlite;
 
 pub use sqlite::{
-    AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats, TenantRow,
+    AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats, TemporaryRow,
+    TenantRow,
 };
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
     pub(crate) use super::sqlite::{
-        bounds, create_channel, delete_channel, get_channel, history, insert_key, insert_tenant,
-        load_keys, prune, recent, recent_ids, revoke_key, revoke_tenant,
+        bounds, create_channel, delete_channel, get_channel, get_setting, history, insert_key,
+        insert_temporary, insert_tenant, load_keys, load_temporary, prune, prune_temporary,
+        put_setting, recent, recent_ids, revoke_key, revoke_tenant,
     };
 }
 

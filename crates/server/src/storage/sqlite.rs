@@ -20,6 +20,18 @@ CREATE TABLE IF NOT EXISTS tenants (
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS temporary_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS admin_keys (
     id TEXT PRIMARY KEY,
     secret_hash BLOB NOT NULL,
@@ -95,6 +107,23 @@ pub struct KeyRow {
     pub secret_hash: Vec<u8>,
     /// Creation time, ms.
     pub created_at: i64,
+    /// Revocation time, ms.
+    pub revoked_at: Option<i64>,
+}
+
+/// A temporary key's record (the key itself is a signed token the server does not keep).
+#[derive(Debug, Clone)]
+pub struct TemporaryRow {
+    /// Key id (stated in the token).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The original key it was minted from.
+    pub parent: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Expiry, ms.
+    pub expires_at: i64,
     /// Revocation time, ms.
     pub revoked_at: Option<i64>,
 }
@@ -507,7 +536,7 @@ pub(crate) fn insert_key(conn: &Connection, key: &KeyRow) -> rusqlite::Result<()
 
 /// Marks a key revoked (of either kind).
 pub(crate) fn revoke_key(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<()> {
-    for table in ["api_keys", "admin_keys"] {
+    for table in ["api_keys", "admin_keys", "temporary_keys"] {
         conn.execute(
             &format!("UPDATE {table} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL"),
             params![id, now],
@@ -525,6 +554,65 @@ pub(crate) fn revoke_tenant(conn: &Connection, id: &str, now: i64) -> rusqlite::
     conn.execute(
         "UPDATE api_keys SET revoked_at = ?2 WHERE tenant_id = ?1 AND revoked_at IS NULL",
         params![id, now],
+    )?;
+    Ok(())
+}
+
+/// Temporary keys that have not expired.
+pub(crate) fn load_temporary(conn: &Connection, now: i64) -> rusqlite::Result<Vec<TemporaryRow>> {
+    conn.prepare(
+        "SELECT id, tenant_id, parent, created_at, expires_at, revoked_at FROM temporary_keys
+         WHERE expires_at >= ?1",
+    )?
+    .query_map([now], |r| {
+        Ok(TemporaryRow {
+            id: r.get(0)?,
+            tenant_id: r.get(1)?,
+            parent: r.get(2)?,
+            created_at: r.get(3)?,
+            expires_at: r.get(4)?,
+            revoked_at: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Records a minted temporary key.
+pub(crate) fn insert_temporary(conn: &Connection, row: &TemporaryRow) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO temporary_keys (id, tenant_id, parent, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            row.id,
+            row.tenant_id,
+            row.parent,
+            row.created_at,
+            row.expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes the records of expired temporary keys (an expired key is refused anyway).
+pub(crate) fn prune_temporary(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM temporary_keys WHERE expires_at < ?1", [now])?;
+    Ok(())
+}
+
+/// A server setting.
+pub(crate) fn get_setting(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+/// Stores a server setting.
+pub(crate) fn put_setting(conn: &Connection, name: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![name, value],
     )?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::ws::validate_publish;
 use crate::App;
-use crate::auth::Principal;
+use crate::auth::{Principal, channel_request};
 use crate::channel::{AckTo, Channel};
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use switchboard_protocol::{
-    ChannelInfo, CreateChannel, HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck,
-    Retention, Scope, StoragePolicy,
+    Capability, ChannelInfo, CreateChannel, HistoryPage, HistoryQuery, PresenceState, Publish,
+    PublishAck, Retention, Scope, StoragePolicy,
 };
 use tokio::sync::oneshot;
 
@@ -159,6 +159,7 @@ async fn create_channel(
     Auth(who): Auth,
     Body(body): Body<CreateChannel>,
 ) -> Result<(StatusCode, Json<ChannelInfo>)> {
+    who.original_only("creating a channel over HTTP")?;
     let options = CreateOptions {
         password: body.password,
         persistent: body.storage.map(|s| s == StoragePolicy::Persistent),
@@ -220,6 +221,7 @@ async fn get_channel(
     Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<Json<ChannelInfo>> {
+    who.original_only("reading channel settings")?;
     Ok(Json(info(
         &*find(&app, &who, q.scope, &name, &headers).await?,
     )))
@@ -232,6 +234,7 @@ async fn delete_channel(
     Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
+    who.original_only("deleting a channel")?;
     find(&app, &who, q.scope, &name, &headers).await?;
     app.hub.delete(&who.tenant_id, q.scope, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -278,6 +281,13 @@ async fn publish(
         attachments: body.attachments,
     };
     let publish = validate_publish(publish, app.config.limits.max_message_bytes)?;
+    who.allow(channel_request(
+        Capability::Publish,
+        &name,
+        q.scope,
+        Some(&from),
+        Some(&publish.kind),
+    ))?;
     let (channel, created) = app
         .hub
         .open(&who.tenant_id, q.scope, &name, CreateOptions::default())
@@ -301,6 +311,15 @@ async fn history(
     Params(query): Params<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Json<HistoryPage>> {
+    // No agent acts here: a key bound to agent names cannot read the whole history (direct
+    // messages to others included) over HTTP.
+    who.allow(channel_request(
+        Capability::History,
+        &name,
+        q.scope,
+        None,
+        None,
+    ))?;
     let channel = find(&app, &who, q.scope, &name, &headers).await?;
     Ok(Json(channel.history(query, None).await?))
 }
@@ -312,6 +331,13 @@ async fn presence(
     Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<Json<PresenceState>> {
+    who.allow(channel_request(
+        Capability::Presence,
+        &name,
+        q.scope,
+        None,
+        None,
+    ))?;
     Ok(Json(
         find(&app, &who, q.scope, &name, &headers).await?.presence(),
     ))

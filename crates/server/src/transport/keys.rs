@@ -9,30 +9,54 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
-use switchboard_protocol::{CreateKey, CreateTenant, CreatedKey, CreatedTenant};
+use switchboard_protocol::{
+    CreateKey, CreateTemporaryKey, CreateTenant, CreatedKey, CreatedTenant,
+};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{id}", delete(revoke_tenant))
         .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/temporary", post(mint_temporary))
         .route("/v1/keys/{id}", delete(revoke_key))
 }
 
-/// The verified holder of the bearer key, of either kind.
+/// The verified holder of the bearer key: an admin key or an original key (temporary keys
+/// manage nothing).
 struct AnyKey(Caller);
 
 impl FromRequestParts<Arc<App>> for AnyKey {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self> {
-        Ok(AnyKey(app.keys.verify_any(bearer(parts)?)?))
+        let caller = app.keys.verify_any(bearer(parts)?)?;
+        if let Caller::Tenant(p) = &caller {
+            p.original_only("managing keys")?;
+        }
+        Ok(AnyKey(caller))
     }
+}
+
+async fn mint_temporary(
+    State(app): State<Arc<App>>,
+    AnyKey(caller): AnyKey,
+    Body(body): Body<CreateTemporaryKey>,
+) -> Result<impl IntoResponse> {
+    let Caller::Tenant(minter) = caller else {
+        return Err(err!(
+            Forbidden,
+            "temporary keys are minted with a tenant's original key, not an admin key"
+        ));
+    };
+    let max_ttl = app.config.limits.max_temporary_key_ttl_secs;
+    let key = app.keys.mint(&minter, body, max_ttl).await?;
+    Ok((StatusCode::CREATED, Json(key)))
 }
 
 fn admin_only(caller: &Caller) -> Result<()> {

@@ -8,4 +8,5 @@ mod keys;
 mod limits;
 mod messaging;
 mod presence;
+mod temporary_keys;
 mod websocket;

@@ -19,6 +19,7 @@ class ErrorCode(str, enum.Enum):
     AUTH_TIMEOUT = "auth_timeout"
     FORBIDDEN = "forbidden"
     KEY_REVOKED = "key_revoked"
+    KEY_EXPIRED = "key_expired"
     TENANT_EXISTS = "tenant_exists"
     BAD_PASSWORD = "bad_password"
     AGENT_NAME_TAKEN = "agent_name_taken"
@@ -67,6 +68,7 @@ class CloseCode(enum.IntEnum):
     AUTH_TIMEOUT = 4501
     FRAME_TOO_LARGE = 4502
     KEY_REVOKED = 4503
+    KEY_EXPIRED = 4504
 
     @staticmethod
     def should_reconnect(code: int) -> bool:
@@ -86,6 +88,7 @@ _CLOSE_ERRORS = {
     CloseCode.AUTH_TIMEOUT: ErrorCode.AUTH_TIMEOUT,
     CloseCode.FRAME_TOO_LARGE: ErrorCode.FRAME_TOO_LARGE,
     CloseCode.KEY_REVOKED: ErrorCode.KEY_REVOKED,
+    CloseCode.KEY_EXPIRED: ErrorCode.KEY_EXPIRED,
 }
 
 
@@ -174,6 +177,7 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.UNAUTHENTICATED: AuthenticationError,
     ErrorCode.AUTH_TIMEOUT: AuthenticationError,
     ErrorCode.KEY_REVOKED: AuthenticationError,
+    ErrorCode.KEY_EXPIRED: AuthenticationError,
     ErrorCode.FORBIDDEN: PermissionDeniedError,
     ErrorCode.BAD_PASSWORD: PermissionDeniedError,
     ErrorCode.AGENT_NAME_TAKEN: ConflictError,

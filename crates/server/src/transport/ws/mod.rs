@@ -15,7 +15,7 @@ mod session;
 pub use session::validate_publish;
 
 use crate::App;
-use crate::connection::{ConnHandle, Outbound, Task, socket_error};
+use crate::connection::{ConnHandle, Outbound, Task, socket_error, text_frame};
 use crate::error::err;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 use switchboard_protocol::websocket::{ACCEPT_GUID, DecodeError, Decoder, Incoming, WsFrame};
-use switchboard_protocol::{CloseCode, ErrorCode};
+use switchboard_protocol::{CloseCode, ErrorCode, Millis};
 use tokio::io::{AsyncWrite as _, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -232,6 +232,9 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
     tokio::pin!(deadline);
     let mut shutdown = app.shutdown.clone();
     let mut decoder = Decoder::new(limits.max_frame_bytes);
+    let mut key_clock = KeyClock::new(session.key_expires_at());
+    let key_timer = tokio::time::sleep_until(key_clock.next_instant());
+    tokio::pin!(key_timer);
     loop {
         loop {
             let incoming = match decoder.decode(&mut buf) {
@@ -278,6 +281,11 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
                     .as_mut()
                     .reset(tokio::time::Instant::now() + heartbeat);
             }
+            // A refreshed (or first) temporary key moves the expiry.
+            if session.key_expires_at() != key_clock.expires_at {
+                key_clock = KeyClock::new(session.key_expires_at());
+                key_timer.as_mut().reset(key_clock.next_instant());
+            }
         }
         if buf.is_empty() {
             // An idle connection keeps no read buffer (payloads still in use keep theirs).
@@ -302,6 +310,26 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
                     Err(_) => return,
                 }
             }
+            _ = &mut key_timer, if key_clock.expires_at.is_some() => {
+                if key_clock.warned {
+                    conn.push(socket_error(
+                        ErrorCode::KeyExpired,
+                        "the temporary key expired; connect again with a fresh key",
+                    ));
+                    conn.close(CloseCode::KeyExpired.code(), "key_expired");
+                    return;
+                }
+                key_clock.warned = true;
+                let expiring = serde_json::json!({ "expires_at": key_clock.expires_at });
+                conn.push(text_frame(
+                    None,
+                    None,
+                    switchboard_protocol::PHOENIX_TOPIC,
+                    switchboard_protocol::events::KEY_EXPIRING,
+                    &expiring.to_string(),
+                ));
+                key_timer.as_mut().reset(key_clock.next_instant());
+            }
             _ = &mut deadline => {
                 if session.authenticated() {
                     conn.close(CloseCode::HeartbeatTimeout.code(), "heartbeat_timeout");
@@ -312,6 +340,42 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
                 return;
             }
         }
+    }
+}
+
+/// A temporary key's two moments on a connection: a `key_expiring` warning a little before
+/// expiry (a tenth of the remaining lifetime, 1 to 30 seconds), then the close.
+struct KeyClock {
+    expires_at: Option<Millis>,
+    warn_at: Millis,
+    warned: bool,
+}
+
+impl KeyClock {
+    fn new(expires_at: Option<Millis>) -> KeyClock {
+        let now = crate::now_ms();
+        let lead = expires_at.map_or(0, |e| ((e - now) / 10).clamp(1_000, 30_000));
+        KeyClock {
+            expires_at,
+            warn_at: expires_at.map_or(Millis::MAX, |e| e - lead),
+            warned: false,
+        }
+    }
+
+    /// When the timer should fire next (far away for original keys, whose arm is disabled).
+    fn next_instant(&self) -> tokio::time::Instant {
+        let Some(expires_at) = self.expires_at else {
+            return tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        };
+        let at = if self.warned {
+            expires_at
+        } else {
+            self.warn_at
+        };
+        let wait = (at - crate::now_ms()).max(0) as u64;
+        // The close comes a moment after the expiry, so a refresh racing it still wins.
+        let slack = if self.warned { 1 } else { 0 };
+        tokio::time::Instant::now() + Duration::from_millis(wait + slack)
     }
 }
 

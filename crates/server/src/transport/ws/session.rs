@@ -2,7 +2,7 @@
 //! client frame asks for.
 
 use crate::App;
-use crate::auth::Principal;
+use crate::auth::{Principal, channel_request};
 use crate::channel::{AckTo, Channel};
 use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_error};
 use crate::error::{Error, Result, err};
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::limits::{MAX_EVENT_TYPES, MAX_ID_LEN, MAX_META_BYTES, MAX_TYPE_LEN};
 use switchboard_protocol::{
-    CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Payload, Publish, channel_of_topic,
-    events, valid_name,
+    Capability, CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Millis, Payload, Publish,
+    channel_of_topic, events, valid_name,
 };
 use tokio::sync::Semaphore;
 
@@ -60,7 +60,7 @@ impl Session {
     /// its key closes it. A revocation that raced the verification is caught here.
     fn set_principal(&mut self, principal: Principal) {
         self.app.live.insert(&self.conn, &principal);
-        if !self.app.keys.is_live(&principal.key_id) {
+        if !self.app.keys.is_live(&principal) {
             self.conn.push(socket_error(
                 ErrorCode::KeyRevoked,
                 "the API key of this connection was revoked",
@@ -72,6 +72,55 @@ impl Session {
 
     pub(super) fn authenticated(&self) -> bool {
         self.principal.is_some()
+    }
+
+    /// When the connection's temporary key expires (none for original keys).
+    pub(super) fn key_expires_at(&self) -> Option<Millis> {
+        self.principal
+            .as_ref()
+            .and_then(|p| p.grant.as_ref())
+            .map(|g| g.expires_at())
+    }
+
+    /// Checks an operation on a joined channel against the connection's key.
+    fn allow(
+        &self,
+        operation: Capability,
+        channel: &Channel,
+        agent: &str,
+        event_type: Option<&str>,
+    ) -> Result<()> {
+        let principal = self.principal.as_ref().expect("checked by dispatch");
+        principal.allow(channel_request(
+            operation,
+            channel.name(),
+            channel.scope,
+            Some(agent),
+            event_type,
+        ))
+    }
+
+    /// After a key refresh: leaves, with `kicked {code: "forbidden"}`, every channel the new
+    /// key may neither subscribe to nor publish in.
+    fn recheck_joined(&mut self) {
+        let mut lost = Vec::new();
+        for (topic, joined) in &self.joined {
+            let allowed = [Capability::Subscribe, Capability::Publish]
+                .into_iter()
+                .any(|op| self.allow(op, &joined.channel, &joined.agent, None).is_ok());
+            if !allowed {
+                lost.push(topic.clone());
+            }
+        }
+        for topic in lost {
+            if let Some(joined) = self.joined.remove(&topic) {
+                joined.channel.kick(
+                    self.conn.id,
+                    ErrorCode::Forbidden,
+                    "the refreshed key does not allow this channel",
+                );
+            }
+        }
     }
 
     pub(super) async fn on_text(&mut self, text: &str) {
@@ -168,18 +217,24 @@ impl Session {
             events::PUBLISH => self.publish(frame).await,
             events::HISTORY => {
                 let result = match self.member(&frame.topic) {
-                    Ok((channel, agent)) => match frame.payload.parse::<HistoryQuery>() {
-                        Ok(query) => channel.history(query, Some(&agent)).await,
-                        Err(e) => Err(err!(InvalidPayload, "history payload: {e}")),
-                    },
+                    Ok((channel, agent)) => {
+                        match self.allow(Capability::History, &channel, &agent, None) {
+                            Ok(()) => match frame.payload.parse::<HistoryQuery>() {
+                                Ok(query) => channel.history(query, Some(&agent)).await,
+                                Err(e) => Err(err!(InvalidPayload, "history payload: {e}")),
+                            },
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 };
                 self.reply(&frame, result).await;
             }
             events::PRESENCE => {
-                let result = self
-                    .member(&frame.topic)
-                    .map(|(channel, _)| channel.presence());
+                let result = self.member(&frame.topic).and_then(|(channel, agent)| {
+                    self.allow(Capability::Presence, &channel, &agent, None)?;
+                    Ok(channel.presence())
+                });
                 self.reply(&frame, result).await;
             }
             other => {
@@ -213,8 +268,13 @@ impl Session {
             ));
         }
         let tenant = principal.tenant_id.to_string();
+        let expires_at = principal.grant.as_ref().map(|g| g.expires_at());
         self.set_principal(principal);
-        Ok(serde_json::json!({ "tenant": tenant }))
+        self.recheck_joined();
+        Ok(match expires_at {
+            Some(expires_at) => serde_json::json!({ "tenant": tenant, "expires_at": expires_at }),
+            None => serde_json::json!({ "tenant": tenant }),
+        })
     }
 
     /// The channel and agent name of a joined topic, if this connection is still in it.
@@ -250,17 +310,30 @@ impl Session {
                 "a connection may join at most {max} channels; open another connection"
             ));
         }
-        let params: JoinParams = frame
+        let mut params: JoinParams = frame
             .payload
             .parse()
             .map_err(|e| err!(InvalidPayload, "join payload: {e}"))?;
         validate_join(&params)?;
-        let tenant = self
-            .principal
-            .as_ref()
-            .expect("checked by dispatch")
-            .tenant_id
-            .clone();
+        let principal = self.principal.as_ref().expect("checked by dispatch");
+        let request = |op| channel_request(op, name, params.scope, Some(&params.agent_name), None);
+        match principal.allow(request(Capability::Subscribe)) {
+            Ok(()) => {}
+            // A key that may only publish joins to publish, and receives nothing.
+            Err(e) if e.code == ErrorCode::Forbidden => {
+                principal.allow(request(Capability::Publish)).map_err(|_| {
+                    err!(
+                        Forbidden,
+                        "this key may neither subscribe to nor publish in {name:?} as {:?}",
+                        params.agent_name
+                    )
+                })?;
+                params.event_types = Some(Vec::new());
+                params.presence = false;
+            }
+            Err(e) => return Err(e),
+        }
+        let tenant = principal.tenant_id.clone();
         let options = CreateOptions {
             password: params.password.clone(),
             ..CreateOptions::default()
@@ -310,7 +383,10 @@ impl Session {
                 .map_err(|e| err!(InvalidPayload, "publish payload: {e}")),
         }
         .and_then(|p| validate_publish(p, self.app.config.limits.max_message_bytes));
-        let publish = match publish {
+        let publish = match publish.and_then(|p| {
+            self.allow(Capability::Publish, &channel, &agent, Some(&p.kind))?;
+            Ok(p)
+        }) {
             Ok(p) => p,
             Err(e) => return self.reply(&frame, Err::<(), _>(e)).await,
         };
