@@ -219,6 +219,8 @@ pub struct ChannelLimits {
     pub catch_up_buffer: usize,
     /// How long joins and leaves collect before one `presence_diff` goes out.
     pub presence_batch: std::time::Duration,
+    /// Channels one tenant (or the public namespace) may hold; 0: no limit.
+    pub max_per_tenant: usize,
 }
 
 /// What a join needs to do after registering.

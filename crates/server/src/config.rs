@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// How long a graceful shutdown waits for connections to close, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Browser origins allowed to open WebSockets (empty: any).
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[limits]`
@@ -63,6 +65,26 @@ pub struct Limits {
     pub presence_batch_ms: u64,
     /// The longest lifetime a temporary key may be minted with, in seconds.
     pub max_temporary_key_ttl_secs: u64,
+    /// Publishes per second one connection may make (0: no limit).
+    pub connection_messages_per_sec: u64,
+    /// Published bytes per second one connection may send (0: no limit).
+    pub connection_bytes_per_sec: u64,
+    /// Publishes per second one key may make, over all its connections and HTTP.
+    pub key_messages_per_sec: u64,
+    /// Published bytes per second one key may send.
+    pub key_bytes_per_sec: u64,
+    /// Publishes per second one tenant may make.
+    pub tenant_messages_per_sec: u64,
+    /// Published bytes per second one tenant may send.
+    pub tenant_bytes_per_sec: u64,
+    /// Authenticated WebSocket connections per tenant (0: no limit).
+    pub max_connections_per_tenant: usize,
+    /// Channels per tenant, and in the public namespace (0: no limit).
+    pub max_channels_per_tenant: usize,
+    /// WebSocket connections per IP address not yet authenticated (0: no limit).
+    pub max_unauthenticated_per_ip: usize,
+    /// Wrong channel passwords per channel and IP address per minute (0: no limit).
+    pub password_attempts_per_minute: u32,
 }
 
 /// `[storage]`
@@ -214,6 +236,15 @@ fn apply_env(table: &mut toml::Table, path: &str, value: &str) -> Result<(), Con
                 toml::Value::Float(_) => {
                     toml::Value::Float(value.parse().map_err(|_| invalid("a number"))?)
                 }
+                // Lists of strings come comma-separated: `a,b`.
+                toml::Value::Array(_) => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
+                        .collect(),
+                ),
                 _ => return Err(invalid("a scalar")),
             };
             return Ok(());

@@ -53,7 +53,7 @@ impl Error {
             AgentNameTaken | ChannelExists | TenantExists | NoHistory => StatusCode::CONFLICT,
             ChannelNotFound | NotFound | AgentNotPresent => StatusCode::NOT_FOUND,
             FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited | TooManyChannels => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TooManyConnections | ServerShutdown | StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -123,10 +123,17 @@ impl Hub {
             epoch: random_id::<8>(),
             created_at: crate::now_ms(),
         };
+        let max = self.limits.max_per_tenant;
         let (stored, created) = self
             .store
-            .write(move |conn| sqlite_queries::create_channel(conn, &row))
-            .await?;
+            .write(move |conn| sqlite_queries::create_channel(conn, &row, max))
+            .await?
+            .ok_or_else(|| {
+                err!(
+                    TooManyChannels,
+                    "the tenant holds its maximum of {max} channels; delete some first"
+                )
+            })?;
         Ok((self.install(key, stored).await?, created))
     }
 

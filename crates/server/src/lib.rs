@@ -19,6 +19,7 @@ pub mod connection;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod rate_limit;
 pub mod storage;
 pub mod transport;
 
@@ -61,6 +62,8 @@ pub struct App {
     pub connections: AtomicUsize,
     /// Authenticated WebSocket connections, by id.
     pub live: connection::Live,
+    /// Abuse limits.
+    pub rate_limits: Arc<rate_limit::RateLimits>,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -183,6 +186,7 @@ impl Server {
             dedup_window: config.limits.dedup_window,
             catch_up_buffer: config.limits.outbound_queue,
             presence_batch: Duration::from_millis(config.limits.presence_batch_ms),
+            max_per_tenant: config.limits.max_channels_per_tenant,
         };
         let hub = Hub::new(
             store.clone(),
@@ -202,7 +206,9 @@ impl Server {
             error,
         })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let rate_limits = Arc::new(rate_limit::RateLimits::new(&config.limits));
         let app = Arc::new(App {
+            rate_limits,
             config,
             keys,
             hub,
@@ -316,6 +322,7 @@ async fn retention_loop(app: Arc<App>) {
                 tracing::warn!(channel = channel.name(), error = %e, "retention failed");
             }
         }
+        app.rate_limits.prune();
         if let Err(e) = app.keys.prune_expired().await {
             tracing::warn!(error = %e, "pruning expired temporary keys failed");
         }

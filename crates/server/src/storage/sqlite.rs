@@ -660,10 +660,26 @@ pub(crate) fn get_channel(
 }
 
 /// Inserts `row` unless the channel exists; returns the stored row and whether it was created.
+/// Creates a channel unless it exists; `None` when the tenant (or the public namespace,
+/// tenant `''`) already holds `max` channels (0: no limit).
 pub(crate) fn create_channel(
     conn: &Connection,
     row: &ChannelRow,
-) -> rusqlite::Result<(ChannelRow, bool)> {
+    max: usize,
+) -> rusqlite::Result<Option<(ChannelRow, bool)>> {
+    if let Some(existing) = get_channel(conn, &row.tenant_id, &row.name)? {
+        return Ok(Some((existing, false)));
+    }
+    if max > 0 {
+        let held: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM channels WHERE tenant_id = ?1",
+            [&row.tenant_id],
+            |r| r.get(0),
+        )?;
+        if held as usize >= max {
+            return Ok(None);
+        }
+    }
     let inserted = conn.execute(
         "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -680,7 +696,7 @@ pub(crate) fn create_channel(
     )?;
     let stored = get_channel(conn, &row.tenant_id, &row.name)?
         .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    Ok((stored, inserted == 1))
+    Ok(Some((stored, inserted == 1)))
 }
 
 /// Deletes a channel and its messages.

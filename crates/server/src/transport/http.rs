@@ -6,7 +6,7 @@ use crate::auth::{Principal, channel_request};
 use crate::channel::{AckTo, Channel};
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use switchboard_protocol::{
     Capability, ChannelInfo, CreateChannel, HistoryPage, HistoryQuery, PresenceState, Publish,
@@ -188,6 +189,7 @@ async fn find(
     scope: Scope,
     name: &str,
     headers: &HeaderMap,
+    ip: IpAddr,
 ) -> Result<Arc<Channel>> {
     let channel = app
         .hub
@@ -200,22 +202,37 @@ async fn find(
                 scope.as_str()
             )
         })?;
-    check_public_password(&channel, headers).await?;
+    check_public_password(app, &channel, headers, ip).await?;
     Ok(channel)
 }
 
-async fn check_public_password(channel: &Channel, headers: &HeaderMap) -> Result<()> {
-    if channel.scope == Scope::Public {
-        let password = headers
-            .get("x-channel-password")
-            .and_then(|v| v.to_str().ok());
-        channel.check_password(password).await?;
+/// Public channels with a password need it (`x-channel-password`); wrong ones count against
+/// the caller's address.
+async fn check_public_password(
+    app: &App,
+    channel: &Channel,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<()> {
+    if channel.scope != Scope::Public || channel.row.password_hash.is_none() {
+        return Ok(());
     }
-    Ok(())
+    app.rate_limits.password_allowed(channel.row.id, ip)?;
+    let password = headers
+        .get("x-channel-password")
+        .and_then(|v| v.to_str().ok());
+    let checked = channel.check_password(password).await;
+    if let Err(e) = &checked
+        && e.code == switchboard_protocol::ErrorCode::BadPassword
+    {
+        app.rate_limits.password_failed(channel.row.id, ip);
+    }
+    checked
 }
 
 async fn get_channel(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(who): Auth,
     Path(name): Path<String>,
     Params(q): Params<ScopeParam>,
@@ -223,19 +240,20 @@ async fn get_channel(
 ) -> Result<Json<ChannelInfo>> {
     who.original_only("reading channel settings")?;
     Ok(Json(info(
-        &*find(&app, &who, q.scope, &name, &headers).await?,
+        &*find(&app, &who, q.scope, &name, &headers, peer.ip()).await?,
     )))
 }
 
 async fn delete_channel(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(who): Auth,
     Path(name): Path<String>,
     Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
     who.original_only("deleting a channel")?;
-    find(&app, &who, q.scope, &name, &headers).await?;
+    find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
     app.hub.delete(&who.tenant_id, q.scope, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -257,6 +275,7 @@ struct HttpPublish {
 
 async fn publish(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(who): Auth,
     Path(name): Path<String>,
     Params(q): Params<ScopeParam>,
@@ -288,12 +307,14 @@ async fn publish(
         Some(&from),
         Some(&publish.kind),
     ))?;
+    app.rate_limits
+        .http_publish(&who.tenant_id, &who.key_id, publish.body_len())?;
     let (channel, created) = app
         .hub
         .open(&who.tenant_id, q.scope, &name, CreateOptions::default())
         .await?;
     if !created {
-        check_public_password(&channel, &headers).await?;
+        check_public_password(&app, &channel, &headers, peer.ip()).await?;
     }
     let (tx, rx) = oneshot::channel();
     channel.publish(&from, None, publish, AckTo::Http(tx));
@@ -305,6 +326,7 @@ async fn publish(
 
 async fn history(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(who): Auth,
     Path(name): Path<String>,
     Params(q): Params<ScopeParam>,
@@ -320,12 +342,13 @@ async fn history(
         None,
         None,
     ))?;
-    let channel = find(&app, &who, q.scope, &name, &headers).await?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
     Ok(Json(channel.history(query, None).await?))
 }
 
 async fn presence(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(who): Auth,
     Path(name): Path<String>,
     Params(q): Params<ScopeParam>,
@@ -339,6 +362,8 @@ async fn presence(
         None,
     ))?;
     Ok(Json(
-        find(&app, &who, q.scope, &name, &headers).await?.presence(),
+        find(&app, &who, q.scope, &name, &headers, peer.ip())
+            .await?
+            .presence(),
     ))
 }

@@ -17,7 +17,7 @@ pub use session::validate_publish;
 use crate::App;
 use crate::connection::{ConnHandle, Outbound, Task, socket_error, text_frame};
 use crate::error::err;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -28,6 +28,7 @@ use session::Session;
 use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,11 +68,23 @@ impl Drop for Counted {
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     Query(params): Query<ConnectParams>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
     let accept = match handshake(request.headers()) {
         Ok(accept) => accept,
         Err(bad) => return bad.into_response(),
+    };
+    if let Err(e) = check_origin(&app.config.server.allowed_origins, request.headers()) {
+        return e.into_response();
+    }
+    // A connection without a key in the URL counts against its address until it authenticates.
+    let unauthenticated = match params.api_key {
+        Some(_) => None,
+        None => match app.rate_limits.unauthenticated(peer.ip()) {
+            Ok(guard) => Some(guard),
+            Err(e) => return e.into_response(),
+        },
     };
     if params.vsn.as_deref().is_some_and(|v| !v.starts_with("2.")) {
         return err!(
@@ -117,7 +130,12 @@ pub async fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let buf = BytesMut::from(parts.read_buf);
-                run(counted, parts.io.into_inner(), buf, params.api_key).await;
+                let stream = parts.io.into_inner();
+                let who = Peer {
+                    ip: peer.ip(),
+                    unauthenticated,
+                };
+                run(counted, who, stream, buf, params.api_key).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
@@ -131,6 +149,25 @@ pub async fn upgrade(
         ],
     )
         .into_response()
+}
+
+/// Refuses a browser whose `Origin` is not in `allowed_origins` (an empty list allows any;
+/// clients that send no `Origin` are not browsers and pass).
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> crate::error::Result<()> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    if allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.as_bytes() == origin.as_bytes())
+    {
+        return Ok(());
+    }
+    Err(err!(
+        Forbidden,
+        "this origin may not open WebSockets here (server.allowed_origins)"
+    ))
 }
 
 /// Why an opening handshake is refused.
@@ -196,7 +233,20 @@ fn handshake(headers: &HeaderMap) -> Result<HeaderValue, BadHandshake> {
     Ok(HeaderValue::from_str(&accept).expect("base64 is a valid header value"))
 }
 
-async fn run(counted: Counted, stream: TcpStream, buf: BytesMut, api_key: Option<String>) {
+/// Where a connection comes from, and its place in the unauthenticated count until it
+/// authenticates.
+pub(super) struct Peer {
+    pub(super) ip: IpAddr,
+    pub(super) unauthenticated: Option<crate::rate_limit::Unauthenticated>,
+}
+
+async fn run(
+    counted: Counted,
+    peer: Peer,
+    stream: TcpStream,
+    buf: BytesMut,
+    api_key: Option<String>,
+) {
     let app = counted.0.clone();
     app.metrics.connections.inc();
     let (conn, rx) = ConnHandle::new(
@@ -206,7 +256,7 @@ async fn run(counted: Counted, stream: TcpStream, buf: BytesMut, api_key: Option
     );
     let (rd, wr) = stream.into_split();
     let writer = tokio::spawn(write_loop(wr, rx, conn.clone(), app.clone()));
-    let mut session = Session::new(app.clone(), conn.clone());
+    let mut session = Session::new(app.clone(), conn.clone(), peer);
     if let Some(key) = api_key {
         session.authenticate_with(&key);
     }

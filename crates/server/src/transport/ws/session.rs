@@ -1,12 +1,14 @@
 //! A connection's Phoenix session: authentication, the topics it joined, and what each
 //! client frame asks for.
 
+use super::Peer;
 use crate::App;
 use crate::auth::{Principal, channel_request};
 use crate::channel::{AckTo, Channel};
 use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_error};
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
+use crate::rate_limit::{Meter, TenantConnection};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -27,20 +29,28 @@ struct Joined {
 pub(super) struct Session {
     pub(super) app: Arc<App>,
     pub(super) conn: Arc<ConnHandle>,
+    peer: Peer,
     principal: Option<Principal>,
+    /// The publish buckets of this connection, its key and its tenant.
+    meter: Option<Meter>,
+    /// This connection's place in its tenant's connection cap.
+    tenant_slot: Option<TenantConnection>,
     joined: HashMap<String, Joined>,
     inflight: Arc<Semaphore>,
 }
 
 impl Session {
-    pub(super) fn new(app: Arc<App>, conn: Arc<ConnHandle>) -> Session {
+    pub(super) fn new(app: Arc<App>, conn: Arc<ConnHandle>, peer: Peer) -> Session {
         Session {
             inflight: Arc::new(Semaphore::new(
                 app.config.limits.max_inflight_publishes.max(1),
             )),
             app,
             conn,
+            peer,
             principal: None,
+            meter: None,
+            tenant_slot: None,
             joined: HashMap::new(),
         }
     }
@@ -59,6 +69,23 @@ impl Session {
     /// Adopts a verified principal and registers the connection under it, so that revoking
     /// its key closes it. A revocation that raced the verification is caught here.
     fn set_principal(&mut self, principal: Principal) {
+        if self.tenant_slot.is_none() {
+            match self.app.rate_limits.connect(&principal.tenant_id) {
+                Ok(slot) => self.tenant_slot = Some(slot),
+                Err(e) => {
+                    self.conn.push(socket_error(e.code, &e.message));
+                    // 1013: try again later (reconnecting with backoff is right).
+                    self.conn.close(1013, "too_many_connections");
+                    return;
+                }
+            }
+        }
+        self.peer.unauthenticated = None;
+        self.meter = Some(
+            self.app
+                .rate_limits
+                .meter(&principal.tenant_id, &principal.key_id),
+        );
         self.app.live.insert(&self.conn, &principal);
         if !self.app.keys.is_live(&principal) {
             self.conn.push(socket_error(
@@ -344,7 +371,18 @@ impl Session {
             .open(&tenant, params.scope, name, options)
             .await?;
         if !created {
-            channel.check_password(params.password.as_deref()).await?;
+            let limits = &self.app.rate_limits;
+            let guarded = channel.row.password_hash.is_some();
+            if guarded {
+                limits.password_allowed(channel.row.id, self.peer.ip)?;
+            }
+            let checked = channel.check_password(params.password.as_deref()).await;
+            if let Err(e) = &checked
+                && e.code == ErrorCode::BadPassword
+            {
+                limits.password_failed(channel.row.id, self.peer.ip);
+            }
+            checked?;
         }
         let outcome = channel.join(
             &self.conn,
@@ -385,6 +423,9 @@ impl Session {
         .and_then(|p| validate_publish(p, self.app.config.limits.max_message_bytes));
         let publish = match publish.and_then(|p| {
             self.allow(Capability::Publish, &channel, &agent, Some(&p.kind))?;
+            if let Some(meter) = &self.meter {
+                meter.publish(p.body_len())?;
+            }
             Ok(p)
         }) {
             Ok(p) => p,
