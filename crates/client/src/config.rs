@@ -3,6 +3,10 @@
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use reqwest::Url;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_protocol::limits::DEFAULT_MAX_FRAME_BYTES;
 
@@ -19,8 +23,11 @@ const VSN: &str = "2.0.0";
 pub struct ClientConfig {
     /// The server URL, `ws://host:port` or `wss://host:port` (an `http(s)://` URL works too).
     pub url: String,
-    /// The API key (`sk_…`).
+    /// The API key: an original key (`sk_…`) or a temporary one (`tk_…`).
     pub api_key: String,
+    /// Where a fresh key comes from when the current one expires or is refused (see
+    /// [`ClientConfig::with_key_refresh`]); `None` keeps the key for the client's lifetime.
+    pub key_refresh: Option<KeyRefresh>,
     /// How often to send a heartbeat; a connection silent for two intervals is dropped.
     pub heartbeat_interval: Duration,
     /// How long a request (connect, join, publish, history, presence) waits for its reply.
@@ -39,6 +46,7 @@ impl Default for ClientConfig {
         ClientConfig {
             url: "ws://127.0.0.1:7400".to_owned(),
             api_key: String::new(),
+            key_refresh: None,
             heartbeat_interval: Duration::from_secs(20),
             request_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
@@ -82,6 +90,24 @@ impl ClientConfig {
         self
     }
 
+    /// Fetches a fresh API key with `refresh` (typically from the application's backend, which
+    /// mints temporary keys with [`HttpClient::mint_temporary_key`](crate::HttpClient::mint_temporary_key)).
+    ///
+    /// The client calls it when the server warns that the connection's temporary key is about
+    /// to expire (`key_expiring`) and swaps the fresh key in over the live socket, without
+    /// reconnecting; and once before reconnecting after the server closed the connection for
+    /// its key (4500 `invalid_key`, 4503 `key_revoked`, 4504 `key_expired`). A refresh that
+    /// fails is retried with the reconnect backoff.
+    pub fn with_key_refresh<F, Fut, E>(mut self, refresh: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        self.key_refresh = Some(KeyRefresh::new(refresh));
+        self
+    }
+
     /// Sets the largest frame this client sends.
     pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
         self.max_frame_bytes = max;
@@ -96,6 +122,40 @@ impl ClientConfig {
     /// The HTTP API base URL: the server URL with `ws` → `http` and `wss` → `https`.
     pub fn http_base_url(&self) -> Result<Url> {
         http_base_url(&self.url)
+    }
+}
+
+/// A fallible future of a fresh key, as [`KeyRefresh`] returns it.
+pub type KeyFuture =
+    Pin<Box<dyn Future<Output = Result<String, Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+
+/// A callback that returns a fresh API key; cheap to clone.
+#[derive(Clone)]
+pub struct KeyRefresh(Arc<dyn Fn() -> KeyFuture + Send + Sync>);
+
+impl KeyRefresh {
+    /// Wraps an async function returning a key.
+    pub fn new<F, Fut, E>(refresh: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        KeyRefresh(Arc::new(move || {
+            let fetch = refresh();
+            Box::pin(async move { fetch.await.map_err(Into::into) })
+        }))
+    }
+
+    /// Asks for a fresh key.
+    pub fn fetch(&self) -> KeyFuture {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for KeyRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyRefresh(..)")
     }
 }
 

@@ -6,6 +6,10 @@
 //! task reconnects with backoff, rejoins every channel from the last delivered offset, and
 //! re-sends the publishes that had no reply yet with their original ids (the server
 //! deduplicates them), so the application sees neither a gap nor a duplicate.
+//!
+//! With a key-refresh callback, the task also keeps a temporary key alive: on `key_expiring` it
+//! fetches a fresh key in the background and sends it with `auth` on the live socket, and after
+//! a close for the key (4500/4503/4504) it fetches one before reconnecting, once per refusal.
 
 use crate::channel::ChannelEvent;
 use crate::config::ClientConfig;
@@ -128,8 +132,13 @@ pub(crate) fn spawn(
     commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
 ) {
+    let (refreshed_tx, refreshed_rx) = mpsc::unbounded_channel();
     let task = Connection {
         config,
+        refreshed_tx,
+        refreshed_rx,
+        refreshing: false,
+        key_retried: false,
         commands,
         shared,
         next_ref: 0,
@@ -150,8 +159,12 @@ pub(crate) fn spawn(
 enum End {
     /// The socket broke or the server closed it with a code that allows reconnecting.
     Lost(String),
-    /// The server closed with a code ≥ 4500: do not reconnect.
-    Fatal(ErrorReply),
+    /// The server closed with a code ≥ 4500: do not reconnect (unless a fresh key may help).
+    Fatal {
+        reply: ErrorReply,
+        /// Closed for its key (4500, 4503, 4504): a fresh key may be let in.
+        key_refused: bool,
+    },
     /// `Client::close` was called.
     Closed(oneshot::Sender<()>),
     /// Every handle was dropped.
@@ -161,6 +174,7 @@ enum End {
 /// A reply the task is waiting for, by ref.
 enum Pending {
     Heartbeat,
+    Auth,
     Join { topic: String },
     Leave,
     Push(Queued),
@@ -193,8 +207,19 @@ struct ChannelState {
     queue: VecDeque<Queued>,
 }
 
+/// What a background key refresh produced.
+type Refreshed = std::result::Result<String, String>;
+
 struct Connection {
     config: ClientConfig,
+    /// Keys fetched in the background (after `key_expiring`).
+    refreshed_tx: mpsc::UnboundedSender<Refreshed>,
+    refreshed_rx: mpsc::UnboundedReceiver<Refreshed>,
+    /// Whether a background refresh is under way.
+    refreshing: bool,
+    /// Whether the last close for the key was already answered with a fresh key; reset once a
+    /// socket works.
+    key_retried: bool,
     commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     next_ref: u64,
@@ -218,6 +243,8 @@ impl Connection {
     async fn run(mut self, socket: Socket) {
         let mut socket = Some(socket);
         let mut attempt: u32 = 0;
+        // The reconnect waits for a fresh key (the last one was refused).
+        let mut need_key: Option<ErrorReply> = None;
         loop {
             if let Some(mut ws) = socket.take() {
                 self.shared.connected.store(true, Ordering::Relaxed);
@@ -226,6 +253,7 @@ impl Connection {
                 self.shared.connected.store(false, Ordering::Relaxed);
                 if self.healthy {
                     attempt = 0;
+                    self.key_retried = false;
                 }
                 match end {
                     End::Lost(why) => {
@@ -237,7 +265,19 @@ impl Connection {
                             return;
                         }
                     }
-                    End::Fatal(reply) => {
+                    End::Fatal { reply, key_refused }
+                        if key_refused
+                            && self.config.reconnect
+                            && self.config.key_refresh.is_some()
+                            && !self.key_retried =>
+                    {
+                        debug!(code = %reply.code, "switchboard key refused; fetching a fresh one");
+                        self.key_retried = true;
+                        drop(ws);
+                        self.on_disconnected();
+                        need_key = Some(reply);
+                    }
+                    End::Fatal { reply, .. } => {
                         warn!(code = %reply.code, message = %reply.message, "switchboard connection refused");
                         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                         self.shutdown(Error::Server(reply));
@@ -264,6 +304,7 @@ impl Connection {
             loop {
                 tokio::select! {
                     _ = &mut wake => break,
+                    Some(refreshed) = self.refreshed_rx.recv() => self.on_refreshed(refreshed),
                     command = self.commands.recv() => match command {
                         None => {
                             self.shutdown(Error::Closed);
@@ -276,6 +317,29 @@ impl Connection {
                         }
                         Some(command) => self.handle_command(command),
                     },
+                }
+            }
+            if let Some(refused) = &need_key {
+                let old = self.config.api_key.clone();
+                match self.fetch_key().await {
+                    None => return,
+                    Some(Err(e)) => {
+                        warn!(error = %e, "switchboard key refresh failed; retrying");
+                        continue;
+                    }
+                    Some(Ok(key)) if key == old => {
+                        let mut reply = refused.clone();
+                        reply.message = format!(
+                            "{} (the key refresh returned the refused key again)",
+                            reply.message
+                        );
+                        self.shutdown(Error::Server(reply));
+                        return;
+                    }
+                    Some(Ok(key)) => {
+                        self.config.api_key = key;
+                        need_key = None;
+                    }
                 }
             }
             match open(&self.config).await {
@@ -312,6 +376,7 @@ impl Connection {
                     Some(Command::Close { done }) => return End::Closed(done),
                     Some(command) => self.handle_command(command),
                 },
+                Some(refreshed) = self.refreshed_rx.recv() => self.on_refreshed(refreshed),
                 incoming = ws.next() => match incoming {
                     None => return End::Lost("the server closed the socket".to_owned()),
                     Some(Err(e)) => return End::Lost(e.to_string()),
@@ -333,6 +398,72 @@ impl Connection {
                         events::HEARTBEAT, Payload::empty()));
                 }
             }
+        }
+    }
+
+    /// Calls the key-refresh callback while still taking commands. `None`: the client was
+    /// closed meanwhile (and is shut down).
+    async fn fetch_key(&mut self) -> Option<Refreshed> {
+        let refresh = self.config.key_refresh.clone()?;
+        let fetch = refresh.fetch();
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                fetched = &mut fetch => return Some(fetched.map_err(|e| e.to_string())),
+                command = self.commands.recv() => match command {
+                    None => {
+                        self.shutdown(Error::Closed);
+                        return None;
+                    }
+                    Some(Command::Close { done }) => {
+                        self.shutdown(Error::Closed);
+                        let _ = done.send(());
+                        return None;
+                    }
+                    Some(command) => self.handle_command(command),
+                },
+            }
+        }
+    }
+
+    /// The server warned that the key expires soon: fetch a fresh one in the background.
+    fn on_key_expiring(&mut self) {
+        let Some(refresh) = self.config.key_refresh.clone() else {
+            debug!("the key expires soon and there is no key refresh callback");
+            return;
+        };
+        if self.refreshing {
+            return;
+        }
+        self.refreshing = true;
+        let done = self.refreshed_tx.clone();
+        tokio::spawn(async move {
+            let fetched = refresh.fetch().await.map_err(|e| e.to_string());
+            let _ = done.send(fetched);
+        });
+    }
+
+    /// A background refresh finished: use the key from now on, and hand it to the live socket.
+    fn on_refreshed(&mut self, refreshed: Refreshed) {
+        self.refreshing = false;
+        let key = match refreshed {
+            Ok(key) => key,
+            Err(e) => {
+                warn!(error = %e, "switchboard key refresh failed");
+                return;
+            }
+        };
+        self.config.api_key = key;
+        if self.online() {
+            let reference = self.next_ref();
+            self.pending.insert(reference, Pending::Auth);
+            self.write(Frame::new(
+                None,
+                Some(reference.to_string()),
+                PHOENIX_TOPIC,
+                events::AUTH,
+                Payload::json(&serde_json::json!({ "api_key": self.config.api_key })),
+            ));
         }
     }
 
@@ -502,7 +633,17 @@ impl Connection {
                 self.end = Some(if CloseCode::should_reconnect(code) {
                     End::Lost(format!("closed by the server ({code} {reason})"))
                 } else {
-                    End::Fatal(close_reason(code, &reason, self.socket_error.take()))
+                    End::Fatal {
+                        reply: close_reason(code, &reason, self.socket_error.take()),
+                        key_refused: matches!(
+                            CloseCode::from_code(code),
+                            Some(
+                                CloseCode::InvalidKey
+                                    | CloseCode::KeyRevoked
+                                    | CloseCode::KeyExpired
+                            )
+                        ),
+                    }
                 });
                 return;
             }
@@ -528,6 +669,8 @@ impl Connection {
                     }
                     Err(e) => warn!(error = %e, "unreadable socket error"),
                 }
+            } else if frame.event == events::KEY_EXPIRING {
+                self.on_key_expiring();
             }
             return;
         }
@@ -609,6 +752,12 @@ impl Connection {
                 }
             }
             Pending::Leave => {}
+            Pending::Auth => match outcome {
+                Ok(_) => debug!("switchboard key refreshed in place"),
+                // The old key stays in force until it expires; the close that follows
+                // fetches another.
+                Err(e) => warn!(error = %e, "the server refused the refreshed key"),
+            },
             Pending::Push(queued) => {
                 let _ = queued.request.respond.send(outcome);
             }

@@ -18,8 +18,9 @@ const PASSWORD_HEADER: &str = "x-channel-password";
 const MAX_ERROR_BODY: usize = 512;
 
 pub use switchboard_protocol::{
-    ChannelInfo, CreateChannel, CreateKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo,
-    KeyKind, Retention, StoragePolicy, TenantInfo,
+    Capability, ChannelInfo, CreateChannel, CreateKey, CreateTemporaryKey, CreateTenant,
+    CreatedKey, CreatedTenant, KeyInfo, KeyKind, Retention, StoragePolicy, TemporaryKey,
+    TenantInfo,
 };
 
 /// A client of the HTTP API, authenticated with a bearer key. Cheap to clone.
@@ -192,6 +193,15 @@ impl HttpClient {
     /// Revokes a key; connections using it are closed with `key_revoked`.
     pub async fn revoke_key(&self, id: &str) -> Result<KeyInfo> {
         let request = self.request(Method::DELETE, &["v1", "keys", id], Scope::Private);
+        self.call(request).await
+    }
+
+    /// Mints a short-lived temporary key (`tk_…`) granting `grant`, safe to hand to a browser
+    /// or a device (original keys only). Revoke it with [`HttpClient::revoke_key`] and its id.
+    pub async fn mint_temporary_key(&self, grant: &CreateTemporaryKey) -> Result<TemporaryKey> {
+        let request = self
+            .request(Method::POST, &["v1", "keys", "temporary"], Scope::Private)
+            .json(grant);
         self.call(request).await
     }
 

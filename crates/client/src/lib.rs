@@ -24,9 +24,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`HttpClient`] covers the HTTP API (publish, history and presence without joining, and
-//! channel management).
+//! [`HttpClient`] covers the HTTP API (publish, history and presence without joining, channel
+//! management, tenants and keys, and minting temporary keys).
+//!
+//! Temporary keys (`tk_…`) expire: give [`ClientConfig::with_key_refresh`] a callback that
+//! returns a fresh one and the client swaps it in on the live socket before the old one
+//! lapses. [`attenuate`] (feature `attenuate`, on by default) narrows a temporary key offline,
+//! for delegating part of one's rights.
 
+#[cfg(feature = "attenuate")]
+mod attenuate;
 mod backoff;
 mod channel;
 mod client;
@@ -36,14 +43,17 @@ mod error;
 mod http;
 mod tracker;
 
+#[cfg(feature = "attenuate")]
+pub use attenuate::{Restriction, attenuate};
 pub use backoff::Backoff;
 pub use channel::{Channel, ChannelEvent, ChannelSender};
 pub use client::Client;
-pub use config::ClientConfig;
+pub use config::{ClientConfig, KeyFuture, KeyRefresh};
 pub use error::{Error, Result};
 pub use http::{
-    ChannelInfo, CreateChannel, CreateKey, CreatedKey, CreatedTenant, HttpClient, KeyInfo, KeyKind,
-    Retention, StoragePolicy, TenantInfo,
+    Capability, ChannelInfo, CreateChannel, CreateKey, CreateTemporaryKey, CreatedKey,
+    CreatedTenant, HttpClient, KeyInfo, KeyKind, Retention, StoragePolicy, TemporaryKey,
+    TenantInfo,
 };
 
 /// The wire types, re-exported so applications need not depend on the protocol crate.

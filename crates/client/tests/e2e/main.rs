@@ -4,3 +4,4 @@ mod harness;
 mod http;
 mod messaging;
 mod resume;
+mod temporary_keys;
