@@ -95,15 +95,7 @@ impl TestServer {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(self.server().local_addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-        Raw {
-            ws,
-            next_ref: 0,
-            pending: VecDeque::new(),
-            closed: None,
-        }
+        Raw::over(stream, &url).await
     }
 
     pub async fn raw_with_key(&self, key: &str) -> Raw {
@@ -211,6 +203,19 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// The WebSocket handshake over a connected stream (for chosen local addresses or options).
+    pub async fn over(stream: TcpStream, url: &str) -> Raw {
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        Raw {
+            ws,
+            next_ref: 0,
+            pending: VecDeque::new(),
+            closed: None,
+        }
+    }
+
     pub async fn connect(url: &str) -> Raw {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Raw {

@@ -8,5 +8,6 @@ mod keys;
 mod limits;
 mod messaging;
 mod presence;
+mod security;
 mod temporary_keys;
 mod websocket;
