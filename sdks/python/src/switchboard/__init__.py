@@ -38,7 +38,7 @@ from .errors import (
     SwitchboardError,
     UnavailableError,
 )
-from .http import ChannelInfo, HttpClient
+from .http import Capability, ChannelInfo, HttpClient, TemporaryKey
 from .types import (
     ChannelEvent,
     Gap,
@@ -59,6 +59,7 @@ __all__ = [
     "Agent",
     "AuthenticationError",
     "Backoff",
+    "Capability",
     "Channel",
     "ChannelEvent",
     "ChannelInfo",
@@ -90,6 +91,7 @@ __all__ = [
     "RemovedError",
     "RequestTimeoutError",
     "SwitchboardError",
+    "TemporaryKey",
     "UnavailableError",
     "connect",
     "sync",

@@ -7,6 +7,10 @@ with jittered exponential backoff (asking the key source for a fresh key each ti
 channel from the last offset it delivered, and re-sends the publishes that had no reply yet under
 their original ids (the server deduplicates them), so the application sees neither a gap nor a
 duplicate. This mirrors the Rust SDK (``crates/client/src/connection.rs``).
+
+With a callable key source, a temporary key (``tk_…``) is kept alive in place: when the server
+warns with ``key_expiring``, the task asks the key source for a fresh key and presents it with an
+``auth`` event on the live socket, without reconnecting.
 """
 
 from __future__ import annotations
@@ -172,6 +176,7 @@ class Client:
         self._closing = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self.connections = 0
         """How many sockets this client opened (1 + reconnects)."""
 
@@ -404,9 +409,10 @@ class Client:
                         return
                     if end.kind == "fatal":
                         assert end.error is not None
-                        # A refused key gets one more try when the key source can mint a new one.
+                        # A refused, revoked or expired key gets one more try when the key source
+                        # can mint a new one.
                         refreshable = not isinstance(self._key_source, str) and not key_retried
-                        if end.error.code != ErrorCode.INVALID_KEY or not refreshable:
+                        if end.error.code not in _KEY_REFUSED or not refreshable:
                             log.warning("switchboard connection refused: %s", end.error)
                             self._shutdown(end.error)
                             return
@@ -592,6 +598,8 @@ class Client:
                 error = error_from_reply(frame.payload)
                 log.warning("switchboard socket error: %s", error)
                 self._socket_error = error
+            elif frame.event == frames.KEY_EXPIRING:
+                self._on_key_expiring()
             return
         state = self._channels.get(frame.topic)
         if state is None:
@@ -628,6 +636,22 @@ class Client:
                 log.debug("ignoring event %s on %s", frame.event, frame.topic)
         except (SwitchboardError, frames.FrameError) as e:
             log.warning("ignoring an unreadable %s on %s: %s", frame.event, frame.topic, e)
+
+    def _on_key_expiring(self) -> None:
+        """The temporary key expires soon: refresh it in place, if the key source can."""
+        if isinstance(self._key_source, str):
+            log.debug("the key expires soon and the key source is a fixed string")
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            return
+        self._refreshing = asyncio.create_task(self._refresh_in_place(), name="switchboard-key-refresh")
+
+    async def _refresh_in_place(self) -> None:
+        try:
+            await self.reauthenticate()
+            log.debug("switchboard key refreshed in place")
+        except Exception as e:  # noqa: BLE001 - the close that follows at expiry retries once
+            log.warning("switchboard key refresh failed: %s", e)
 
     def _handle_reply(self, frame: frames.Frame) -> None:
         if frame.ref is None or not frame.ref.isdigit():
@@ -736,6 +760,8 @@ class Client:
             return
         self._closed = error
         self._connected = False
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         if not self._ready.done():
             self._ready.set_exception(error)
             # Retrieved by `connect` when it is waiting; do not warn when nobody is.
@@ -752,6 +778,9 @@ class Client:
             if not isinstance(error, ClosedError) and state.first_join is None:
                 state.events.put_nowait(Kicked(error))
             state.end(error)
+
+
+_KEY_REFUSED = frozenset({ErrorCode.INVALID_KEY, ErrorCode.KEY_REVOKED, ErrorCode.KEY_EXPIRED})
 
 
 def _parse_reply(frame: frames.Frame) -> tuple[bool, Any]:

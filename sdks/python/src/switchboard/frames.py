@@ -29,6 +29,7 @@ PRESENCE = "presence"
 MESSAGE = "message"
 KICKED = "kicked"
 SOCKET_ERROR = "error"
+KEY_EXPIRING = "key_expiring"
 PRESENCE_STATE = "presence_state"
 PRESENCE_DIFF = "presence_diff"
 

@@ -1,4 +1,5 @@
-"""The HTTP API client: publish, history and presence without a socket, and channel management.
+"""The HTTP API client: publish, history and presence without a socket, channel management, and
+minting temporary keys.
 
 For backends and scripts that cannot hold a socket. It uses only the standard library; each
 call runs in a worker thread so the event loop never blocks. The base URL is derived from the
@@ -21,6 +22,26 @@ from .errors import ConnectionFailedError, ProtocolError, RequestTimeoutError, S
 from .types import Direction, HistoryPage, PresenceState, PublishAck, Scope
 
 StoragePolicy = Literal["persistent", "ephemeral"]
+Capability = Literal["publish", "subscribe", "history", "presence", "kv", "signal", "stream", "inbox"]
+
+
+@dataclass(frozen=True)
+class TemporaryKey:
+    """A minted temporary key: hand ``key`` to the browser or device; revoke it by ``id``."""
+
+    key: str
+    """The key, ``tk_…``."""
+    id: str
+    """Its id, for :meth:`HttpClient.revoke_key` (revokes every key attenuated from it too)."""
+    expires_at: int
+    """When it stops working, ms since the epoch."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> TemporaryKey:
+        try:
+            return TemporaryKey(key=str(obj["key"]), id=str(obj["id"]), expires_at=int(obj["expires_at"]))
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError(f"unreadable temporary key: {obj!r}") from None
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,37 @@ class HttpClient:
     async def delete_channel(self, name: str, *, scope: Scope = "private") -> None:
         """Deletes a channel; agents present are kicked with ``channel_deleted``."""
         await self._call("DELETE", ["v1", "channels", name], scope)
+
+    async def mint_temporary_key(
+        self,
+        ttl_secs: int,
+        capabilities: list[Capability],
+        *,
+        agent_names: list[str] | None = None,
+        channels: list[str] | None = None,
+        event_types: list[str] | None = None,
+        scope: Scope | None = None,
+        read_only: bool = False,
+    ) -> TemporaryKey:
+        """Mints a short-lived temporary key (original keys only). ``channels`` takes exact names
+        or prefixes written ``prefix*``; a list left ``None`` means "any"."""
+        body: dict[str, Any] = {"ttl_secs": ttl_secs, "capabilities": capabilities}
+        for name, value in (
+            ("agent_names", agent_names),
+            ("channels", channels),
+            ("event_types", event_types),
+            ("scope", scope),
+        ):
+            if value is not None:
+                body[name] = value
+        if read_only:
+            body["read_only"] = True
+        return TemporaryKey.from_wire(await self._call("POST", ["v1", "keys", "temporary"], "private", body=body))
+
+    async def revoke_key(self, id: str) -> None:
+        """Revokes a key by id; the sockets using it (or, for a temporary key, any key attenuated
+        from it) are closed with ``key_revoked``."""
+        await self._call("DELETE", ["v1", "keys", id], "private")
 
     async def health(self) -> dict[str, Any]:
         """The server's health (``{"status": "ok"}``); needs no key."""
