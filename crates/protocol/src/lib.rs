@@ -14,6 +14,7 @@ pub mod keys;
 pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod usage;
 pub mod websocket;
 
 pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
@@ -27,6 +28,7 @@ pub use keys::{
 };
 pub use message::{Message, Publish, PublishAck};
 pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};
+pub use usage::{StorageUsage, UsageCounts, UsageEntry, UsagePeriod, UsageReport};
 
 /// Topic of the socket-level control channel (heartbeats, late authentication).
 pub const PHOENIX_TOPIC: &str = "phoenix";

@@ -779,6 +779,9 @@ impl Channel {
         for sub in s.subscribers.values_mut() {
             if sub.wants(message) && sub.deliver(frame, cap) {
                 delivered += 1;
+                if let Some(usage) = sub.conn.usage.get() {
+                    usage.delivered(frame.len());
+                }
             }
         }
         self.metrics.messages_out.inc_by(delivered);

@@ -104,6 +104,8 @@ pub struct StorageConfig {
     pub retention_max_age_secs: u64,
     /// How often retention is enforced, in milliseconds.
     pub retention_interval_ms: u64,
+    /// How often usage counters are written to the store, in milliseconds.
+    pub usage_flush_ms: u64,
 }
 
 /// What an acknowledgement promises.

@@ -29,6 +29,8 @@ pub struct ConnHandle {
     pub id: u64,
     tx: mpsc::Sender<Outbound>,
     close: OnceLock<(u16, String)>,
+    /// The usage counters of the key this connection authenticated with (set once).
+    pub usage: OnceLock<Arc<crate::usage::Counters>>,
     /// Wake the connection's reader and writer tasks on a close request. Each task re-registers
     /// on every wake-up, which costs a few atomics (a `Notify` waiter would take a lock).
     wakers: [AtomicWaker; 2],
@@ -58,6 +60,7 @@ impl ConnHandle {
                 tx,
                 close: OnceLock::new(),
                 wakers: Default::default(),
+                usage: OnceLock::new(),
                 metrics,
             }),
             rx,

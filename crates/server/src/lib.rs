@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod storage;
 pub mod transport;
+pub mod usage;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -64,6 +65,8 @@ pub struct App {
     pub live: connection::Live,
     /// Abuse limits.
     pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// Usage per tenant and key.
+    pub usage: usage::Usage,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -207,8 +210,10 @@ impl Server {
         })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let rate_limits = Arc::new(rate_limit::RateLimits::new(&config.limits));
+        let usage = usage::Usage::new(store.clone(), metrics.tenants.clone());
         let app = Arc::new(App {
             rate_limits,
+            usage,
             config,
             keys,
             hub,
@@ -220,6 +225,7 @@ impl Server {
             shutdown: shutdown_rx.clone(),
         });
         tokio::spawn(retention_loop(app.clone()));
+        tokio::spawn(usage_loop(app.clone()));
         let router = transport::router(app.clone());
         let serve = tokio::spawn(transport::serve(listener, router, shutdown_rx));
         tracing::info!(addr = %local_addr, data_dir = %app.config.server.data_dir.display(), "switchboard listening");
@@ -266,6 +272,9 @@ impl Server {
             tracing::warn!("connections did not close within the grace period; closing anyway");
             serve.abort();
         }
+        if let Err(e) = self.app.usage.flush().await {
+            tracing::warn!(error = %e, "the last usage could not be written");
+        }
         let store = self.app.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("switchboard stopped");
@@ -305,6 +314,22 @@ fn write_secret(path: &std::path::Path, key: &str) -> std::io::Result<()> {
     file.write_all(key.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
+}
+
+async fn usage_loop(app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        app.config.storage.usage_flush_ms.max(100),
+    ));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutting_down(&mut shutdown) => return,
+        }
+        if let Err(e) = app.usage.flush().await {
+            tracing::warn!(error = %e, "writing usage failed");
+        }
+    }
 }
 
 async fn retention_loop(app: Arc<App>) {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Connections closed because their outbound queue overflowed.
     pub slow_consumers: Counter,
+    /// Per-tenant usage series (added to when usage is flushed).
+    pub tenants: std::sync::Arc<crate::usage::TenantSeries>,
 }
 
 impl Default for Metrics {
@@ -55,6 +57,7 @@ impl Default for Metrics {
             ]),
             fsync_seconds: latency(),
             slow_consumers: Counter::default(),
+            tenants: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -94,6 +97,32 @@ impl Default for Metrics {
             "slow_consumers",
             "Connections closed because they could not keep up",
             m.slow_consumers.clone(),
+        );
+        let t = &m.tenants;
+        registry.register(
+            "tenant_messages_in",
+            "Messages accepted, per tenant",
+            t.messages_in.clone(),
+        );
+        registry.register(
+            "tenant_messages_out",
+            "Messages delivered, per tenant",
+            t.messages_out.clone(),
+        );
+        registry.register(
+            "tenant_bytes_in",
+            "Message bytes accepted, per tenant",
+            t.bytes_in.clone(),
+        );
+        registry.register(
+            "tenant_bytes_out",
+            "Frame bytes delivered, per tenant",
+            t.bytes_out.clone(),
+        );
+        registry.register(
+            "tenant_connections",
+            "Authenticated WebSocket connections, per tenant",
+            t.connections.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -112,6 +112,14 @@ impl Principal {
         }
     }
 
+    /// The original key this principal's usage counts for: its own, or a temporary key's parent.
+    pub fn usage_key(&self) -> &str {
+        match &self.grant {
+            Some(grant) => grant.parent(),
+            None => &self.key_id,
+        }
+    }
+
     /// Whether revoking `key_id` reaches this principal (its key, or the key it came from).
     pub fn uses_key(&self, key_id: &str) -> bool {
         &*self.key_id == key_id || self.grant.as_ref().is_some_and(|g| g.parent() == key_id)

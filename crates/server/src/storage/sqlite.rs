@@ -28,6 +28,17 @@ CREATE TABLE IF NOT EXISTS temporary_keys (
     expires_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS usage (
+    tenant_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    period_start INTEGER NOT NULL,    -- the hour, ms
+    messages_in INTEGER NOT NULL,
+    messages_out INTEGER NOT NULL,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    peak_connections INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, period_start, key_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -126,6 +137,27 @@ pub struct TemporaryRow {
     pub expires_at: i64,
     /// Revocation time, ms.
     pub revoked_at: Option<i64>,
+}
+
+/// Usage of one key in one hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Key (original keys; temporary keys count for their parent).
+    pub key_id: String,
+    /// The hour, ms.
+    pub period_start: i64,
+    /// Messages accepted.
+    pub messages_in: u64,
+    /// Messages delivered.
+    pub messages_out: u64,
+    /// Bytes accepted.
+    pub bytes_in: u64,
+    /// Bytes delivered.
+    pub bytes_out: u64,
+    /// Most connections at once.
+    pub peak_connections: u64,
 }
 
 /// A stored tenant.
@@ -615,6 +647,72 @@ pub(crate) fn put_setting(conn: &Connection, name: &str, value: &str) -> rusqlit
         params![name, value],
     )?;
     Ok(())
+}
+
+/// Adds usage deltas to their hourly rows.
+pub(crate) fn add_usage(conn: &Connection, rows: &[UsageRow]) -> rusqlite::Result<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO usage (tenant_id, key_id, period_start, messages_in, messages_out, bytes_in,
+                            bytes_out, peak_connections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant_id, period_start, key_id) DO UPDATE SET
+           messages_in = messages_in + excluded.messages_in,
+           messages_out = messages_out + excluded.messages_out,
+           bytes_in = bytes_in + excluded.bytes_in,
+           bytes_out = bytes_out + excluded.bytes_out,
+           peak_connections = MAX(peak_connections, excluded.peak_connections)",
+    )?;
+    for r in rows {
+        upsert.execute(params![
+            r.tenant_id,
+            r.key_id,
+            r.period_start,
+            r.messages_in as i64,
+            r.messages_out as i64,
+            r.bytes_in as i64,
+            r.bytes_out as i64,
+            r.peak_connections as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// A tenant's hourly usage rows in `[from, to)`, oldest first.
+pub(crate) fn usage_rows(
+    conn: &Connection,
+    tenant: &str,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<UsageRow>> {
+    conn.prepare(
+        "SELECT tenant_id, key_id, period_start, messages_in, messages_out, bytes_in, bytes_out,
+                peak_connections
+         FROM usage WHERE tenant_id = ?1 AND period_start >= ?2 AND period_start < ?3
+         ORDER BY period_start, key_id",
+    )?
+    .query_map(params![tenant, from, to], |r| {
+        Ok(UsageRow {
+            tenant_id: r.get(0)?,
+            key_id: r.get(1)?,
+            period_start: r.get(2)?,
+            messages_in: r.get::<_, i64>(3)? as u64,
+            messages_out: r.get::<_, i64>(4)? as u64,
+            bytes_in: r.get::<_, i64>(5)? as u64,
+            bytes_out: r.get::<_, i64>(6)? as u64,
+            peak_connections: r.get::<_, i64>(7)? as u64,
+        })
+    })?
+    .collect()
+}
+
+/// Messages a tenant stores in its private channels, and their bytes.
+pub(crate) fn storage_of(conn: &Connection, tenant: &str) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(m.data) + COALESCE(LENGTH(m.attachments), 0)), 0)
+         FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.tenant_id = ?1",
+        [tenant],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
 }
 
 /// Brings a database written by an earlier version up to the current schema.

@@ -309,6 +309,9 @@ async fn publish(
     ))?;
     app.rate_limits
         .http_publish(&who.tenant_id, &who.key_id, publish.body_len())?;
+    app.usage
+        .counters(&who.tenant_id, who.usage_key())
+        .received(publish.body_len());
     let (channel, created) = app
         .hub
         .open(&who.tenant_id, q.scope, &name, CreateOptions::default())

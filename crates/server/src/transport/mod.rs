@@ -4,6 +4,7 @@
 mod assets;
 pub mod http;
 mod keys;
+mod usage;
 pub mod ws;
 
 use crate::App;
@@ -22,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/socket/websocket", get(ws::upgrade))
         .merge(http::routes())
         .merge(keys::routes())
+        .merge(usage::routes())
         .merge(assets::routes())
         .with_state(app)
 }

@@ -10,4 +10,5 @@ mod messaging;
 mod presence;
 mod security;
 mod temporary_keys;
+mod usage;
 mod websocket;

@@ -9,6 +9,7 @@ use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_erro
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
 use crate::rate_limit::{Meter, TenantConnection};
+use crate::usage::{Connected, Usage};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub(super) struct Session {
     meter: Option<Meter>,
     /// This connection's place in its tenant's connection cap.
     tenant_slot: Option<TenantConnection>,
+    /// This connection in its key's usage (connections now and at peak).
+    usage_slot: Option<Connected>,
     joined: HashMap<String, Joined>,
     inflight: Arc<Semaphore>,
 }
@@ -51,6 +54,7 @@ impl Session {
             principal: None,
             meter: None,
             tenant_slot: None,
+            usage_slot: None,
             joined: HashMap::new(),
         }
     }
@@ -81,6 +85,14 @@ impl Session {
             }
         }
         self.peer.unauthenticated = None;
+        if self.usage_slot.is_none() {
+            let counters = self
+                .app
+                .usage
+                .counters(&principal.tenant_id, principal.usage_key());
+            self.usage_slot = Some(Usage::connect(&counters));
+            let _ = self.conn.usage.set(counters);
+        }
         self.meter = Some(
             self.app
                 .rate_limits
@@ -425,6 +437,9 @@ impl Session {
             self.allow(Capability::Publish, &channel, &agent, Some(&p.kind))?;
             if let Some(meter) = &self.meter {
                 meter.publish(p.body_len())?;
+            }
+            if let Some(usage) = self.conn.usage.get() {
+                usage.received(p.body_len());
             }
             Ok(p)
         }) {
