@@ -118,6 +118,21 @@ pub fn start_switchboard(bins: &Binaries, fsync: bool) -> anyhow::Result<Running
         .arg(&dir.0)
         .env("RUST_LOG", "warn")
         .env("SWITCHBOARD_LIMITS_MAX_CONNECTIONS", "30000")
+        .env("SWITCHBOARD_LIMITS_MAX_CONNECTIONS_PER_TENANT", "30000")
+        // Rate limits are the operator's policy, not the server's capacity: set far above any
+        // load here, so their cost is measured but they never refuse.
+        .env(
+            "SWITCHBOARD_LIMITS_CONNECTION_MESSAGES_PER_SEC",
+            "100000000",
+        )
+        .env("SWITCHBOARD_LIMITS_KEY_MESSAGES_PER_SEC", "100000000")
+        .env("SWITCHBOARD_LIMITS_TENANT_MESSAGES_PER_SEC", "100000000")
+        .env(
+            "SWITCHBOARD_LIMITS_CONNECTION_BYTES_PER_SEC",
+            "1000000000000",
+        )
+        .env("SWITCHBOARD_LIMITS_KEY_BYTES_PER_SEC", "1000000000000")
+        .env("SWITCHBOARD_LIMITS_TENANT_BYTES_PER_SEC", "1000000000000")
         .env("SWITCHBOARD_LIMITS_HEARTBEAT_TIMEOUT_MS", "600000")
         .env("SWITCHBOARD_LIMITS_OUTBOUND_QUEUE", "4096")
         .env(

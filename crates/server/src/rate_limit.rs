@@ -119,34 +119,40 @@ impl RateLimits {
     /// tenant's (shared).
     pub fn meter(&self, tenant: &Arc<str>, key: &Arc<str>) -> Meter {
         let l = &self.limits;
+        let (key, tenant) = self.shared(tenant, key);
         Meter {
             connection: Buckets::new(l.connection_messages_per_sec, l.connection_bytes_per_sec),
-            key: self
-                .keys
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Buckets::new(l.key_messages_per_sec, l.key_bytes_per_sec))
-                })
-                .clone(),
-            tenant: self
-                .tenants
-                .entry(tenant.clone())
-                .or_insert_with(|| {
-                    Arc::new(Buckets::new(
-                        l.tenant_messages_per_sec,
-                        l.tenant_bytes_per_sec,
-                    ))
-                })
-                .clone(),
+            key,
+            tenant,
         }
     }
 
     /// A publish over HTTP: the key's and the tenant's buckets.
     pub fn http_publish(&self, tenant: &Arc<str>, key: &Arc<str>, bytes: usize) -> Result<()> {
-        let meter = self.meter(tenant, key);
+        let (key, tenant) = self.shared(tenant, key);
         let now = Instant::now();
-        meter.key.take(bytes, now, "key")?;
-        meter.tenant.take(bytes, now, "tenant")
+        key.take(bytes, now, "key")?;
+        tenant.take(bytes, now, "tenant")
+    }
+
+    fn shared(&self, tenant: &Arc<str>, key: &Arc<str>) -> (Arc<Buckets>, Arc<Buckets>) {
+        let l = &self.limits;
+        let key = self
+            .keys
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Buckets::new(l.key_messages_per_sec, l.key_bytes_per_sec)))
+            .clone();
+        let tenant = self
+            .tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                Arc::new(Buckets::new(
+                    l.tenant_messages_per_sec,
+                    l.tenant_bytes_per_sec,
+                ))
+            })
+            .clone();
+        (key, tenant)
     }
 
     /// Counts an authenticated connection against its tenant's cap; the guard gives it back.

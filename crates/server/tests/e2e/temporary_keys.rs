@@ -258,10 +258,11 @@ async fn expiry_warns_then_closes_unless_the_key_is_refreshed() {
         .await
         .unwrap();
 
-    // A refresh to a narrower key drops the channels it no longer allows.
+    // A refresh to a narrower key drops the channels it no longer allows; one that may only
+    // publish now cannot keep receiving either.
     let (narrow, _) = mint(
         &s,
-        json!({"ttl_secs": 600, "capabilities": ["subscribe"], "channels": ["elsewhere"]}),
+        json!({"ttl_secs": 600, "capabilities": ["publish"], "channels": ["clock"]}),
     )
     .await;
     refreshed

@@ -283,8 +283,9 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
     let mut shutdown = app.shutdown.clone();
     let mut decoder = Decoder::new(limits.max_frame_bytes);
     let mut key_clock = KeyClock::new(session.key_expires_at());
-    let key_timer = tokio::time::sleep_until(key_clock.next_instant());
-    tokio::pin!(key_timer);
+    // Only temporary keys have a clock; the timer lives on the heap so that the many
+    // connections with original keys do not carry one.
+    let mut key_timer = key_clock.timer();
     loop {
         loop {
             let incoming = match decoder.decode(&mut buf) {
@@ -334,7 +335,7 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
             // A refreshed (or first) temporary key moves the expiry.
             if session.key_expires_at() != key_clock.expires_at {
                 key_clock = KeyClock::new(session.key_expires_at());
-                key_timer.as_mut().reset(key_clock.next_instant());
+                key_timer = key_clock.timer();
             }
         }
         if buf.is_empty() {
@@ -360,7 +361,10 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
                     Err(_) => return,
                 }
             }
-            _ = &mut key_timer, if key_clock.expires_at.is_some() => {
+            _ = std::future::poll_fn(|cx| match &mut key_timer {
+                Some(timer) => timer.as_mut().poll(cx),
+                None => Poll::Pending,
+            }) => {
                 if key_clock.warned {
                     conn.push(socket_error(
                         ErrorCode::KeyExpired,
@@ -378,7 +382,7 @@ async fn read_loop(session: &mut Session, rd: OwnedReadHalf, mut buf: BytesMut) 
                     switchboard_protocol::events::KEY_EXPIRING,
                     &expiring.to_string(),
                 ));
-                key_timer.as_mut().reset(key_clock.next_instant());
+                key_timer = key_clock.timer();
             }
             _ = &mut deadline => {
                 if session.authenticated() {
@@ -412,11 +416,9 @@ impl KeyClock {
         }
     }
 
-    /// When the timer should fire next (far away for original keys, whose arm is disabled).
-    fn next_instant(&self) -> tokio::time::Instant {
-        let Some(expires_at) = self.expires_at else {
-            return tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-        };
+    /// The timer for the next moment (none for original keys).
+    fn timer(&self) -> Option<Pin<Box<tokio::time::Sleep>>> {
+        let expires_at = self.expires_at?;
         let at = if self.warned {
             expires_at
         } else {
@@ -425,7 +427,9 @@ impl KeyClock {
         let wait = (at - crate::now_ms()).max(0) as u64;
         // The close comes a moment after the expiry, so a refresh racing it still wins.
         let slack = if self.warned { 1 } else { 0 };
-        tokio::time::Instant::now() + Duration::from_millis(wait + slack)
+        Some(Box::pin(tokio::time::sleep(Duration::from_millis(
+            wait + slack,
+        ))))
     }
 }
 

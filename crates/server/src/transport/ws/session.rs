@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 struct Joined {
     channel: Arc<Channel>,
     agent: Arc<str>,
+    /// Whether it receives messages (false: joined to publish only).
+    receives: bool,
 }
 
 pub(super) struct Session {
@@ -140,13 +142,13 @@ impl Session {
     }
 
     /// After a key refresh: leaves, with `kicked {code: "forbidden"}`, every channel the new
-    /// key may neither subscribe to nor publish in.
+    /// key does not allow as joined: receiving needs `subscribe`, publishing only `publish`.
     fn recheck_joined(&mut self) {
         let mut lost = Vec::new();
         for (topic, joined) in &self.joined {
-            let allowed = [Capability::Subscribe, Capability::Publish]
-                .into_iter()
-                .any(|op| self.allow(op, &joined.channel, &joined.agent, None).is_ok());
+            let may = |op| self.allow(op, &joined.channel, &joined.agent, None).is_ok();
+            let allowed =
+                may(Capability::Subscribe) || (!joined.receives && may(Capability::Publish));
             if !allowed {
                 lost.push(topic.clone());
             }
@@ -356,8 +358,8 @@ impl Session {
         validate_join(&params)?;
         let principal = self.principal.as_ref().expect("checked by dispatch");
         let request = |op| channel_request(op, name, params.scope, Some(&params.agent_name), None);
-        match principal.allow(request(Capability::Subscribe)) {
-            Ok(()) => {}
+        let receives = match principal.allow(request(Capability::Subscribe)) {
+            Ok(()) => true,
             // A key that may only publish joins to publish, and receives nothing.
             Err(e) if e.code == ErrorCode::Forbidden => {
                 principal.allow(request(Capability::Publish)).map_err(|_| {
@@ -369,9 +371,10 @@ impl Session {
                 })?;
                 params.event_types = Some(Vec::new());
                 params.presence = false;
+                false
             }
             Err(e) => return Err(e),
-        }
+        };
         let tenant = principal.tenant_id.clone();
         let options = CreateOptions {
             password: params.password.clone(),
@@ -408,6 +411,7 @@ impl Session {
             Joined {
                 channel: channel.clone(),
                 agent: agent.clone(),
+                receives,
             },
         );
         if let crate::channel::JoinOutcome::CatchUp { from, to, filter } = outcome {
