@@ -535,7 +535,7 @@ async fn durable_curve(
         let before = fsync_batches(target).await.unwrap_or_default();
         let start = payload::now_ns() + 20_000_000;
         let end = start + duration.as_nanos() as u64;
-        let published = publish_open_loop(
+        let published = match publish_open_loop(
             target,
             &channel,
             rate,
@@ -545,7 +545,17 @@ async fn durable_curve(
             (start, end),
             true,
         )
-        .await?;
+        .await
+        {
+            Ok(published) => published,
+            // Overload may end the connection (a publisher that cannot read its acks fast
+            // enough is a slow consumer): the step failed, the curve ends here.
+            Err(e) => {
+                eprintln!("s5 {:>14} offered {rate:>8.0}/s failed: {e:#}", target.name);
+                steps.push((rate, 0.0, 0));
+                break;
+            }
+        };
         let after = fsync_batches(target).await.unwrap_or_default();
         let acked_per_s = published.acks as f64 / duration.as_secs_f64();
         let p = Percentiles::of(&published.ack_latency);

@@ -135,6 +135,10 @@ pub fn start_switchboard(bins: &Binaries, fsync: bool) -> anyhow::Result<Running
         .env("SWITCHBOARD_LIMITS_TENANT_BYTES_PER_SEC", "1000000000000")
         .env("SWITCHBOARD_LIMITS_HEARTBEAT_TIMEOUT_MS", "600000")
         .env("SWITCHBOARD_LIMITS_OUTBOUND_QUEUE", "4096")
+        // S5 keeps up to rate x ack latency publishes in flight on one connection (80,000/s x
+        // 14 ms is past the default 1,024); a deployment publishing that fast raises it too,
+        // below the outbound queue, which one group commit's acks must fit in.
+        .env("SWITCHBOARD_LIMITS_MAX_INFLIGHT_PUBLISHES", "3072")
         .env(
             "SWITCHBOARD_STORAGE_DURABILITY",
             if fsync { "fsync" } else { "none" },
