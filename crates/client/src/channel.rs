@@ -23,6 +23,8 @@ pub enum ChannelEvent {
     PresenceState(PresenceState),
     /// Agents that joined or left since the last state or diff.
     PresenceDiff(PresenceDiff),
+    /// A WebRTC signal from another agent (joined with `enable_webrtc_relay`).
+    Signal(switchboard_protocol::SignalEvent),
     /// Messages between the requested resume point and `first_available` are gone.
     Gap(Gap),
     /// The agent was removed from the channel (or its rejoin was refused); the stream ends next.
@@ -107,6 +109,16 @@ impl Channel {
         self.sender.presence().await
     }
 
+    /// Relays a WebRTC signal to `to` (both agents joined with `enable_webrtc_relay`).
+    pub async fn signal(
+        &self,
+        to: &str,
+        kind: switchboard_protocol::SignalKind,
+        data: &serde_json::Value,
+    ) -> Result<()> {
+        self.sender.signal(to, kind, data).await
+    }
+
     /// Leaves the channel; the event stream ends.
     pub async fn leave(mut self) -> Result<()> {
         self.left = true;
@@ -168,6 +180,20 @@ impl ChannelSender {
     /// The agents present now.
     pub async fn presence(&self) -> Result<PresenceState> {
         self.request(events::PRESENCE, Payload::empty(), true).await
+    }
+
+    /// Relays a WebRTC signal to `to`; not re-sent after a reconnect (signals are live only).
+    pub async fn signal(
+        &self,
+        to: &str,
+        kind: switchboard_protocol::SignalKind,
+        data: &serde_json::Value,
+    ) -> Result<()> {
+        let payload = serde_json::json!({ "to": to, "kind": kind, "data": data });
+        let _: serde_json::Value = self
+            .request(events::SIGNAL, Payload::json(&payload), false)
+            .await?;
+        Ok(())
     }
 
     async fn request<T: DeserializeOwned>(

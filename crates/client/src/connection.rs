@@ -704,6 +704,12 @@ impl Connection {
                 }
                 Err(e) => warn!(error = %e, "ignoring an unreadable presence_diff"),
             },
+            events::SIGNAL => match frame.payload.parse::<switchboard_protocol::SignalEvent>() {
+                Ok(signal) => {
+                    let _ = state.events.send(ChannelEvent::Signal(signal));
+                }
+                Err(e) => warn!(error = %e, "ignoring an unreadable signal"),
+            },
             events::KICKED => {
                 let reply = frame.payload.parse::<ErrorReply>().unwrap_or_else(|e| {
                     ErrorReply::new(ErrorCode::Internal, format!("unreadable kick: {e}"))

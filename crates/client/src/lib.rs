@@ -61,5 +61,5 @@ pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::{
     ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply,
     Message, PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope,
-    history::Direction,
+    SignalEvent, SignalKind, history::Direction,
 };

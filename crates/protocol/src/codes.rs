@@ -86,6 +86,8 @@ error_codes! {
     ChannelDeleted = "channel_deleted",
     /// A direct ephemeral message names an agent that is not present.
     AgentNotPresent = "agent_not_present",
+    /// The WebRTC signaling relay is off for this agent or its target (`enable_webrtc_relay`).
+    RelayDisabled = "relay_disabled",
     /// The channel keeps no history (ephemeral-only storage policy).
     NoHistory = "no_history",
     /// The connection's outbound queue overflowed; reconnect and resume by offset.

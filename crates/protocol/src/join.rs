@@ -62,6 +62,9 @@ pub struct JoinParams {
     /// The session id of an earlier join of this agent: takes its name over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Take part in the WebRTC signaling relay: send and receive `signal` pushes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_webrtc_relay: bool,
 }
 
 impl JoinParams {
@@ -71,6 +74,7 @@ impl JoinParams {
             agent_name: agent_name.into(),
             password: None,
             scope: Scope::Private,
+            enable_webrtc_relay: false,
             since: None,
             epoch: None,
             event_types: None,

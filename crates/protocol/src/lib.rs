@@ -14,6 +14,7 @@ pub mod keys;
 pub mod limits;
 pub mod message;
 pub mod presence;
+pub mod signal;
 pub mod usage;
 pub mod websocket;
 
@@ -28,6 +29,7 @@ pub use keys::{
 };
 pub use message::{Message, Publish, PublishAck};
 pub use presence::{PresenceDiff, PresenceEntry, PresenceMeta, PresenceState};
+pub use signal::{Signal, SignalEvent, SignalKind};
 pub use usage::{StorageUsage, UsageCounts, UsageEntry, UsagePeriod, UsageReport};
 
 /// Topic of the socket-level control channel (heartbeats, late authentication).
@@ -55,6 +57,8 @@ pub mod events {
     pub const PUBLISH: &str = "publish";
     /// Switchboard: read the channel's history.
     pub const HISTORY: &str = "history";
+    /// Switchboard: a WebRTC signal for one agent (client → server → that agent).
+    pub const SIGNAL: &str = "signal";
     /// Switchboard: list the agents present.
     pub const PRESENCE: &str = "presence";
     /// Switchboard: a message delivered to the agent.

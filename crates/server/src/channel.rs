@@ -163,6 +163,8 @@ struct Subscriber {
     presence: PresenceMeta,
     /// Whether it receives presence events.
     wants_presence: bool,
+    /// Whether it takes part in the WebRTC signaling relay.
+    relay: bool,
     /// While a joining agent replays history from disk, live frames wait here.
     catching_up: Option<Vec<WsFrame>>,
 }
@@ -480,6 +482,7 @@ impl Channel {
             },
             presence: presence.clone(),
             wants_presence: params.presence,
+            relay: params.enable_webrtc_relay,
             catching_up: None,
         };
 
@@ -559,6 +562,48 @@ impl Channel {
         }
         self.queue_diff(s, None, Some(sub.presence.clone()));
         Some(sub)
+    }
+
+    /// Relays a WebRTC signal from the agent on `from_conn` to the agent named in it. Never
+    /// stored; both ends must have joined with `enable_webrtc_relay`.
+    pub fn signal(&self, from_conn: u64, signal: switchboard_protocol::Signal) -> Result<()> {
+        let s = self.state.lock();
+        let sender = s
+            .subscribers
+            .get(&from_conn)
+            .ok_or_else(|| err!(NotJoined, "join {} before signaling", self.topic))?;
+        if !sender.relay {
+            return Err(err!(
+                RelayDisabled,
+                "join with enable_webrtc_relay: true to send signals"
+            ));
+        }
+        let to = signal.to.as_str();
+        let target = s
+            .agents
+            .get(to)
+            .and_then(|id| s.subscribers.get(id))
+            .ok_or_else(|| err!(AgentNotPresent, "{to:?} is not in {}", self.topic))?;
+        if !target.relay {
+            return Err(err!(
+                RelayDisabled,
+                "{to:?} did not join with enable_webrtc_relay"
+            ));
+        }
+        let event = switchboard_protocol::SignalEvent {
+            from: sender.agent.to_string(),
+            kind: signal.kind,
+            data: signal.data,
+        };
+        let body = serde_json::to_string(&event).expect("signals serialize");
+        target.conn.push(text_frame(
+            target.join_ref.as_deref(),
+            None,
+            &self.topic,
+            events::SIGNAL,
+            &body,
+        ));
+        Ok(())
     }
 
     /// Removes `conn` from the channel with a `kicked {code, message}` and `phx_close`.

@@ -77,6 +77,7 @@ var Switchboard = (() => {
     "channel_exists",
     "channel_deleted",
     "agent_not_present",
+    "relay_disabled",
     "no_history",
     "slow_consumer",
     "heartbeat_timeout",

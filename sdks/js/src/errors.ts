@@ -34,6 +34,7 @@ export const ErrorCodes = [
   "channel_exists",
   "channel_deleted",
   "agent_not_present",
+  "relay_disabled",
   "no_history",
   "slow_consumer",
   "heartbeat_timeout",

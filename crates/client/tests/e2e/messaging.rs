@@ -259,3 +259,37 @@ async fn leave_close_and_kicks_end_the_stream() {
     let err = other_room.presence().await.unwrap_err();
     assert!(matches!(err, Error::Closed), "{err}");
 }
+
+#[tokio::test]
+async fn webrtc_signals_go_to_the_named_agent() {
+    use switchboard_client::SignalKind;
+    let s = TestServer::start().await;
+    let (alice, bob) = (s.client().await, s.client().await);
+    let relay = |name: &str| {
+        let mut params = JoinParams::new(name);
+        params.enable_webrtc_relay = true;
+        params
+    };
+    let a = alice.join("call", relay("alice")).await.unwrap();
+    let mut b = bob.join("call", relay("bob")).await.unwrap();
+    a.signal("bob", SignalKind::Offer, &json!({"sdp": "v=0"}))
+        .await
+        .unwrap();
+    let signal = loop {
+        match tokio::time::timeout(WAIT, b.recv()).await.unwrap() {
+            Some(ChannelEvent::Signal(signal)) => break signal,
+            Some(_) => continue,
+            None => panic!("the channel ended"),
+        }
+    };
+    assert_eq!(
+        (signal.from.as_str(), signal.kind),
+        ("alice", SignalKind::Offer)
+    );
+    assert_eq!(signal.data.get(), r#"{"sdp":"v=0"}"#);
+    let err = a
+        .signal("carol", SignalKind::Ice, &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AgentNotPresent));
+}

@@ -9,6 +9,7 @@ mod limits;
 mod messaging;
 mod presence;
 mod security;
+mod signaling;
 mod temporary_keys;
 mod usage;
 mod websocket;

@@ -39,6 +39,7 @@ class ErrorCode(str, enum.Enum):
     CHANNEL_EXISTS = "channel_exists"
     CHANNEL_DELETED = "channel_deleted"
     AGENT_NOT_PRESENT = "agent_not_present"
+    RELAY_DISABLED = "relay_disabled"
     NO_HISTORY = "no_history"
     SLOW_CONSUMER = "slow_consumer"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
@@ -185,6 +186,7 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.CHANNEL_EXISTS: ConflictError,
     ErrorCode.TENANT_EXISTS: ConflictError,
     ErrorCode.NO_HISTORY: ConflictError,
+    ErrorCode.RELAY_DISABLED: PermissionDeniedError,
     ErrorCode.INVALID_AGENT_NAME: InvalidRequestError,
     ErrorCode.INVALID_CHANNEL_NAME: InvalidRequestError,
     ErrorCode.INVALID_TOPIC: InvalidRequestError,

@@ -271,6 +271,25 @@ impl Session {
                 };
                 self.reply(&frame, result).await;
             }
+            events::SIGNAL => {
+                let result = self.member(&frame.topic).and_then(|(channel, agent)| {
+                    self.allow(Capability::Signal, &channel, &agent, None)?;
+                    let signal: switchboard_protocol::Signal = frame
+                        .payload
+                        .parse()
+                        .map_err(|e| err!(InvalidPayload, "signal payload: {e}"))?;
+                    if signal.data.get().len() > switchboard_protocol::signal::MAX_SIGNAL_BYTES {
+                        return Err(err!(
+                            MessageTooLarge,
+                            "signal data is at most {} bytes",
+                            switchboard_protocol::signal::MAX_SIGNAL_BYTES
+                        ));
+                    }
+                    channel.signal(self.conn.id, signal)
+                });
+                self.reply(&frame, result.map(|()| serde_json::json!({})))
+                    .await;
+            }
             events::PRESENCE => {
                 let result = self.member(&frame.topic).and_then(|(channel, agent)| {
                     self.allow(Capability::Presence, &channel, &agent, None)?;
