@@ -382,6 +382,7 @@ var Switchboard = (() => {
   var PHOENIX = "phoenix";
   var DEFAULT_TIMEOUT_MS = 1e4;
   var DEFAULT_HEARTBEAT_MS = 25e3;
+  var SIGNAL_KINDS = ["offer", "answer", "ice", "bye"];
   var AgentConnection = class extends EventTarget {
     constructor() {
       super(...arguments);
@@ -476,6 +477,10 @@ var Switchboard = (() => {
     /** Calls `handler` whenever presence changes. */
     onPresence(handler) {
       return this.on("presence", handler);
+    }
+    /** Calls `handler` for every WebRTC signal sent to this agent (needs `enableWebrtcRelay`). */
+    onSignal(handler) {
+      return this.on("signal", handler);
     }
     /**
      * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
@@ -600,6 +605,23 @@ var Switchboard = (() => {
       }
       query.direction = "backward";
       return (await this.history(query)).messages.reverse();
+    }
+    /**
+     * Relays a WebRTC signal (`offer`, `answer`, `ice` or `bye`, with any JSON `data` up to 64 KiB)
+     * to one agent of the channel; resolves once the server relayed it. Both agents must have
+     * joined with `enableWebrtcRelay` (else `relay_disabled`); an absent agent is
+     * `agent_not_present`. Signals are live only: one in flight when the connection drops fails with
+     * `disconnected` and is not re-sent (one made while reconnecting is sent after the rejoin).
+     * `WebRtcHelper` builds calls on it.
+     */
+    async signal(signal) {
+      if (typeof signal !== "object" || signal === null || typeof signal.to !== "string" || signal.to.length === 0) {
+        throw new SwitchboardError("invalid_argument", "signal() needs `to`, the agent to signal");
+      }
+      if (!SIGNAL_KINDS.includes(signal.kind)) {
+        throw new SwitchboardError("invalid_argument", `signal kind is one of ${SIGNAL_KINDS.join(", ")}, not ${JSON.stringify(signal.kind)}`);
+      }
+      await this.request("signal", { to: signal.to, kind: signal.kind, data: signal.data ?? null }, false);
     }
     /** One page of history with every bound of the protocol's query (spec/protocol.md). */
     async history(query = {}) {
@@ -758,6 +780,7 @@ var Switchboard = (() => {
         if (resume.epoch !== void 0) params.epoch = resume.epoch;
       }
       if (this.sessionId !== void 0) params.session_id = this.sessionId;
+      if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
       this.pending.set(ref, { kind: "join" });
       this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
     }
@@ -814,6 +837,9 @@ var Switchboard = (() => {
         case "presence_diff":
           this.handlePresence(this.presenceTracker.syncDiff(frame.payload));
           break;
+        case "signal":
+          this.onSignalFrame(frame.payload);
+          break;
         case "kicked":
           this.kicked = isErrorReply(frame.payload) ? frame.payload : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
           break;
@@ -842,6 +868,14 @@ var Switchboard = (() => {
       if (!this.tracker.accept(message.offset)) return;
       this.emit("message", message);
       for (const listener of this.listeners) listener.push(message);
+    }
+    onSignalFrame(payload) {
+      const signal = payload;
+      if (typeof signal?.from !== "string" || !SIGNAL_KINDS.includes(signal.kind)) {
+        this.emitError(new SwitchboardError("malformed_frame", `unreadable signal: ${JSON.stringify(payload)}`));
+        return;
+      }
+      this.emit("signal", { from: signal.from, kind: signal.kind, data: signal.data ?? null });
     }
     handlePresence(change) {
       this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });
@@ -1108,9 +1142,6 @@ var Switchboard = (() => {
         "unsupported",
         "useWebsocket: false is not available: the server has no long-polling transport yet; the HTTP API (/v1/channels/…) serves backends that cannot hold a socket"
       );
-    }
-    if (options.enableWebrtcRelay) {
-      throw new SwitchboardError("unsupported", "enableWebrtcRelay is not available yet: the server has no WebRTC signaling relay");
     }
     if (options.channelId !== void 0) {
       throw new SwitchboardError("unsupported", "channelId is not available: channels are addressed by channelName");

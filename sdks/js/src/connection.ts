@@ -48,12 +48,16 @@ import type {
   ReceiveOptions,
   SendOptions,
   SendResult,
+  Signal,
+  SignalKind,
+  SignalOptions,
   WebSocketConstructor,
 } from "./types.js";
 
 const PHOENIX = "phoenix";
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_HEARTBEAT_MS = 25_000;
+const SIGNAL_KINDS: readonly SignalKind[] = ["offer", "answer", "ice", "bye"];
 
 /** The events an `AgentConnection` dispatches; each is a `CustomEvent` whose `detail` is given. */
 export interface AgentConnectionEventMap {
@@ -70,6 +74,8 @@ export interface AgentConnectionEventMap {
   presence: CustomEvent<PresenceInfo>;
   /** A resume could not replay everything after the last offset (retention or a new epoch). */
   gap: CustomEvent<Gap>;
+  /** A WebRTC signal another agent sent to this one (needs `enableWebrtcRelay`). */
+  signal: CustomEvent<Signal>;
 }
 
 type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
@@ -220,6 +226,11 @@ export class AgentConnection extends EventTarget {
     return this.on("presence", handler);
   }
 
+  /** Calls `handler` for every WebRTC signal sent to this agent (needs `enableWebrtcRelay`). */
+  onSignal(handler: (signal: Signal) => void): () => void {
+    return this.on("signal", handler);
+  }
+
   /**
    * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
    * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
@@ -345,6 +356,24 @@ export class AgentConnection extends EventTarget {
     }
     query.direction = "backward";
     return (await this.history(query)).messages.reverse();
+  }
+
+  /**
+   * Relays a WebRTC signal (`offer`, `answer`, `ice` or `bye`, with any JSON `data` up to 64 KiB)
+   * to one agent of the channel; resolves once the server relayed it. Both agents must have
+   * joined with `enableWebrtcRelay` (else `relay_disabled`); an absent agent is
+   * `agent_not_present`. Signals are live only: one in flight when the connection drops fails with
+   * `disconnected` and is not re-sent (one made while reconnecting is sent after the rejoin).
+   * `WebRtcHelper` builds calls on it.
+   */
+  async signal(signal: SignalOptions): Promise<void> {
+    if (typeof signal !== "object" || signal === null || typeof signal.to !== "string" || signal.to.length === 0) {
+      throw new SwitchboardError("invalid_argument", "signal() needs `to`, the agent to signal");
+    }
+    if (!SIGNAL_KINDS.includes(signal.kind)) {
+      throw new SwitchboardError("invalid_argument", `signal kind is one of ${SIGNAL_KINDS.join(", ")}, not ${JSON.stringify(signal.kind)}`);
+    }
+    await this.request("signal", { to: signal.to, kind: signal.kind, data: signal.data ?? null }, false);
   }
 
   /** One page of history with every bound of the protocol's query (spec/protocol.md). */
@@ -557,6 +586,7 @@ export class AgentConnection extends EventTarget {
       if (resume.epoch !== undefined) params.epoch = resume.epoch;
     }
     if (this.sessionId !== undefined) params.session_id = this.sessionId;
+    if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
     this.pending.set(ref, { kind: "join" });
     this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
   }
@@ -619,6 +649,9 @@ export class AgentConnection extends EventTarget {
       case "presence_diff":
         this.handlePresence(this.presenceTracker.syncDiff(frame.payload as { joins?: PresenceState; leaves?: PresenceState }));
         break;
+      case "signal":
+        this.onSignalFrame(frame.payload);
+        break;
       case "kicked":
         this.kicked = isErrorReply(frame.payload)
           ? frame.payload
@@ -652,6 +685,15 @@ export class AgentConnection extends EventTarget {
     if (!this.tracker.accept(message.offset)) return;
     this.emit("message", message);
     for (const listener of this.listeners) listener.push(message);
+  }
+
+  private onSignalFrame(payload: unknown): void {
+    const signal = payload as Partial<Signal> | null;
+    if (typeof signal?.from !== "string" || !SIGNAL_KINDS.includes(signal.kind as SignalKind)) {
+      this.emitError(new SwitchboardError("malformed_frame", `unreadable signal: ${JSON.stringify(payload)}`));
+      return;
+    }
+    this.emit("signal", { from: signal.from, kind: signal.kind as SignalKind, data: signal.data ?? null });
   }
 
   private handlePresence(change: { joined: string[]; left: string[] }): void {
@@ -959,9 +1001,6 @@ async function resolveOptions(options: ConnectOptions): Promise<Resolved> {
       "unsupported",
       "useWebsocket: false is not available: the server has no long-polling transport yet; the HTTP API (/v1/channels/…) serves backends that cannot hold a socket",
     );
-  }
-  if (options.enableWebrtcRelay) {
-    throw new SwitchboardError("unsupported", "enableWebrtcRelay is not available yet: the server has no WebRTC signaling relay");
   }
   if (options.channelId !== undefined) {
     throw new SwitchboardError("unsupported", "channelId is not available: channels are addressed by channelName");

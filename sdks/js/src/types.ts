@@ -142,7 +142,7 @@ export interface ConnectOptions {
   WebSocket?: WebSocketConstructor;
   /** Not available yet: channels are addressed by `channelName`. Giving it is an error. */
   channelId?: string;
-  /** Not available yet: the WebRTC signaling relay is coming. Giving `true` is an error. */
+  /** Take part in the WebRTC signaling relay: send and receive `signal`s (default false). */
   enableWebrtcRelay?: boolean;
   /** Where history reads come from. The server has one store today, so only `"AUTO"` (the
    * default) is accepted; other tiers come with the storage tiers. */
@@ -245,4 +245,24 @@ export interface PresenceInfo {
   agents: PresenceAgent[];
   joined: string[];
   left: string[];
+}
+
+/** The kinds of WebRTC signal the relay carries. */
+export type SignalKind = "offer" | "answer" | "ice" | "bye";
+
+/** What `signal` relays to one agent. */
+export interface SignalOptions {
+  /** The agent to signal; it must be present and have joined with `enableWebrtcRelay`. */
+  to: string;
+  kind: SignalKind;
+  /** The SDP, candidate or anything else, as JSON (at most 64 KiB; default null). */
+  data?: Json;
+}
+
+/** A WebRTC signal another agent sent to this one. */
+export interface Signal {
+  /** The sending agent. */
+  from: string;
+  kind: SignalKind;
+  data: Json;
 }

@@ -273,7 +273,6 @@ test("client-side errors: unsupported options, calls before connect, unreachable
   const base = connectOptions({ channelName: unique("opts"), agentName: "a" });
   for (const [extra, pattern] of [
     [{ useWebsocket: false }, /long-polling/],
-    [{ enableWebrtcRelay: true }, /WebRTC/],
     [{ channelId: "c-1" }, /channelName/],
     [{ pollSource: "DATABASE" }, /pollSource/],
   ]) {
@@ -415,4 +414,64 @@ test("a temporary key outside its grant gets forbidden", async (t) => {
   t.after(() => elsewhere.disconnect());
   const refused = await rejection(elsewhere.connect(connectOptions({ channelName: unique("other"), agentName: "x", apiKey: key })));
   assert.equal(refused.code, "forbidden");
+});
+
+test("signal() relays a WebRTC signal to one agent: signal events and onSignal, nobody else, nothing stored", async (t) => {
+  const channelName = unique("call");
+  const alice = await agent(t, { channelName, agentName: "alice", enableWebrtcRelay: true });
+  const bob = await agent(t, { channelName, agentName: "bob", enableWebrtcRelay: true });
+  const carol = await agent(t, { channelName, agentName: "carol", enableWebrtcRelay: true });
+  const carolGot = [];
+  carol.onSignal((s) => carolGot.push(s));
+  const viaHandler = [];
+  const off = bob.onSignal((s) => viaHandler.push(s));
+  const viaEvent = nextEvent(bob, "signal", (s) => s.kind === "offer", "bob's signal event");
+
+  const offer = { type: "offer", sdp: "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n", nested: [1, null, true] };
+  assert.equal(await alice.signal({ to: "bob", kind: "offer", data: offer }), undefined);
+  assert.deepEqual(await viaEvent, { from: "alice", kind: "offer", data: offer });
+  assert.deepEqual(viaHandler, [{ from: "alice", kind: "offer", data: offer }]);
+  off();
+
+  const answer = nextEvent(alice, "signal", (s) => s.kind === "answer", "alice's answer");
+  await bob.signal({ to: "alice", kind: "answer", data: { sdp: "answer" } });
+  assert.deepEqual(await answer, { from: "bob", kind: "answer", data: { sdp: "answer" } });
+  // `data` defaults to null; bye and ice are kinds too.
+  const bye = nextEvent(bob, "signal", (s) => s.kind === "bye", "bob's bye");
+  await alice.signal({ to: "bob", kind: "ice", data: { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host" } });
+  await alice.signal({ to: "bob", kind: "bye" });
+  assert.deepEqual(await bye, { from: "alice", kind: "bye", data: null });
+  assert.equal(viaHandler.length, 1, "an unregistered handler gets nothing more");
+
+  // Round trip through carol so her socket has seen everything sent before: she got nothing.
+  const ping = nextEvent(carol, "signal", (s) => s.kind === "ice", "carol's own signal");
+  await bob.signal({ to: "carol", kind: "ice", data: "ping" });
+  await ping;
+  assert.deepEqual(carolGot, [{ from: "bob", kind: "ice", data: "ping" }]);
+  assert.deepEqual(await alice.receive(), [], "signals are never stored");
+});
+
+test("signal() errors: relay_disabled, agent_not_present, message_too_large, invalid_argument", async (t) => {
+  const channelName = unique("call");
+  const on = await agent(t, { channelName, agentName: "on", enableWebrtcRelay: true });
+  const off = await agent(t, { channelName, agentName: "off" });
+
+  const toOff = await rejection(on.signal({ to: "off", kind: "offer", data: {} }));
+  assert.ok(toOff instanceof SwitchboardError);
+  assert.equal(toOff.code, "relay_disabled");
+  assert.equal(toOff.fromServer, true);
+  assert.equal((await rejection(off.signal({ to: "on", kind: "offer", data: {} }))).code, "relay_disabled");
+  assert.equal((await rejection(on.signal({ to: "nobody", kind: "offer", data: {} }))).code, "agent_not_present");
+  assert.equal((await rejection(on.signal({ to: "off", kind: "ice", data: "x".repeat(65 * 1024) }))).code, "message_too_large");
+
+  for (const bad of [{ to: "", kind: "offer" }, { to: "off", kind: "hello" }, { kind: "offer" }]) {
+    const e = await rejection(on.signal(bad));
+    assert.equal(e.code, "invalid_argument", JSON.stringify(bad));
+    assert.equal(e.fromServer, false);
+  }
+  // The connection is still usable.
+  const got = nextEvent(on, "signal", () => true, "the signal after the errors");
+  const other = await agent(t, { channelName, agentName: "other", enableWebrtcRelay: true });
+  await other.signal({ to: "on", kind: "offer", data: 1 });
+  assert.deepEqual(await got, { from: "other", kind: "offer", data: 1 });
 });

@@ -263,3 +263,38 @@ test("keyRefreshIntervalMs re-authenticates the live socket with fresh keys", as
   const keys = server.frames.filter((f) => f.event === "auth").map((f) => f.payload.api_key);
   assert.deepEqual(keys.slice(0, 3), [KEY, "key-1", "key-2"]);
 });
+
+test("a signal in flight when the socket drops fails with `disconnected` and is not re-sent; the rejoin keeps the relay", async (t) => {
+  const server = await scripted(t, (conn, f) => {
+    if (f.event === "phx_join") {
+      conn.reply(f, "ok", joinReply(0));
+      return true;
+    }
+    if (f.event === "signal" && conn.index === 0) {
+      conn.terminate();
+      return true;
+    }
+    if (f.event === "signal") {
+      conn.reply(f, "ok", {});
+      conn.send([f.joinRef, null, "channel:room", "signal", { from: "bob", kind: "answer", data: { sdp: "a" } }]);
+      return true;
+    }
+    return false;
+  });
+  const alice = new AgentConnection();
+  t.after(() => alice.disconnect());
+  await alice.connect(connectOptions(server.url, { enableWebrtcRelay: true }));
+  const dropped = await alice.signal({ to: "bob", kind: "offer", data: { sdp: "o" } }).catch((e) => e);
+  assert.ok(dropped instanceof SwitchboardError);
+  assert.equal(dropped.code, "disconnected");
+
+  await nextEvent(alice, "connect", (c) => c.reconnected, "the rejoin");
+  const answer = nextEvent(alice, "signal", () => true, "bob's answer");
+  await withTimeout(alice.signal({ to: "bob", kind: "offer", data: { sdp: "o2" } }), "the second signal");
+  assert.deepEqual(await answer, { from: "bob", kind: "answer", data: { sdp: "a" } });
+
+  const signals = server.frames.filter((f) => f.event === "signal");
+  assert.deepEqual(signals.map((f) => [f.conn, f.payload.data.sdp]), [[0, "o"], [1, "o2"]], "the dropped signal was not re-sent");
+  const joins = server.frames.filter((f) => f.event === "phx_join");
+  assert.deepEqual(joins.map((f) => f.payload.enable_webrtc_relay), [true, true]);
+});

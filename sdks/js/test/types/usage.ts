@@ -29,6 +29,14 @@ export async function usage(agent: AgentConnection): Promise<void> {
       void code;
     }
   }
+  await agent.signal({ to: "bob", kind: "offer", data: { sdp: "v=0" } });
+  agent.onSignal(({ from, kind, data }) => void [from, kind, data]);
+  agent.addEventListener("signal", (event) => {
+    const kind: "offer" | "answer" | "ice" | "bye" = event.detail.kind;
+    void kind;
+  });
+  // @ts-expect-error: signal kinds are offer, answer, ice and bye
+  await agent.signal({ to: "bob", kind: "hello" });
   // @ts-expect-error: `type` is required
   await agent.send({ data: 1 });
   // @ts-expect-error: scopes are private or public
