@@ -25,10 +25,12 @@ var Switchboard = (() => {
   var browser_exports = {};
   __export(browser_exports, {
     AgentConnection: () => AgentConnection,
+    Call: () => Call,
     ClientErrorCodes: () => ClientErrorCodes,
     CloseCodes: () => CloseCodes,
     ErrorCodes: () => ErrorCodes,
     SwitchboardError: () => SwitchboardError,
+    WebRtcHelper: () => WebRtcHelper,
     backoffBound: () => backoffBound,
     backoffDelay: () => backoffDelay,
     decodeEnvelope: () => decodeEnvelope,
@@ -100,7 +102,9 @@ var Switchboard = (() => {
     /** The option or operation needs a server capability that does not exist yet. */
     "unsupported",
     /** The call's arguments are wrong (checked before anything is sent). */
-    "invalid_argument"
+    "invalid_argument",
+    /** A WebRTC call ended (hung up, declined, failed, the peer left) before it connected. */
+    "call_ended"
   ];
   var SwitchboardError = class _SwitchboardError extends Error {
     constructor(code, message, options = {}) {
@@ -1246,6 +1250,261 @@ var Switchboard = (() => {
   function messageOf(error) {
     const prefix = `${error.code}: `;
     return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  }
+
+  // src/webrtc.ts
+  var Call = class extends EventTarget {
+    /** @internal Made by `WebRtcHelper`. */
+    constructor(init) {
+      super();
+      /** The other agent. */
+      __publicField(this, "peer");
+      /** The call's id (in every signal). */
+      __publicField(this, "id");
+      /** Whether we placed the call or received it. */
+      __publicField(this, "direction");
+      /** The underlying connection, for anything this class does not wrap. */
+      __publicField(this, "peerConnection");
+      /** Data channels by label: ours from the start, the other side's as they arrive. */
+      __publicField(this, "dataChannels", /* @__PURE__ */ new Map());
+      /** The other side's streams. */
+      __publicField(this, "remoteStreams", []);
+      /** `ringing` (incoming, not answered yet), `connecting`, `connected`, or `ended`. */
+      __publicField(this, "state");
+      /** How it ended, once it has. */
+      __publicField(this, "end");
+      /** Resolves when the peer connection is up; rejects with `call_ended` if it ends first. */
+      __publicField(this, "connected");
+      __publicField(this, "send");
+      __publicField(this, "onEnd");
+      /** Incoming signals, handled one at a time so candidates wait for the description. */
+      __publicField(this, "work", Promise.resolve());
+      /** Our candidates found before our description was sent. */
+      __publicField(this, "localCandidates", []);
+      __publicField(this, "settle");
+      this.peer = init.peer;
+      this.id = init.id;
+      this.direction = init.direction;
+      this.peerConnection = init.peerConnection;
+      this.send = init.send;
+      this.onEnd = init.onEnd;
+      this.state = init.direction === "incoming" ? "ringing" : "connecting";
+      this.connected = new Promise((resolve, reject) => {
+        this.settle = { resolve, reject };
+      });
+      this.connected.catch(() => void 0);
+      const pc = this.peerConnection;
+      pc.onicecandidate = ({ candidate }) => {
+        if (!candidate) return;
+        if (this.localCandidates) this.localCandidates.push(candidate.toJSON());
+        else this.sendCandidate(candidate.toJSON());
+      };
+      pc.ondatachannel = ({ channel }) => {
+        this.dataChannels.set(channel.label, channel);
+        this.emit("datachannel", channel);
+      };
+      pc.ontrack = ({ track, streams }) => {
+        for (const stream of streams.length > 0 ? streams : [new MediaStream([track])]) {
+          if (this.remoteStreams.includes(stream)) continue;
+          this.remoteStreams.push(stream);
+          this.emit("stream", stream);
+        }
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === "connected" && this.state !== "ended" && this.state !== "connected") {
+          this.state = "connected";
+          this.settle.resolve();
+          this.emit("connected", null);
+        } else if (pc.connectionState === "failed") {
+          this.finish({ reason: "failed", remote: true });
+        }
+      };
+    }
+    /** The first data channel, if any: the usual single one. */
+    get dataChannel() {
+      return this.dataChannels.values().next().value;
+    }
+    /** Answers an incoming call, sending `media` too; resolves once the answer is relayed. */
+    async answer(options = {}) {
+      if (this.state !== "ringing") {
+        throw new SwitchboardError("invalid_argument", `only a ringing incoming call can be answered; this one is ${this.state}`);
+      }
+      this.state = "connecting";
+      await this.work;
+      addMedia(this.peerConnection, options.media);
+      const answer = await this.peerConnection.createAnswer();
+      await this.peerConnection.setLocalDescription(answer);
+      await this.sendDescription("answer");
+    }
+    /** Ends the call (declines it while ringing) and tells the other side with `bye`. */
+    async hangUp(reason) {
+      if (this.state === "ended") return;
+      const why = reason ?? (this.state === "ringing" ? "declined" : "hang_up");
+      this.finish({ reason: why, remote: false });
+      await this.send("bye", { call: this.id, reason: why }).catch(() => void 0);
+    }
+    /** Calls `handler` for each data channel the other side opens. */
+    onDataChannel(handler) {
+      return this.on("datachannel", handler);
+    }
+    /** Calls `handler` for each new remote stream. */
+    onRemoteStream(handler) {
+      return this.on("stream", handler);
+    }
+    /** Calls `handler` when the call ends. */
+    onEnded(handler) {
+      return this.on("ended", handler);
+    }
+    /** @internal Sets our offer and relays it. */
+    async start(options) {
+      const pc = this.peerConnection;
+      addMedia(pc, options.media);
+      if (options.dataChannel !== void 0) {
+        const label = options.dataChannel === true ? "data" : options.dataChannel;
+        this.dataChannels.set(label, pc.createDataChannel(label));
+      }
+      await pc.setLocalDescription(await pc.createOffer());
+      await this.sendDescription("offer");
+    }
+    /** @internal A signal of this call from the other side. */
+    receive(signal) {
+      const data = signal.data;
+      if (signal.kind === "bye") {
+        this.finish({ reason: typeof data.reason === "string" ? data.reason : "hang_up", remote: true });
+        return;
+      }
+      this.work = this.work.then(async () => {
+        if (this.state === "ended") return;
+        try {
+          if (signal.kind === "offer" || signal.kind === "answer") {
+            await this.peerConnection.setRemoteDescription(data.description);
+          } else if (signal.kind === "ice" && data.candidate) {
+            await this.peerConnection.addIceCandidate(data.candidate);
+          }
+        } catch (e) {
+          void this.send("bye", { call: this.id, reason: "failed" }).catch(() => void 0);
+          this.finish({ reason: `failed: ${e instanceof Error ? e.message : String(e)}`, remote: false });
+        }
+      });
+    }
+    /** @internal Ends the call without a signal (the other side is gone or said bye). */
+    finish(end) {
+      if (this.state === "ended") return;
+      this.state = "ended";
+      this.end = end;
+      this.peerConnection.close();
+      this.settle.reject(new SwitchboardError("call_ended", `the call with ${this.peer} ended: ${end.reason}`));
+      this.onEnd(this);
+      this.emit("ended", end);
+    }
+    async sendDescription(kind) {
+      const { type, sdp } = this.peerConnection.localDescription;
+      const description = { type, sdp };
+      await this.send(kind, { call: this.id, description });
+      const found = this.localCandidates ?? [];
+      this.localCandidates = void 0;
+      for (const candidate of found) this.sendCandidate(candidate);
+    }
+    sendCandidate(candidate) {
+      if (this.state === "ended") return;
+      this.send("ice", { call: this.id, candidate }).catch(() => void 0);
+    }
+    on(type, handler) {
+      const listener = (event) => handler(event.detail);
+      this.addEventListener(type, listener);
+      return () => this.removeEventListener(type, listener);
+    }
+    emit(type, detail) {
+      this.dispatchEvent(new CustomEvent(type, { detail }));
+    }
+  };
+  var WebRtcHelper = class extends EventTarget {
+    constructor(agent, options = {}) {
+      super();
+      __publicField(this, "agent");
+      __publicField(this, "options");
+      __publicField(this, "PeerConnection");
+      __publicField(this, "active", /* @__PURE__ */ new Map());
+      __publicField(this, "unsubscribe");
+      const PeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+      if (typeof PeerConnection !== "function") {
+        throw new SwitchboardError(
+          "unsupported",
+          "WebRtcHelper needs RTCPeerConnection: run it in a browser, or pass an implementation as the RTCPeerConnection option"
+        );
+      }
+      this.agent = agent;
+      this.options = options;
+      this.PeerConnection = PeerConnection;
+      this.unsubscribe = [agent.onSignal((s) => this.onSignal(s)), agent.onPresence((p) => this.onPresence(p))];
+    }
+    /** The calls not ended yet. */
+    get calls() {
+      return [...this.active.values()];
+    }
+    /**
+     * Calls `agentName`: resolves with the call once the offer is relayed (rejects with
+     * `relay_disabled`, `agent_not_present`… otherwise). `call.connected` resolves when it is up.
+     */
+    async call(agentName, options = {}) {
+      const call = this.newCall(agentName, randomId(), "outgoing");
+      try {
+        await call.start(options);
+      } catch (e) {
+        call.finish({ reason: "failed", remote: false });
+        throw e;
+      }
+      return call;
+    }
+    /** Calls `handler` for every incoming call (before it is answered, unless `autoAnswer`). */
+    onIncomingCall(handler) {
+      const listener = (event) => handler(event.detail);
+      this.addEventListener("incomingcall", listener);
+      return () => this.removeEventListener("incomingcall", listener);
+    }
+    /** Hangs up every call and stops listening to the connection's signals. */
+    async close() {
+      for (const off of this.unsubscribe.splice(0)) off();
+      await Promise.all(this.calls.map((call) => call.hangUp()));
+    }
+    newCall(peer, id, direction) {
+      const iceServers = this.options.iceServers ?? [];
+      const call = new Call({
+        peer,
+        id,
+        direction,
+        peerConnection: new this.PeerConnection({ iceServers }),
+        send: (kind, data) => this.agent.signal({ to: peer, kind, data }),
+        onEnd: (ended) => this.active.delete(ended.id)
+      });
+      this.active.set(id, call);
+      return call;
+    }
+    onSignal(signal) {
+      const data = signal.data;
+      if (typeof data?.call !== "string") return;
+      const existing = this.active.get(data.call);
+      if (existing) {
+        if (existing.peer === signal.from) existing.receive(signal);
+        return;
+      }
+      if (signal.kind !== "offer") return;
+      const call = this.newCall(signal.from, data.call, "incoming");
+      call.receive(signal);
+      this.dispatchEvent(new CustomEvent("incomingcall", { detail: call }));
+      const auto = this.options.autoAnswer;
+      if (auto && call.state === "ringing") {
+        call.answer(auto === true ? {} : auto).catch(() => call.finish({ reason: "failed", remote: false }));
+      }
+    }
+    onPresence({ left }) {
+      for (const call of this.calls) {
+        if (left.includes(call.peer)) call.finish({ reason: "peer_left", remote: true });
+      }
+    }
+  };
+  function addMedia(pc, media) {
+    for (const track of media?.getTracks() ?? []) pc.addTrack(track, media);
   }
   return __toCommonJS(browser_exports);
 })();

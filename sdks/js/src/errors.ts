@@ -63,6 +63,8 @@ export const ClientErrorCodes = [
   "unsupported",
   /** The call's arguments are wrong (checked before anything is sent). */
   "invalid_argument",
+  /** A WebRTC call ended (hung up, declined, failed, the peer left) before it connected. */
+  "call_ended",
 ] as const;
 
 /** A client-side error code. */

@@ -19,3 +19,12 @@ export {
 export { backoffBound, backoffDelay, type BackoffOptions } from "./backoff.js";
 export { encodeEnvelope, decodeEnvelope } from "./frame.js";
 export type * from "./types.js";
+export {
+  WebRtcHelper,
+  Call,
+  type WebRtcHelperOptions,
+  type CallOptions,
+  type AnswerOptions,
+  type CallEnd,
+  type CallEventMap,
+} from "./webrtc.js";

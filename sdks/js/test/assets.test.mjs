@@ -38,6 +38,9 @@ test("the examples are served under /examples/", async () => {
     ["/examples/chat/", "examples/chat/index.html"],
     ["/examples/chat/chat.js", "examples/chat/chat.js"],
     ["/examples/chat/chat.css", "examples/chat/chat.css"],
+    ["/examples/call/", "examples/call/index.html"],
+    ["/examples/call/call.js", "examples/call/call.js"],
+    ["/examples/call/call.css", "examples/call/call.css"],
   ]) {
     const res = await fetch(`${server.httpUrl}${path}`);
     assert.equal(res.status, 200, path);
@@ -53,4 +56,5 @@ test("the bundle defines window.Switchboard in a classic script", async () => {
   new Function("window", "globalThis", readFileSync(BUNDLE, "utf8") + "\nwindow.Switchboard = Switchboard;")(context, context);
   assert.equal(typeof context.Switchboard.AgentConnection, "function");
   assert.equal(typeof context.Switchboard.SwitchboardError, "function");
+  assert.equal(typeof context.Switchboard.WebRtcHelper, "function");
 });

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { decodeBinary, decodeText, encodeBinaryPush, encodeText, encodeEnvelope, decodeEnvelope } from "../dist/frame.js";
 import { OffsetTracker } from "../dist/tracker.js";
 import { PresenceTracker } from "../dist/presence.js";
-import { backoffBound, backoffDelay, socketUrl, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes } from "../dist/index.js";
+import { backoffBound, backoffDelay, socketUrl, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes, AgentConnection, WebRtcHelper } from "../dist/index.js";
 
 const bytes = (s) => new TextEncoder().encode(s);
 
@@ -161,4 +161,16 @@ test("errors carry stable codes; close-code ranges", () => {
   const closeCodes = [...codesRs.matchAll(/^\s+[A-Z]\w+ = (\d{4}),$/gm)].map((m) => Number(m[1]));
   assert.ok(closeCodes.includes(4503), "codes.rs close codes parsed");
   assert.deepEqual(Object.keys(CloseCodes).map(Number).sort(), closeCodes.sort());
+});
+
+test("WebRtcHelper fails clearly where there is no RTCPeerConnection (Node)", () => {
+  assert.equal(globalThis.RTCPeerConnection, undefined, "this test runs where RTCPeerConnection is absent");
+  assert.throws(
+    () => new WebRtcHelper(new AgentConnection()),
+    (e) => e instanceof SwitchboardError && e.code === "unsupported" && /RTCPeerConnection/.test(e.message) && !e.fromServer,
+  );
+  // An implementation given as an option is used instead of the global one.
+  class FakePeerConnection {}
+  const rtc = new WebRtcHelper(new AgentConnection(), { RTCPeerConnection: FakePeerConnection });
+  assert.deepEqual(rtc.calls, []);
 });

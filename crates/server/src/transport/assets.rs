@@ -45,10 +45,13 @@ const ASSETS: &[Asset] = &[
     asset!("/examples/chat/", "examples/chat/index.html", HTML),
     asset!("/examples/chat/chat.js", "examples/chat/chat.js", JS),
     asset!("/examples/chat/chat.css", "examples/chat/chat.css", CSS),
+    asset!("/examples/call/", "examples/call/index.html", HTML),
+    asset!("/examples/call/call.js", "examples/call/call.js", JS),
+    asset!("/examples/call/call.css", "examples/call/call.css", CSS),
 ];
 
 /// Directory paths without their trailing slash, redirected so relative links resolve.
-const DIRECTORIES: &[&str] = &["/examples", "/examples/chat"];
+const DIRECTORIES: &[&str] = &["/examples", "/examples/chat", "/examples/call"];
 
 /// 64-bit FNV-1a: enough to tell two builds' files apart, and cheap in a `const fn`.
 const fn fnv1a(bytes: &[u8]) -> u64 {
@@ -186,6 +189,9 @@ mod tests {
             ("/examples/chat/", HTML, "/sdk/switchboard.js"),
             ("/examples/chat/chat.js", JS, "AgentConnection"),
             ("/examples/chat/chat.css", CSS, "#presence"),
+            ("/examples/call/", HTML, "/sdk/switchboard.js"),
+            ("/examples/call/call.js", JS, "WebRtcHelper"),
+            ("/examples/call/call.css", CSS, ".videos"),
         ] {
             let response = fetch(&format!("GET {path} HTTP/1.1\r\n")).await;
             assert!(
@@ -202,6 +208,9 @@ mod tests {
         let redirect = fetch("GET /examples/chat HTTP/1.1\r\n").await;
         assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect:.200}");
         assert_eq!(header_of(&redirect, "location"), Some("/examples/chat/"));
+        let redirect = fetch("GET /examples/call HTTP/1.1\r\n").await;
+        assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect:.200}");
+        assert_eq!(header_of(&redirect, "location"), Some("/examples/call/"));
     }
 
     #[test]

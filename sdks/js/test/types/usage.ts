@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -37,6 +37,16 @@ export async function usage(agent: AgentConnection): Promise<void> {
   });
   // @ts-expect-error: signal kinds are offer, answer, ice and bye
   await agent.signal({ to: "bob", kind: "hello" });
+  const rtc = new WebRtcHelper(agent, { iceServers: [{ urls: "stun:stun.example.org" }], autoAnswer: true });
+  rtc.onIncomingCall((incoming: Call) => void incoming.answer());
+  const call = await rtc.call("bob", { dataChannel: "chat" });
+  call.onRemoteStream((stream: MediaStream) => void stream.id);
+  call.onEnded(({ reason, remote }) => void [reason, remote]);
+  await call.connected;
+  call.dataChannel?.send("hi");
+  await call.hangUp();
+  // @ts-expect-error: dataChannel is a label or true
+  await rtc.call("bob", { dataChannel: 1 });
   // @ts-expect-error: `type` is required
   await agent.send({ data: 1 });
   // @ts-expect-error: scopes are private or public
