@@ -475,3 +475,27 @@ test("signal() errors: relay_disabled, agent_not_present, message_too_large, inv
   await other.signal({ to: "on", kind: "offer", data: 1 });
   assert.deepEqual(await got, { from: "other", kind: "offer", data: 1 });
 });
+
+test("signal() with a temporary key needs the signal capability (forbidden without it)", async (t) => {
+  const channelName = unique("call");
+  const callee = await agent(t, { channelName, agentName: "callee", enableWebrtcRelay: true });
+  const without = await agent(t, {
+    channelName,
+    agentName: "without",
+    enableWebrtcRelay: true,
+    apiKey: await mintTemporaryKey({ ttl_secs: 60, capabilities: ["subscribe", "presence"] }),
+  });
+  const refused = await rejection(without.signal({ to: "callee", kind: "offer", data: {} }));
+  assert.equal(refused.code, "forbidden");
+  assert.equal(refused.fromServer, true);
+
+  const granted = await agent(t, {
+    channelName,
+    agentName: "with",
+    enableWebrtcRelay: true,
+    apiKey: await mintTemporaryKey({ ttl_secs: 60, capabilities: ["subscribe", "presence", "signal"] }),
+  });
+  const got = nextEvent(callee, "signal", () => true, "the granted key's signal");
+  await granted.signal({ to: "callee", kind: "offer", data: { sdp: "o" } });
+  assert.deepEqual(await got, { from: "with", kind: "offer", data: { sdp: "o" } });
+});
