@@ -88,6 +88,10 @@ error_codes! {
     AgentNotPresent = "agent_not_present",
     /// The WebRTC signaling relay is off for this agent or its target (`enable_webrtc_relay`).
     RelayDisabled = "relay_disabled",
+    /// A compare-and-set found the key at another version.
+    VersionConflict = "version_conflict",
+    /// The channel's storage holds `max_kv_keys_per_channel` keys already.
+    TooManyKeys = "too_many_keys",
     /// The channel keeps no history (ephemeral-only storage policy).
     NoHistory = "no_history",
     /// The connection's outbound queue overflowed; reconnect and resume by offset.

@@ -65,6 +65,9 @@ pub struct JoinParams {
     /// Take part in the WebRTC signaling relay: send and receive `signal` pushes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_webrtc_relay: bool,
+    /// Receive `kv_change` events when the channel's storage changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kv_events: bool,
 }
 
 impl JoinParams {
@@ -75,6 +78,7 @@ impl JoinParams {
             password: None,
             scope: Scope::Private,
             enable_webrtc_relay: false,
+            kv_events: false,
             since: None,
             epoch: None,
             event_types: None,

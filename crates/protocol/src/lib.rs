@@ -11,6 +11,7 @@ pub mod frame;
 pub mod history;
 pub mod join;
 pub mod keys;
+pub mod kv;
 pub mod limits;
 pub mod message;
 pub mod presence;
@@ -57,6 +58,16 @@ pub mod events {
     pub const PUBLISH: &str = "publish";
     /// Switchboard: read the channel's history.
     pub const HISTORY: &str = "history";
+    /// Switchboard: channel storage, write a key.
+    pub const KV_PUT: &str = "kv_put";
+    /// Switchboard: channel storage, read a key.
+    pub const KV_GET: &str = "kv_get";
+    /// Switchboard: channel storage, delete a key.
+    pub const KV_DELETE: &str = "kv_delete";
+    /// Switchboard: channel storage, list keys by prefix.
+    pub const KV_LIST: &str = "kv_list";
+    /// Switchboard: channel storage changed (server → agents that joined with `kv_events`).
+    pub const KV_CHANGE: &str = "kv_change";
     /// Switchboard: a WebRTC signal for one agent (client → server → that agent).
     pub const SIGNAL: &str = "signal";
     /// Switchboard: list the agents present.

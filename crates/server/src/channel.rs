@@ -165,6 +165,8 @@ struct Subscriber {
     wants_presence: bool,
     /// Whether it takes part in the WebRTC signaling relay.
     relay: bool,
+    /// Whether it receives `kv_change` events.
+    kv_events: bool,
     /// While a joining agent replays history from disk, live frames wait here.
     catching_up: Option<Vec<WsFrame>>,
 }
@@ -483,6 +485,7 @@ impl Channel {
             presence: presence.clone(),
             wants_presence: params.presence,
             relay: params.enable_webrtc_relay,
+            kv_events: params.kv_events,
             catching_up: None,
         };
 
@@ -562,6 +565,18 @@ impl Channel {
         }
         self.queue_diff(s, None, Some(sub.presence.clone()));
         Some(sub)
+    }
+
+    /// Tells the agents that joined with `kv_events` that the channel's storage changed.
+    pub fn kv_changed(&self, change: &switchboard_protocol::kv::KvChange) {
+        let body = serde_json::to_string(change).expect("changes serialize");
+        let frame = text_frame(None, None, &self.topic, events::KV_CHANGE, &body);
+        let s = self.state.lock();
+        for sub in s.subscribers.values() {
+            if sub.kv_events && sub.catching_up.is_none() {
+                sub.conn.push(frame.clone());
+            }
+        }
     }
 
     /// Relays a WebRTC signal from the agent on `from_conn` to the agent named in it. Never

@@ -85,6 +85,10 @@ pub struct Limits {
     pub max_unauthenticated_per_ip: usize,
     /// Wrong channel passwords per channel and IP address per minute (0: no limit).
     pub password_attempts_per_minute: u32,
+    /// Largest channel-storage value (its JSON text), in bytes.
+    pub max_kv_value_bytes: usize,
+    /// Most channel-storage keys per channel (0: no limit).
+    pub max_kv_keys_per_channel: usize,
 }
 
 /// `[storage]`

@@ -50,10 +50,12 @@ impl Error {
         match self.code {
             InvalidKey | KeyRevoked | KeyExpired | Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden | BadPassword => StatusCode::FORBIDDEN,
-            AgentNameTaken | ChannelExists | TenantExists | NoHistory => StatusCode::CONFLICT,
+            AgentNameTaken | ChannelExists | TenantExists | NoHistory | VersionConflict => {
+                StatusCode::CONFLICT
+            }
             ChannelNotFound | NotFound | AgentNotPresent => StatusCode::NOT_FOUND,
             FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited | TooManyChannels => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited | TooManyChannels | TooManyKeys => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TooManyConnections | ServerShutdown | StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod hub;
+pub mod kv;
 pub mod metrics;
 pub mod rate_limit;
 pub mod storage;
@@ -348,6 +349,14 @@ async fn retention_loop(app: Arc<App>) {
             }
         }
         app.rate_limits.prune();
+        let now = now_ms();
+        if let Err(e) = app
+            .store
+            .write(move |c| storage::sqlite_queries::kv_prune(c, now))
+            .await
+        {
+            tracing::warn!(error = %e, "pruning expired channel storage failed");
+        }
         if let Err(e) = app.keys.prune_expired().await {
             tracing::warn!(error = %e, "pruning expired temporary keys failed");
         }

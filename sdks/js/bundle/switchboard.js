@@ -80,6 +80,8 @@ var Switchboard = (() => {
     "channel_deleted",
     "agent_not_present",
     "relay_disabled",
+    "version_conflict",
+    "too_many_keys",
     "no_history",
     "slow_consumer",
     "heartbeat_timeout",

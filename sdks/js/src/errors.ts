@@ -35,6 +35,8 @@ export const ErrorCodes = [
   "channel_deleted",
   "agent_not_present",
   "relay_disabled",
+  "version_conflict",
+  "too_many_keys",
   "no_history",
   "slow_consumer",
   "heartbeat_timeout",

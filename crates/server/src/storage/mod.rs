@@ -9,17 +9,17 @@
 mod sqlite;
 
 pub use sqlite::{
-    AppendDone, ChannelRow, CommitObserver, KeyRow, SqliteStore, StoreStats, TemporaryRow,
-    TenantRow, UsageRow,
+    AppendDone, ChannelRow, CommitObserver, KeyRow, KvRefused, KvRow, SqliteStore, StoreStats,
+    TemporaryRow, TenantRow, UsageRow,
 };
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
     pub(crate) use super::sqlite::{
         add_usage, bounds, create_channel, delete_channel, get_channel, get_setting, history,
-        insert_key, insert_temporary, insert_tenant, load_keys, load_temporary, prune,
-        prune_temporary, put_setting, recent, recent_ids, revoke_key, revoke_tenant, storage_of,
-        usage_rows,
+        insert_key, insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put,
+        load_keys, load_temporary, prune, prune_temporary, put_setting, recent, recent_ids,
+        revoke_key, revoke_tenant, storage_of, usage_rows,
     };
 }
 

@@ -39,6 +39,16 @@ CREATE TABLE IF NOT EXISTS usage (
     peak_connections INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, period_start, key_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    channel_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (channel_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -715,6 +725,162 @@ pub(crate) fn storage_of(conn: &Connection, tenant: &str) -> rusqlite::Result<(u
     )
 }
 
+/// A stored channel-storage entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRow {
+    /// The key.
+    pub key: String,
+    /// The JSON value, as text.
+    pub value: String,
+    /// Its version.
+    pub version: u64,
+    /// Written at, ms.
+    pub updated_at: i64,
+    /// Written by.
+    pub updated_by: String,
+    /// Expires at, ms.
+    pub expires_at: Option<i64>,
+}
+
+/// Why a channel-storage write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvRefused {
+    /// The key is at another version (0: absent).
+    Conflict(u64),
+    /// The channel holds its maximum of keys.
+    Full,
+}
+
+fn kv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvRow> {
+    Ok(KvRow {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        version: r.get::<_, i64>(2)? as u64,
+        updated_at: r.get(3)?,
+        updated_by: r.get(4)?,
+        expires_at: r.get(5)?,
+    })
+}
+
+const KV_COLUMNS: &str = "key, value, version, updated_at, updated_by, expires_at";
+
+/// A live (unexpired) entry.
+pub(crate) fn kv_get(
+    conn: &Connection,
+    channel: i64,
+    key: &str,
+    now: i64,
+) -> rusqlite::Result<Option<KvRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KV_COLUMNS} FROM kv WHERE channel_id = ?1 AND key = ?2
+         AND (expires_at IS NULL OR expires_at > ?3)"
+    ))?
+    .query_row(params![channel, key, now], kv_row)
+    .optional()
+}
+
+/// Writes an entry, compare-and-set when `expected` is given; returns the new row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kv_put(
+    conn: &Connection,
+    channel: i64,
+    key: &str,
+    value: &str,
+    expected: Option<u64>,
+    expires_at: Option<i64>,
+    by: &str,
+    now: i64,
+    max_keys: usize,
+) -> rusqlite::Result<Result<KvRow, KvRefused>> {
+    let current = kv_get(conn, channel, key, now)?;
+    let version = current.as_ref().map_or(0, |c| c.version);
+    if expected.is_some_and(|e| e != version) {
+        return Ok(Err(KvRefused::Conflict(version)));
+    }
+    if current.is_none() && max_keys > 0 {
+        let held: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM kv WHERE channel_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            params![channel, now],
+            |r| r.get(0),
+        )?;
+        if held as usize >= max_keys {
+            return Ok(Err(KvRefused::Full));
+        }
+    }
+    let row = KvRow {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        version: version + 1,
+        updated_at: now,
+        updated_by: by.to_owned(),
+        expires_at,
+    };
+    conn.prepare_cached(
+        "INSERT INTO kv (channel_id, key, value, version, updated_at, updated_by, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (channel_id, key) DO UPDATE SET value = excluded.value,
+           version = excluded.version, updated_at = excluded.updated_at,
+           updated_by = excluded.updated_by, expires_at = excluded.expires_at",
+    )?
+    .execute(params![
+        channel,
+        row.key,
+        row.value,
+        row.version as i64,
+        row.updated_at,
+        row.updated_by,
+        row.expires_at
+    ])?;
+    Ok(Ok(row))
+}
+
+/// Deletes an entry (compare-and-delete when `expected` is given); the version deleted, or
+/// `None` when there was none.
+pub(crate) fn kv_delete(
+    conn: &Connection,
+    channel: i64,
+    key: &str,
+    expected: Option<u64>,
+    now: i64,
+) -> rusqlite::Result<Result<Option<u64>, KvRefused>> {
+    let version = kv_get(conn, channel, key, now)?.map(|c| c.version);
+    if expected.is_some_and(|e| Some(e) != version) {
+        return Ok(Err(KvRefused::Conflict(version.unwrap_or(0))));
+    }
+    conn.execute(
+        "DELETE FROM kv WHERE channel_id = ?1 AND key = ?2",
+        params![channel, key],
+    )?;
+    Ok(Ok(version))
+}
+
+/// Live entries in key order: after `after`, starting with `prefix`, at most `limit`.
+pub(crate) fn kv_list(
+    conn: &Connection,
+    channel: i64,
+    prefix: &str,
+    after: &str,
+    limit: u32,
+    now: i64,
+) -> rusqlite::Result<Vec<KvRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KV_COLUMNS} FROM kv WHERE channel_id = ?1 AND key > ?2 AND key >= ?3
+         AND substr(key, 1, length(?3)) = ?3 AND (expires_at IS NULL OR expires_at > ?4)
+         ORDER BY key LIMIT ?5"
+    ))?
+    .query_map(params![channel, after, prefix, now, limit], kv_row)?
+    .collect()
+}
+
+/// Deletes expired entries.
+pub(crate) fn kv_prune(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+        [now],
+    )?;
+    Ok(())
+}
+
 /// Brings a database written by an earlier version up to the current schema.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
@@ -801,6 +967,7 @@ pub(crate) fn create_channel(
 pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     tx.execute("DELETE FROM messages WHERE channel_id = ?1", [id])?;
+    tx.execute("DELETE FROM kv WHERE channel_id = ?1", [id])?;
     tx.execute("DELETE FROM channels WHERE id = ?1", [id])?;
     tx.commit()
 }

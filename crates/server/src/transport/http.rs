@@ -41,6 +41,11 @@ pub(super) fn routes() -> Router<Arc<App>> {
         )
         .route("/v1/channels/{name}/messages", get(history).post(publish))
         .route("/v1/channels/{name}/presence", get(presence))
+        .route("/v1/channels/{name}/kv", get(kv_list))
+        .route(
+            "/v1/channels/{name}/kv/{*key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
         .fallback(|| async { err!(NotFound, "no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             err!(
@@ -369,4 +374,96 @@ async fn presence(
             .await?
             .presence(),
     ))
+}
+
+/// Checks a channel-storage request of a temporary key (no agent acts over HTTP).
+fn allow_kv(who: &Principal, name: &str, scope: Scope, write: bool) -> Result<()> {
+    who.allow(crate::auth::temporary::Request {
+        operation: Capability::Kv,
+        channel: Some((name.to_owned(), scope)),
+        agent: None,
+        event_type: None,
+        write,
+    })
+}
+
+async fn kv_list(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Params(q): Params<ScopeParam>,
+    Params(list): Params<switchboard_protocol::kv::KvList>,
+    headers: HeaderMap,
+) -> Result<Json<switchboard_protocol::kv::KvPage>> {
+    allow_kv(&who, &name, q.scope, false)?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    Ok(Json(crate::kv::list(&app, &channel, list).await?))
+}
+
+async fn kv_get(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Auth(who): Auth,
+    Path((name, key)): Path<(String, String)>,
+    Params(q): Params<ScopeParam>,
+    headers: HeaderMap,
+) -> Result<Json<switchboard_protocol::kv::KvEntry>> {
+    allow_kv(&who, &name, q.scope, false)?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let key = switchboard_protocol::kv::KvKey { key, version: None };
+    Ok(Json(crate::kv::get(&app, &channel, &key).await?))
+}
+
+/// `PUT …/kv/{key}` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KvPutBody {
+    value: Box<RawValue>,
+    version: Option<u64>,
+    ttl_secs: Option<u64>,
+}
+
+async fn kv_put(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Auth(who): Auth,
+    Path((name, key)): Path<(String, String)>,
+    Params(q): Params<ScopeParam>,
+    headers: HeaderMap,
+    Body(body): Body<KvPutBody>,
+) -> Result<Json<switchboard_protocol::kv::KvEntry>> {
+    allow_kv(&who, &name, q.scope, true)?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let put = switchboard_protocol::kv::KvPut {
+        key,
+        value: body.value,
+        version: body.version,
+        ttl_secs: body.ttl_secs,
+    };
+    Ok(Json(crate::kv::put(&app, &channel, "http", put).await?))
+}
+
+#[derive(Deserialize)]
+struct VersionParam {
+    version: Option<u64>,
+}
+
+async fn kv_delete(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Auth(who): Auth,
+    Path((name, key)): Path<(String, String)>,
+    Params(q): Params<ScopeParam>,
+    Params(v): Params<VersionParam>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    allow_kv(&who, &name, q.scope, true)?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let key = switchboard_protocol::kv::KvKey {
+        key,
+        version: v.version,
+    };
+    crate::kv::delete(&app, &channel, "http", key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

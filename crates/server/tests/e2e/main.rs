@@ -5,6 +5,7 @@ mod harness;
 mod channels;
 mod history;
 mod keys;
+mod kv;
 mod limits;
 mod messaging;
 mod presence;

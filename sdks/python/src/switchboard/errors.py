@@ -40,6 +40,8 @@ class ErrorCode(str, enum.Enum):
     CHANNEL_DELETED = "channel_deleted"
     AGENT_NOT_PRESENT = "agent_not_present"
     RELAY_DISABLED = "relay_disabled"
+    VERSION_CONFLICT = "version_conflict"
+    TOO_MANY_KEYS = "too_many_keys"
     NO_HISTORY = "no_history"
     SLOW_CONSUMER = "slow_consumer"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
@@ -187,6 +189,8 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.TENANT_EXISTS: ConflictError,
     ErrorCode.NO_HISTORY: ConflictError,
     ErrorCode.RELAY_DISABLED: PermissionDeniedError,
+    ErrorCode.VERSION_CONFLICT: ConflictError,
+    ErrorCode.TOO_MANY_KEYS: RateLimitedError,
     ErrorCode.INVALID_AGENT_NAME: InvalidRequestError,
     ErrorCode.INVALID_CHANNEL_NAME: InvalidRequestError,
     ErrorCode.INVALID_TOPIC: InvalidRequestError,

@@ -141,6 +141,42 @@ impl Session {
         ))
     }
 
+    /// Channel storage on a joined channel.
+    async fn kv(&mut self, frame: &Frame) -> Result<serde_json::Value> {
+        let (channel, agent) = self.member(&frame.topic)?;
+        let event = frame.event.as_str();
+        let principal = self.principal.as_ref().expect("checked by dispatch");
+        principal.allow(crate::auth::temporary::Request {
+            operation: Capability::Kv,
+            channel: Some((channel.name().to_owned(), channel.scope)),
+            agent: Some(agent.to_string()),
+            event_type: None,
+            write: matches!(event, events::KV_PUT | events::KV_DELETE),
+        })?;
+        let bad = |e: String| err!(InvalidPayload, "{event} payload: {e}");
+        let app = &self.app;
+        match event {
+            events::KV_PUT => {
+                let req = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(crate::kv::put(app, &channel, &agent, req).await?)
+            }
+            events::KV_GET => {
+                let req = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(crate::kv::get(app, &channel, &req).await?)
+            }
+            events::KV_DELETE => {
+                let req = frame.payload.parse().map_err(bad)?;
+                crate::kv::delete(app, &channel, &agent, req).await?;
+                Ok(serde_json::json!({}))
+            }
+            _ => {
+                let req = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(crate::kv::list(app, &channel, req).await?)
+            }
+        }
+        .map_err(crate::error::Error::internal)
+    }
+
     /// After a key refresh: leaves, with `kicked {code: "forbidden"}`, every channel the new
     /// key does not allow as joined: receiving needs `subscribe`, publishing only `publish`.
     fn recheck_joined(&mut self) {
@@ -269,6 +305,10 @@ impl Session {
                     }
                     Err(e) => Err(e),
                 };
+                self.reply(&frame, result).await;
+            }
+            events::KV_PUT | events::KV_GET | events::KV_DELETE | events::KV_LIST => {
+                let result = self.kv(&frame).await;
                 self.reply(&frame, result).await;
             }
             events::SIGNAL => {
