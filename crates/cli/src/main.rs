@@ -30,6 +30,8 @@ enum Command {
     History(client::history::HistoryArgs),
     /// Print the agents present in a channel (over HTTP), one JSON line per agent.
     Presence(client::presence::PresenceArgs),
+    /// Read and write a channel's storage (over HTTP).
+    Kv(client::kv::KvArgs),
     /// Create, list and revoke tenants (admin key, or offline on a data directory).
     Tenants(admin::TenantsArgs),
     /// Create, list and revoke API keys (admin or tenant key, or offline on a data directory).
@@ -46,6 +48,7 @@ async fn main() -> ExitCode {
         Command::Listen(args) => client::listen::run(args).await,
         Command::History(args) => client::history::run(args).await,
         Command::Presence(args) => client::presence::run(args).await,
+        Command::Kv(args) => client::kv::run(args).await,
         Command::Tenants(args) => admin::tenants(args).await,
         Command::Keys(args) => admin::keys(args).await,
     };

@@ -265,3 +265,56 @@ async fn errors_print_their_code_and_exit_1() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.starts_with("error: connection failed"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_put_get_list_delete() {
+    let env = start().await;
+    let at = ["--channel", "board"];
+    // The channel must exist: a send creates it.
+    env.ok(&["send", "--channel", "board", "--agent", "a", "1"])
+        .await;
+    let put = json_lines(
+        &env.ok(&[&["kv", "put", "config/theme", r#"{"dark":true}"#], &at[..]].concat())
+            .await,
+    );
+    assert_eq!(put[0]["version"], 1);
+    let put = json_lines(
+        &env.ok(&[
+            &["kv", "put", "config/lang", "en", "--version", "0"],
+            &at[..],
+        ]
+        .concat())
+            .await,
+    );
+    assert_eq!(put[0]["value"], "en", "a bare word is a string");
+    let conflict = env
+        .run(
+            &[
+                &["kv", "put", "config/lang", "fr", "--version", "5"],
+                &at[..],
+            ]
+            .concat(),
+        )
+        .await;
+    assert!(!conflict.status.success());
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(stderr.starts_with("error: version_conflict:"), "{stderr}");
+    let got = json_lines(
+        &env.ok(&[&["kv", "get", "config/theme"], &at[..]].concat())
+            .await,
+    );
+    assert_eq!(got[0]["value"]["dark"], true);
+    let listed = json_lines(
+        &env.ok(&[&["kv", "list", "--prefix", "config/"], &at[..]].concat())
+            .await,
+    );
+    let keys: Vec<&str> = listed.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["config/lang", "config/theme"]);
+    env.ok(&[&["kv", "delete", "config/lang"], &at[..]].concat())
+        .await;
+    let missing = env
+        .run(&[&["kv", "get", "config/lang"], &at[..]].concat())
+        .await;
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.starts_with("error: not_found:"), "{stderr}");
+}

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvPage};
 use switchboard_protocol::{
     ErrorReply, Gap, HistoryPage, HistoryQuery, JoinReply, Message, Payload, PresenceDiff,
     PresenceState, Publish, PublishAck, events,
@@ -25,6 +26,8 @@ pub enum ChannelEvent {
     PresenceDiff(PresenceDiff),
     /// A WebRTC signal from another agent (joined with `enable_webrtc_relay`).
     Signal(switchboard_protocol::SignalEvent),
+    /// The channel's storage changed (joined with `kv_events`).
+    KvChange(KvChange),
     /// Messages between the requested resume point and `first_available` are gone.
     Gap(Gap),
     /// The agent was removed from the channel (or its rejoin was refused); the stream ends next.
@@ -109,6 +112,33 @@ impl Channel {
         self.sender.presence().await
     }
 
+    /// Writes `key` in the channel's storage; with `version`, only if the key is at that version
+    /// now (0: only if absent), else `version_conflict`.
+    pub async fn kv_put(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        version: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<KvEntry> {
+        self.sender.kv_put(key, value, version, ttl_secs).await
+    }
+
+    /// Reads `key` from the channel's storage (`not_found` when absent).
+    pub async fn kv_get(&self, key: &str) -> Result<KvEntry> {
+        self.sender.kv_get(key).await
+    }
+
+    /// Deletes `key` (compare-and-delete with `version`).
+    pub async fn kv_delete(&self, key: &str, version: Option<u64>) -> Result<()> {
+        self.sender.kv_delete(key, version).await
+    }
+
+    /// Lists the channel's storage in key order.
+    pub async fn kv_list(&self, query: &KvList) -> Result<KvPage> {
+        self.sender.kv_list(query).await
+    }
+
     /// Relays a WebRTC signal to `to` (both agents joined with `enable_webrtc_relay`).
     pub async fn signal(
         &self,
@@ -182,6 +212,49 @@ impl ChannelSender {
         self.request(events::PRESENCE, Payload::empty(), true).await
     }
 
+    /// Writes a key; not re-sent after a reconnect unless it is conditional (a CAS either
+    /// applies once or reports `version_conflict`).
+    pub async fn kv_put(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        version: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<KvEntry> {
+        let payload = serde_json::json!({
+            "key": key, "value": value, "version": version, "ttl_secs": ttl_secs,
+        });
+        let payload = strip_nulls(payload);
+        self.request(events::KV_PUT, Payload::json(&payload), version.is_some())
+            .await
+    }
+
+    /// Reads a key.
+    pub async fn kv_get(&self, key: &str) -> Result<KvEntry> {
+        let payload = serde_json::json!({ "key": key });
+        self.request(events::KV_GET, Payload::json(&payload), true)
+            .await
+    }
+
+    /// Deletes a key.
+    pub async fn kv_delete(&self, key: &str, version: Option<u64>) -> Result<()> {
+        let payload = strip_nulls(serde_json::json!({ "key": key, "version": version }));
+        let _: serde_json::Value = self
+            .request(
+                events::KV_DELETE,
+                Payload::json(&payload),
+                version.is_some(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lists keys.
+    pub async fn kv_list(&self, query: &KvList) -> Result<KvPage> {
+        self.request(events::KV_LIST, Payload::json(query), true)
+            .await
+    }
+
     /// Relays a WebRTC signal to `to`; not re-sent after a reconnect (signals are live only).
     pub async fn signal(
         &self,
@@ -205,6 +278,14 @@ impl ChannelSender {
         let raw = self.client.push(&self.topic, event, payload, retry).await?;
         serde_json::from_str(raw.get()).map_err(|e| Error::Protocol(format!("{event} reply: {e}")))
     }
+}
+
+/// Drops `null` fields (absent optional fields are not nulls on the wire).
+fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    value
 }
 
 /// A random 128-bit id, hex-encoded.

@@ -704,6 +704,14 @@ impl Connection {
                 }
                 Err(e) => warn!(error = %e, "ignoring an unreadable presence_diff"),
             },
+            events::KV_CHANGE => {
+                match frame.payload.parse::<switchboard_protocol::kv::KvChange>() {
+                    Ok(change) => {
+                        let _ = state.events.send(ChannelEvent::KvChange(change));
+                    }
+                    Err(e) => warn!(error = %e, "ignoring an unreadable kv_change"),
+                }
+            }
             events::SIGNAL => match frame.payload.parse::<switchboard_protocol::SignalEvent>() {
                 Ok(signal) => {
                     let _ = state.events.send(ChannelEvent::Signal(signal));

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use switchboard_protocol::kv::{KvEntry, KvList, KvPage};
 use switchboard_protocol::{
     ErrorReply, HistoryPage, HistoryQuery, PresenceState, Publish, PublishAck, Scope,
 };
@@ -202,6 +203,63 @@ impl HttpClient {
         let request = self
             .request(Method::POST, &["v1", "keys", "temporary"], Scope::Private)
             .json(grant);
+        self.call(request).await
+    }
+
+    /// Reads a key of a channel's storage (`not_found` when absent).
+    pub async fn kv_get(&self, channel: &str, key: &str, scope: Scope) -> Result<KvEntry> {
+        let request = self.request(Method::GET, &["v1", "channels", channel, "kv", key], scope);
+        self.call(request).await
+    }
+
+    /// Writes a key of a channel's storage; with `version`, only if the key is at that version
+    /// (0: only if absent), else `version_conflict`.
+    pub async fn kv_put(
+        &self,
+        channel: &str,
+        key: &str,
+        value: &serde_json::Value,
+        version: Option<u64>,
+        ttl_secs: Option<u64>,
+        scope: Scope,
+    ) -> Result<KvEntry> {
+        let mut body = serde_json::json!({ "value": value });
+        if let Some(version) = version {
+            body["version"] = version.into();
+        }
+        if let Some(ttl) = ttl_secs {
+            body["ttl_secs"] = ttl.into();
+        }
+        let request = self
+            .request(Method::PUT, &["v1", "channels", channel, "kv", key], scope)
+            .json(&body);
+        self.call(request).await
+    }
+
+    /// Deletes a key of a channel's storage (compare-and-delete with `version`).
+    pub async fn kv_delete(
+        &self,
+        channel: &str,
+        key: &str,
+        version: Option<u64>,
+        scope: Scope,
+    ) -> Result<()> {
+        let mut request = self.request(
+            Method::DELETE,
+            &["v1", "channels", channel, "kv", key],
+            scope,
+        );
+        if let Some(version) = version {
+            request = request.query(&[("version", version)]);
+        }
+        check(self.send(request).await?).await.map(drop)
+    }
+
+    /// Lists a channel's storage in key order.
+    pub async fn kv_list(&self, channel: &str, query: &KvList, scope: Scope) -> Result<KvPage> {
+        let request = self
+            .request(Method::GET, &["v1", "channels", channel, "kv"], scope)
+            .query(query);
         self.call(request).await
     }
 

@@ -58,6 +58,7 @@ pub use http::{
 
 /// The wire types, re-exported so applications need not depend on the protocol crate.
 pub use switchboard_protocol as protocol;
+pub use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvOp, KvPage};
 pub use switchboard_protocol::{
     ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply,
     Message, PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope,

@@ -110,3 +110,13 @@ pub enum KvOp {
     /// Deleted.
     Delete,
 }
+
+impl PartialEq for KvChange {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+            && self.version == o.version
+            && self.value.as_ref().map(|v| v.get()) == o.value.as_ref().map(|v| v.get())
+            && self.updated_by == o.updated_by
+            && self.op == o.op
+    }
+}

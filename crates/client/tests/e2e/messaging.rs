@@ -293,3 +293,51 @@ async fn webrtc_signals_go_to_the_named_agent() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::AgentNotPresent));
 }
+
+#[tokio::test]
+async fn channel_storage_over_the_socket_and_http() {
+    use switchboard_client::{HttpClient, KvList, KvOp, Scope};
+    let s = TestServer::start().await;
+    let (alice, bob) = (s.client().await, s.client().await);
+    let a = alice.join("board", JoinParams::new("alice")).await.unwrap();
+    let mut watch = JoinParams::new("bob");
+    watch.kv_events = true;
+    let mut b = bob.join("board", watch).await.unwrap();
+
+    let first = a
+        .kv_put("score", &json!({"points": 1}), Some(0), None)
+        .await
+        .unwrap();
+    assert_eq!((first.version, first.updated_by.as_str()), (1, "alice"));
+    let change = loop {
+        match tokio::time::timeout(WAIT, b.recv()).await.unwrap() {
+            Some(ChannelEvent::KvChange(change)) => break change,
+            Some(_) => continue,
+            None => panic!("the channel ended"),
+        }
+    };
+    assert_eq!(
+        (change.key.as_str(), change.version, change.op),
+        ("score", 1, KvOp::Put)
+    );
+    let err = a
+        .kv_put("score", &json!({"points": 2}), Some(0), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::VersionConflict));
+
+    let http = HttpClient::new(&s.server().http_url(), s.key.clone()).unwrap();
+    let entry = http.kv_get("board", "score", Scope::Private).await.unwrap();
+    assert_eq!(entry.value.get(), r#"{"points":1}"#);
+    http.kv_put("board", "a/b", &json!(true), None, None, Scope::Private)
+        .await
+        .unwrap();
+    let page = a.kv_list(&KvList::default()).await.unwrap();
+    let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a/b", "score"]);
+    http.kv_delete("board", "a/b", Some(1), Scope::Private)
+        .await
+        .unwrap();
+    let err = a.kv_get("a/b").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+}
