@@ -26,6 +26,7 @@ var Switchboard = (() => {
   __export(browser_exports, {
     AgentConnection: () => AgentConnection,
     Call: () => Call,
+    ChannelStorage: () => ChannelStorage,
     ClientErrorCodes: () => ClientErrorCodes,
     CloseCodes: () => CloseCodes,
     ErrorCodes: () => ErrorCodes,
@@ -97,7 +98,7 @@ var Switchboard = (() => {
     /** The socket could not be opened (server down, refused upgrade, bad URL). */
     "connection_failed",
     /** The connection dropped with this request in flight and it cannot be re-sent safely (an
-     * ephemeral publish): it may or may not have taken effect. */
+     * ephemeral publish, a signal, a storage write): it may or may not have taken effect. */
     "disconnected",
     /** No reply within `requestTimeoutMs`. */
     "timeout",
@@ -342,6 +343,96 @@ var Switchboard = (() => {
     });
   }
 
+  // src/storage.ts
+  var ChannelStorage = class {
+    /** @internal The connection creates it. */
+    constructor(send) {
+      __publicField(this, "send", send);
+    }
+    /**
+     * Writes `value` under `key`; resolves with the new entry once it is durable. `version` makes
+     * it conditional (`0`: only if the key is absent), else `version_conflict`; `ttlSecs` lets it
+     * expire. Other refusals: `too_many_keys`, `message_too_large`, `invalid_payload`, `forbidden`.
+     */
+    async put(key, value, options = {}) {
+      checkKey(key);
+      if (value === void 0) throw new SwitchboardError("invalid_argument", "storage.put() needs a value (null is one)");
+      const payload = { key, value };
+      if (options.version !== void 0) payload.version = count("version", options.version, 0);
+      if (options.ttlSecs !== void 0) payload.ttl_secs = count("ttlSecs", options.ttlSecs, 1);
+      return readEntry(await this.send("kv_put", payload, false));
+    }
+    /** The entry under `key`; rejects with `not_found` when there is none (or it expired). */
+    async get(key) {
+      checkKey(key);
+      return readEntry(await this.send("kv_get", { key }, true));
+    }
+    /** Deletes `key` (only at `version`, when given, else `version_conflict`); rejects with
+     * `not_found` when there is no such key. */
+    async delete(key, options = {}) {
+      checkKey(key);
+      const payload = { key };
+      if (options.version !== void 0) payload.version = count("version", options.version, 0);
+      await this.send("kv_delete", payload, false);
+    }
+    /** One page of entries in key order; pass `next` as `after` for the following page. */
+    async list(options = {}) {
+      const query = {};
+      if (options.prefix !== void 0) query.prefix = options.prefix;
+      if (options.after !== void 0) query.after = options.after;
+      if (options.limit !== void 0) query.limit = count("limit", options.limit, 1);
+      const raw = await this.send("kv_list", query, true);
+      const page = { entries: (raw.entries ?? []).map(readEntry) };
+      if (typeof raw.next === "string") page.next = raw.next;
+      return page;
+    }
+    /** Every entry (with `prefix`: every such entry) in key order, reading `limit` per page:
+     * `for await (const entry of agent.storage.entries({ prefix: "score/" }))`. */
+    async *entries(options = {}) {
+      let after = options.after;
+      for (; ; ) {
+        const query = { ...options };
+        if (after !== void 0) query.after = after;
+        const page = await this.list(query);
+        yield* page.entries;
+        if (page.next === void 0) return;
+        after = page.next;
+      }
+    }
+  };
+  function readStorageChange(raw) {
+    const c = raw;
+    if (typeof c?.key !== "string" || c.op !== "put" && c.op !== "delete" || typeof c.version !== "number" || typeof c.updated_by !== "string") {
+      throw new Error(`unreadable kv_change: ${JSON.stringify(raw)}`);
+    }
+    const change = { key: c.key, op: c.op, version: c.version, updatedBy: c.updated_by };
+    if (c.op === "put") change.value = c.value ?? null;
+    return change;
+  }
+  function readEntry(raw) {
+    const e = raw;
+    const entry = {
+      key: e.key,
+      value: e.value ?? null,
+      version: e.version,
+      updatedAt: e.updated_at,
+      updatedBy: e.updated_by
+    };
+    if (typeof e.expires_at === "number") entry.expiresAt = e.expires_at;
+    return entry;
+  }
+  function checkKey(key) {
+    if (typeof key !== "string" || key.length === 0) {
+      throw new SwitchboardError("invalid_argument", "a storage key is a non-empty string (1–256 bytes, no control characters)");
+    }
+  }
+  function count(name, value, min) {
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+      throw new SwitchboardError("invalid_argument", `${name} is an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+    }
+    return value;
+  }
+
   // src/tracker.ts
   var OffsetTracker = class {
     constructor(since, epoch) {
@@ -417,6 +508,9 @@ var Switchboard = (() => {
       __publicField(this, "firstJoin");
       __publicField(this, "listeners", /* @__PURE__ */ new Set());
       __publicField(this, "closedWith");
+      /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
+       * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
+      __publicField(this, "storage", new ChannelStorage((event, payload, retry) => this.request(event, payload, retry)));
     }
     // ---------------------------------------------------------------------------------------------
     // Public surface
@@ -487,6 +581,10 @@ var Switchboard = (() => {
     /** Calls `handler` for every WebRTC signal sent to this agent (needs `enableWebrtcRelay`). */
     onSignal(handler) {
       return this.on("signal", handler);
+    }
+    /** Calls `handler` for every change of the channel's storage (needs `storageEvents`). */
+    onStorageChange(handler) {
+      return this.on("storage", handler);
     }
     /**
      * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
@@ -787,6 +885,7 @@ var Switchboard = (() => {
       }
       if (this.sessionId !== void 0) params.session_id = this.sessionId;
       if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
+      if (options.storageEvents) params.kv_events = true;
       this.pending.set(ref, { kind: "join" });
       this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
     }
@@ -846,6 +945,9 @@ var Switchboard = (() => {
         case "signal":
           this.onSignalFrame(frame.payload);
           break;
+        case "kv_change":
+          this.onStorageFrame(frame.payload);
+          break;
         case "kicked":
           this.kicked = isErrorReply(frame.payload) ? frame.payload : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
           break;
@@ -882,6 +984,16 @@ var Switchboard = (() => {
         return;
       }
       this.emit("signal", { from: signal.from, kind: signal.kind, data: signal.data ?? null });
+    }
+    onStorageFrame(payload) {
+      let change;
+      try {
+        change = readStorageChange(payload);
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+        return;
+      }
+      this.emit("storage", change);
     }
     handlePresence(change) {
       this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });

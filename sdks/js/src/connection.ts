@@ -31,6 +31,7 @@ import {
   type Frame,
 } from "./frame.js";
 import { PresenceTracker, presenceList } from "./presence.js";
+import { ChannelStorage, readStorageChange } from "./storage.js";
 import { OffsetTracker } from "./tracker.js";
 import type {
   ConnectInfo,
@@ -51,6 +52,7 @@ import type {
   Signal,
   SignalKind,
   SignalOptions,
+  StorageChange,
   WebSocketConstructor,
 } from "./types.js";
 
@@ -76,6 +78,8 @@ export interface AgentConnectionEventMap {
   gap: CustomEvent<Gap>;
   /** A WebRTC signal another agent sent to this one (needs `enableWebrtcRelay`). */
   signal: CustomEvent<Signal>;
+  /** The channel's storage changed (needs `storageEvents`). */
+  storage: CustomEvent<StorageChange>;
 }
 
 type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
@@ -148,6 +152,10 @@ export class AgentConnection extends EventTarget {
   private firstJoin: { resolve: (r: JoinReply) => void; reject: (e: SwitchboardError) => void } | undefined;
   private listeners = new Set<Listener>();
   private closedWith: SwitchboardError | undefined;
+
+  /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
+   * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
+  readonly storage: ChannelStorage = new ChannelStorage((event, payload, retry) => this.request(event, payload, retry));
 
   // ---------------------------------------------------------------------------------------------
   // Public surface
@@ -229,6 +237,11 @@ export class AgentConnection extends EventTarget {
   /** Calls `handler` for every WebRTC signal sent to this agent (needs `enableWebrtcRelay`). */
   onSignal(handler: (signal: Signal) => void): () => void {
     return this.on("signal", handler);
+  }
+
+  /** Calls `handler` for every change of the channel's storage (needs `storageEvents`). */
+  onStorageChange(handler: (change: StorageChange) => void): () => void {
+    return this.on("storage", handler);
   }
 
   /**
@@ -587,6 +600,7 @@ export class AgentConnection extends EventTarget {
     }
     if (this.sessionId !== undefined) params.session_id = this.sessionId;
     if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
+    if (options.storageEvents) params.kv_events = true;
     this.pending.set(ref, { kind: "join" });
     this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
   }
@@ -652,6 +666,9 @@ export class AgentConnection extends EventTarget {
       case "signal":
         this.onSignalFrame(frame.payload);
         break;
+      case "kv_change":
+        this.onStorageFrame(frame.payload);
+        break;
       case "kicked":
         this.kicked = isErrorReply(frame.payload)
           ? frame.payload
@@ -694,6 +711,17 @@ export class AgentConnection extends EventTarget {
       return;
     }
     this.emit("signal", { from: signal.from, kind: signal.kind as SignalKind, data: signal.data ?? null });
+  }
+
+  private onStorageFrame(payload: unknown): void {
+    let change: StorageChange;
+    try {
+      change = readStorageChange(payload);
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+      return;
+    }
+    this.emit("storage", change);
   }
 
   private handlePresence(change: { joined: string[]; left: string[] }): void {

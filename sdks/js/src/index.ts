@@ -17,6 +17,7 @@ export {
   type ErrorReply,
 } from "./errors.js";
 export { backoffBound, backoffDelay, type BackoffOptions } from "./backoff.js";
+export { ChannelStorage } from "./storage.js";
 export { encodeEnvelope, decodeEnvelope } from "./frame.js";
 export type * from "./types.js";
 export {

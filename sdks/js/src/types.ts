@@ -144,6 +144,9 @@ export interface ConnectOptions {
   channelId?: string;
   /** Take part in the WebRTC signaling relay: send and receive `signal`s (default false). */
   enableWebrtcRelay?: boolean;
+  /** Receive `storage` events (`onStorageChange`) when the channel's storage changes (default
+   * false). */
+  storageEvents?: boolean;
   /** Where history reads come from. The server has one store today, so only `"AUTO"` (the
    * default) is accepted; other tiers come with the storage tiers. */
   pollSource?: PollSource;
@@ -265,4 +268,62 @@ export interface Signal {
   from: string;
   kind: SignalKind;
   data: Json;
+}
+
+/** One entry of the channel's storage. */
+export interface StorageEntry {
+  key: string;
+  /** Any JSON value. */
+  value: Json;
+  /** Starts at 1 and grows by one per write; give it as `version` to write only if unchanged. */
+  version: number;
+  /** Server time of the last write, milliseconds since the epoch. */
+  updatedAt: number;
+  /** The agent that wrote it last (`"http"` for the HTTP API). */
+  updatedBy: string;
+  /** When a `ttlSecs` entry expires, milliseconds since the epoch. */
+  expiresAt?: number;
+}
+
+/** How `storage.put` writes. */
+export interface StoragePutOptions {
+  /** Write only if the key is at this version now (`0`: only if absent); else `version_conflict`. */
+  version?: number;
+  /** The entry reads as absent after this many seconds. */
+  ttlSecs?: number;
+}
+
+/** How `storage.delete` deletes. */
+export interface StorageDeleteOptions {
+  /** Delete only if the key is at this version now; else `version_conflict`. */
+  version?: number;
+}
+
+/** What `storage.list` reads, in key order. */
+export interface StorageListOptions {
+  /** Only keys that start with this. */
+  prefix?: string;
+  /** Only keys after this one (a page's `next`). */
+  after?: string;
+  /** At most this many entries (1–1000, default 100). */
+  limit?: number;
+}
+
+/** One page of `storage.list`. */
+export interface StoragePage {
+  entries: StorageEntry[];
+  /** Set when `limit` cut the page short: pass it as `after` for the next page. */
+  next?: string;
+}
+
+/** A change of the channel's storage (needs `storageEvents`). */
+export interface StorageChange {
+  key: string;
+  op: "put" | "delete";
+  /** The version the write produced (for a delete: the version that was deleted). */
+  version: number;
+  /** The new value; absent for a delete. */
+  value?: Json;
+  /** The agent that wrote (`"http"` for the HTTP API). */
+  updatedBy: string;
 }

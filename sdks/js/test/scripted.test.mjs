@@ -298,3 +298,50 @@ test("a signal in flight when the socket drops fails with `disconnected` and is 
   const joins = server.frames.filter((f) => f.event === "phx_join");
   assert.deepEqual(joins.map((f) => f.payload.enable_webrtc_relay), [true, true]);
 });
+
+test("storage: a write in flight when the socket drops fails with `disconnected` and is not re-sent; a read is re-sent; kv_events rejoins", async (t) => {
+  const entry = (key, version) => ({ key, value: version, version, updated_at: 1, updated_by: "alice" });
+  const server = await scripted(t, (conn, f) => {
+    if (f.event === "phx_join") {
+      conn.reply(f, "ok", joinReply(0));
+      return true;
+    }
+    if (f.event === "kv_put" && conn.index === 0) {
+      // Both requests are in flight when the socket dies: the put may have been applied.
+      setTimeout(() => conn.terminate(), 20);
+      return true;
+    }
+    if (f.event === "kv_get" && conn.index === 0) return true; // no reply before the drop
+    if (f.event === "kv_get") {
+      conn.reply(f, "ok", entry(f.payload.key, 1));
+      return true;
+    }
+    if (f.event === "kv_put") {
+      conn.reply(f, "ok", entry(f.payload.key, 2));
+      conn.send([f.joinRef, null, "channel:room", "kv_change", { key: f.payload.key, version: 2, value: 2, updated_by: "alice", op: "put" }]);
+      return true;
+    }
+    return false;
+  });
+  const alice = new AgentConnection();
+  t.after(() => alice.disconnect());
+  await alice.connect(connectOptions(server.url, { storageEvents: true }));
+  const write = alice.storage.put("k", 1, { version: 1 }).catch((e) => e);
+  const read = alice.storage.get("k");
+  const dropped = await withTimeout(write, "the write's failure");
+  assert.ok(dropped instanceof SwitchboardError);
+  assert.equal(dropped.code, "disconnected");
+  const got = await withTimeout(read, "the re-sent read");
+  assert.deepEqual(got, { key: "k", value: 1, version: 1, updatedAt: 1, updatedBy: "alice" });
+
+  const change = nextEvent(alice, "storage", () => true, "the change");
+  assert.equal((await alice.storage.put("k", 2, { version: 1 })).version, 2);
+  assert.deepEqual(await change, { key: "k", op: "put", version: 2, value: 2, updatedBy: "alice" });
+
+  const puts = server.frames.filter((f) => f.event === "kv_put");
+  assert.deepEqual(puts.map((f) => [f.conn, f.payload.value]), [[0, 1], [1, 2]], "the dropped write was not re-sent");
+  const gets = server.frames.filter((f) => f.event === "kv_get");
+  assert.deepEqual(gets.map((f) => f.conn), [0, 1], "the read was sent again");
+  const joins = server.frames.filter((f) => f.event === "phx_join");
+  assert.deepEqual(joins.map((f) => f.payload.kv_events), [true, true]);
+});

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, WebRtcHelper, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -47,6 +47,23 @@ export async function usage(agent: AgentConnection): Promise<void> {
   await call.hangUp();
   // @ts-expect-error: dataChannel is a label or true
   await rtc.call("bob", { dataChannel: 1 });
+  const entry: StorageEntry = await agent.storage.put("config/theme", { dark: true }, { version: 0, ttlSecs: 60 });
+  const version: number = entry.version;
+  const expiresAt: number | undefined = entry.expiresAt;
+  void [version, expiresAt, entry.updatedAt, entry.updatedBy];
+  await agent.storage.delete("config/theme", { version });
+  const page: StoragePage = await agent.storage.list({ prefix: "config/", limit: 10 });
+  const next: string | undefined = page.next;
+  void next;
+  for await (const e of agent.storage.entries({ prefix: "config/" })) void e.value;
+  agent.onStorageChange((change: StorageChange) => void [change.key, change.op, change.value]);
+  agent.addEventListener("storage", (event) => {
+    const op: "put" | "delete" = event.detail.op;
+    void op;
+  });
+  await agent.connect({ channelName: "c", agentName: "a", apiKey: "k", storageEvents: true });
+  // @ts-expect-error: values are JSON
+  await agent.storage.put("k", new Date());
   // @ts-expect-error: `type` is required
   await agent.send({ data: 1 });
   // @ts-expect-error: scopes are private or public
