@@ -1,10 +1,10 @@
-"""A machine-monitoring agent: publishes its metrics ephemerally every few seconds, and a
-persisted `status` message whenever its status changes.
+"""A machine-monitoring agent: publishes its metrics ephemerally every few seconds, and on every
+status change a persisted `status` message and the channel-storage entry `status/<machine>`.
 
 Metrics are ephemeral: dashboards connected now see them, nothing is stored. A status change is
-persisted, so anyone can read the latest status later with a backward history read (shown by
-`--show-status`). Keeping the latest status in channel storage (kv) comes with storage support
-on the server.
+persisted twice: as a message, so the history tells every change, and in channel storage, so
+anyone reads the latest status with one `get` (shown by `--show-status`), however long ago it
+changed; dashboards that join with `storage_events=True` see each change live.
 
     export SWITCHBOARD_API_KEY=$(cat switchboard-data/default.key)
     python machine_monitor.py --channel machines --interval 5
@@ -57,8 +57,10 @@ async def monitor(url: str, api_key: str, channel: str, name: str, interval: flo
             await agent.send("metrics", m, ephemeral=True)
             status = status_of(m)
             if status != last_status:
-                ack = await agent.send("status", {"machine": name, "status": status, "metrics": m})
-                print(f"status {status} stored at offset {ack.offset}")
+                report = {"machine": name, "status": status, "metrics": m}
+                ack = await agent.send("status", report)
+                entry = await agent.storage.put(f"status/{name}", report)
+                print(f"status {status} stored at offset {ack.offset} and as status/{name} v{entry.version}")
                 last_status = status
             sent += 1
             if count is None or sent < count:
@@ -66,10 +68,20 @@ async def monitor(url: str, api_key: str, channel: str, name: str, interval: flo
 
 
 async def latest_status(url: str, api_key: str, channel: str, machine: str) -> dict[str, Any] | None:
-    """The latest persisted status of `machine`, from history."""
+    """The latest status of `machine`, from channel storage (`None` before its first report)."""
     async with await switchboard.connect(url, api_key, channel, f"reader-{os.getpid()}", presence=False) as agent:
-        page = await agent.receive(type="status", sender=machine, direction="backward", limit=1)
-        return page.messages[0].data if page.messages else None
+        try:
+            entry = await agent.storage.get(f"status/{machine}")
+        except switchboard.NotFoundError:
+            return None
+        report: dict[str, Any] = entry.value
+        return report
+
+
+async def all_statuses(url: str, api_key: str, channel: str) -> dict[str, str]:
+    """Every machine's latest status, from channel storage."""
+    async with await switchboard.connect(url, api_key, channel, f"reader-{os.getpid()}", presence=False) as agent:
+        return {e.value["machine"]: e.value["status"] async for e in agent.storage.items(prefix="status/")}
 
 
 def main() -> None:
@@ -80,9 +92,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--count", type=int, default=None, help="stop after this many rounds")
     parser.add_argument("--show-status", action="store_true", help="print the latest status and exit")
+    parser.add_argument("--all", action="store_true", help="print every machine's latest status and exit")
     args = parser.parse_args()
     key = os.environ["SWITCHBOARD_API_KEY"]
-    if args.show_status:
+    if args.all:
+        print(asyncio.run(all_statuses(args.url, key, args.channel)))
+    elif args.show_status:
         print(asyncio.run(latest_status(args.url, key, args.channel, args.name)))
     else:
         asyncio.run(monitor(args.url, key, args.channel, args.name, args.interval, args.count))

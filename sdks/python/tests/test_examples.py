@@ -8,6 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 
+import switchboard  # noqa: E402
+
 import machine_monitor  # noqa: E402
 import notify  # noqa: E402
 import task_board  # noqa: E402
@@ -20,6 +22,13 @@ async def test_machine_monitor(server: ServerProcess) -> None:
     status = await machine_monitor.latest_status(server.url, server.key, "machines", "box-1")
     assert status is not None and status["machine"] == "box-1" and status["status"] in ("ok", "degraded")
     assert set(status["metrics"]) == {"load1", "load5", "cpus", "memory_used_pct", "disk_used_pct"}
+    # The status lives in channel storage, next to the persisted status message.
+    async with await switchboard.connect(server.url, server.key, "machines", "check", presence=False) as agent:
+        entry = await agent.storage.get("status/box-1")
+        page = await agent.receive(type="status", sender="box-1", direction="backward", limit=1)
+        assert entry.value == page.messages[0].data and entry.updated_by == "box-1"
+    assert await machine_monitor.all_statuses(server.url, server.key, "machines") == {"box-1": status["status"]}
+    assert await machine_monitor.latest_status(server.url, server.key, "machines", "box-2") is None
 
 
 async def test_task_board(server: ServerProcess) -> None:

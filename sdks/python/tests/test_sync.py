@@ -34,3 +34,19 @@ def test_sync_errors(server: ServerProcess) -> None:
         agent.send("", None)
     agent.close()
     agent.close()  # closing twice is harmless
+
+
+def test_sync_storage(server: ServerProcess) -> None:
+    with switchboard.sync.connect(server.url, server.key, "ops", "bot", options=FAST) as bot:
+        entry = bot.storage.put("deploy/last", {"version": "1.2"})
+        assert entry.version == 1
+        assert bot.storage.put("deploy/last", {"version": "1.3"}, version=1).version == 2
+        with pytest.raises(switchboard.ConflictError):
+            bot.storage.put("deploy/last", {"version": "x"}, version=1)
+        assert bot.storage.get("deploy/last").value == {"version": "1.3"}
+        bot.storage.put("deploy/first", 1)
+        assert bot.storage.list(prefix="deploy/", limit=1).next == "deploy/first"
+        assert [e.key for e in bot.storage.items(prefix="deploy/", page_size=1)] == ["deploy/first", "deploy/last"]
+        bot.storage.delete("deploy/first")
+        with pytest.raises(switchboard.NotFoundError):
+            bot.storage.get("deploy/first")

@@ -11,7 +11,7 @@
 
 The connection reconnects by itself (exponential backoff with jitter), rejoins from the last
 offset it delivered and re-sends unacknowledged publishes under their ids, so the application
-sees neither a gap nor a duplicate. ``switchboard.sync`` wraps it for blocking scripts;
+sees neither a gap nor a duplicate. ``agent.storage`` is the channel's key-value store. ``switchboard.sync`` wraps it for blocking scripts;
 :class:`HttpClient` covers the HTTP API.
 """
 
@@ -38,6 +38,7 @@ from .errors import (
     SwitchboardError,
     UnavailableError,
 )
+from .storage import ChannelStorage
 from .http import Capability, ChannelInfo, HttpClient, TemporaryKey
 from .types import (
     ChannelEvent,
@@ -51,6 +52,9 @@ from .types import (
     PresenceState,
     PublishAck,
     Reconnected,
+    StorageChange,
+    StorageEntry,
+    StoragePage,
 )
 
 __version__ = "0.1.0"
@@ -63,6 +67,7 @@ __all__ = [
     "Channel",
     "ChannelEvent",
     "ChannelInfo",
+    "ChannelStorage",
     "Client",
     "ClientOptions",
     "CloseCode",
@@ -90,6 +95,9 @@ __all__ = [
     "Reconnected",
     "RemovedError",
     "RequestTimeoutError",
+    "StorageChange",
+    "StorageEntry",
+    "StoragePage",
     "SwitchboardError",
     "TemporaryKey",
     "UnavailableError",

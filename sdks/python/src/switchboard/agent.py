@@ -11,6 +11,7 @@ from typing import Any
 
 from .channel import Channel
 from .client import Client, ClientOptions, KeySource
+from .storage import ChannelStorage
 from .types import ChannelEvent, Direction, HistoryPage, JoinReply, Message, PresenceState, PublishAck, Scope
 
 
@@ -33,6 +34,13 @@ class Agent:
     def name(self) -> str:
         """This agent's name."""
         return self.channel.agent_name
+
+    @property
+    def storage(self) -> ChannelStorage:
+        """The channel's durable key-value store: ``put``, ``get``, ``delete``, ``list``,
+        ``items``. Its changes arrive in :meth:`events` as :class:`StorageChange` when connected
+        with ``storage_events=True``."""
+        return self.channel.storage
 
     @property
     def join_reply(self) -> JoinReply:
@@ -60,7 +68,7 @@ class Agent:
         return self.channel.messages()
 
     def events(self) -> AsyncIterator[ChannelEvent]:
-        """Messages and presence, gap and reconnect events, in order."""
+        """Messages and presence, storage change, gap and reconnect events, in order."""
         return self.channel.events()
 
     async def receive(
@@ -102,6 +110,7 @@ async def connect(
     presence: bool = True,
     meta: dict[str, Any] | None = None,
     session_id: str | None = None,
+    storage_events: bool = False,
     options: ClientOptions | None = None,
 ) -> Agent:
     """Connects, joins ``channel_name`` as ``agent_name`` and returns the :class:`Agent`.
@@ -123,6 +132,7 @@ async def connect(
             presence=presence,
             meta=meta,
             session_id=session_id,
+            storage_events=storage_events,
         )
     except BaseException:
         await client.close()

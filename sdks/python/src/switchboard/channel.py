@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ClosedError, SwitchboardError
+from .storage import ChannelStorage
 from .tracker import OffsetTracker
 from .types import (
     ChannelEvent,
@@ -109,6 +110,9 @@ class Channel:
     def __init__(self, client: Client, state: ChannelState) -> None:
         self.client = client
         self._state = state
+        self.storage = ChannelStorage(client, state)
+        """The channel's durable key-value store: ``put``, ``get``, ``delete``, ``list``,
+        ``items``."""
 
     @property
     def name(self) -> str:
@@ -197,7 +201,8 @@ class Channel:
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every event in the order the server sent it: messages (replayed or live, never a
-        duplicate), presence state and diffs, gaps, reconnect notices, and a final
+        duplicate), presence state and diffs, storage changes (joined with
+        ``storage_events=True``), gaps, reconnect notices, and a final
         :class:`~switchboard.Kicked` when the server removed the agent. Ends when the channel
         ends."""
         while True:

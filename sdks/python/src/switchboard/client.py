@@ -49,7 +49,7 @@ from .errors import (
     parse_code,
 )
 from .tracker import OffsetTracker
-from .types import JoinReply, Kicked, Message, PresenceDiff, PresenceState, Reconnected, Scope
+from .types import JoinReply, Kicked, Message, PresenceDiff, PresenceState, Reconnected, Scope, StorageChange
 
 log = logging.getLogger("switchboard")
 
@@ -243,6 +243,7 @@ class Client:
         presence: bool = True,
         meta: dict[str, Any] | None = None,
         session_id: str | None = None,
+        storage_events: bool = False,
     ) -> Channel:
         """Joins ``channel`` as ``agent_name`` and waits for the server's reply.
 
@@ -250,7 +251,9 @@ class Client:
         ``event_types`` delivers only those message types; ``echo=False`` skips this agent's own
         messages; ``presence=False`` receives no presence events (the agent stays visible);
         ``meta`` is custom presence metadata; ``session_id`` takes over an earlier session of
-        this agent name. A reply with a gap is reported as the first event, a :class:`Gap`.
+        this agent name; ``storage_events=True`` delivers a :class:`StorageChange` event for
+        every write to the channel's storage. A reply with a gap is reported as the first event,
+        a :class:`Gap`.
         """
         self._check_open()
         if not valid_name(channel):
@@ -278,6 +281,8 @@ class Client:
             "session_id": session_id,
         }
         params.update({k: v for k, v in optional.items() if v is not None})
+        if storage_events:
+            params["kv_events"] = True
         first_join: asyncio.Future[JoinReply] = asyncio.get_running_loop().create_future()
         state = ChannelState(
             name=channel,
@@ -620,6 +625,8 @@ class Client:
                 state.events.put_nowait(PresenceState.from_wire(frame.payload))
             elif frame.event == frames.PRESENCE_DIFF:
                 state.events.put_nowait(PresenceDiff.from_wire(frame.payload))
+            elif frame.event == frames.KV_CHANGE:
+                state.events.put_nowait(StorageChange.from_wire(frame.payload))
             elif frame.event == frames.KICKED:
                 error = error_from_reply(frame.payload)
                 state.kicked = error

@@ -32,6 +32,11 @@ SOCKET_ERROR = "error"
 KEY_EXPIRING = "key_expiring"
 PRESENCE_STATE = "presence_state"
 PRESENCE_DIFF = "presence_diff"
+KV_PUT = "kv_put"
+KV_GET = "kv_get"
+KV_DELETE = "kv_delete"
+KV_LIST = "kv_list"
+KV_CHANGE = "kv_change"
 
 KIND_PUSH = 0
 KIND_REPLY = 1

@@ -20,7 +20,8 @@ from .agent import connect as connect_async
 from .channel import Channel
 from .client import ClientOptions, KeySource
 from .errors import ClosedError
-from .types import Direction, HistoryPage, Kicked, Message, PresenceState, PublishAck, Scope
+from .storage import ChannelStorage
+from .types import Direction, HistoryPage, Kicked, Message, PresenceState, PublishAck, Scope, StorageEntry, StoragePage
 
 T = TypeVar("T")
 
@@ -57,6 +58,40 @@ async def _next_message(channel: Channel, timeout: float | None) -> Message | No
         return None
 
 
+class SyncStorage:
+    """The blocking twin of :class:`~switchboard.ChannelStorage`."""
+
+    def __init__(self, runner: _LoopThread, storage: ChannelStorage) -> None:
+        self._runner = runner
+        self._storage = storage
+
+    def put(self, key: str, value: Any, *, version: int | None = None, ttl_secs: int | None = None) -> StorageEntry:
+        """Writes an entry; see :meth:`ChannelStorage.put`."""
+        return self._runner.run(self._storage.put(key, value, version=version, ttl_secs=ttl_secs))
+
+    def get(self, key: str) -> StorageEntry:
+        """Reads an entry; see :meth:`ChannelStorage.get`."""
+        return self._runner.run(self._storage.get(key))
+
+    def delete(self, key: str, *, version: int | None = None) -> None:
+        """Deletes an entry; see :meth:`ChannelStorage.delete`."""
+        self._runner.run(self._storage.delete(key, version=version))
+
+    def list(self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None) -> StoragePage:
+        """One page of entries; see :meth:`ChannelStorage.list`."""
+        return self._runner.run(self._storage.list(prefix=prefix, after=after, limit=limit))
+
+    def items(self, *, prefix: str | None = None, page_size: int | None = None) -> Iterator[StorageEntry]:
+        """Every entry in key order, a page at a time."""
+        after: str | None = None
+        while True:
+            page = self.list(prefix=prefix, after=after, limit=page_size)
+            yield from page.entries
+            if page.next is None:
+                return
+            after = page.next
+
+
 class SyncAgent:
     """The blocking twin of :class:`~switchboard.Agent`."""
 
@@ -64,6 +99,8 @@ class SyncAgent:
         self._runner = runner
         self.agent = agent
         """The asyncio agent underneath."""
+        self.storage = SyncStorage(runner, agent.storage)
+        """The channel's key-value store, blocking."""
 
     def __enter__(self) -> SyncAgent:
         return self

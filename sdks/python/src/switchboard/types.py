@@ -226,5 +226,82 @@ class Kicked:
     error: SwitchboardError
 
 
-ChannelEvent = Union[Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked]
+@dataclass(frozen=True)
+class StorageEntry:
+    """One entry of the channel's storage."""
+
+    key: str
+    value: Any
+    """Any JSON value."""
+    version: int
+    """Starts at 1 and grows by one per write; pass it as ``version=`` to write only if unchanged."""
+    updated_at: int
+    """Server time of the last write, milliseconds since the Unix epoch."""
+    updated_by: str
+    """The agent that wrote it last (``http`` for the HTTP API)."""
+    expires_at: int | None = None
+    """When an entry written with ``ttl_secs`` expires, milliseconds since the Unix epoch."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> StorageEntry:
+        what = "storage entry"
+        return StorageEntry(
+            key=_get(obj, "key", str, what),
+            value=obj.get("value"),
+            version=_get(obj, "version", int, what),
+            updated_at=_get(obj, "updated_at", int, what),
+            updated_by=_get(obj, "updated_by", str, what),
+            expires_at=_get(obj, "expires_at", int, what, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class StoragePage:
+    """One page of ``storage.list``, in key order."""
+
+    entries: list[StorageEntry]
+    next: str | None = None
+    """Set when ``limit`` cut the page short: pass it as ``after=`` for the next page."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> StoragePage:
+        what = "storage page"
+        return StoragePage(
+            entries=[StorageEntry.from_wire(e) for e in _get(obj, "entries", list, what)],
+            next=_get(obj, "next", str, what, optional=True),
+        )
+
+
+StorageOp = Literal["put", "delete"]
+
+
+@dataclass(frozen=True)
+class StorageChange:
+    """The channel's storage changed (delivered to agents joined with ``storage_events=True``)."""
+
+    key: str
+    op: StorageOp
+    version: int
+    """The version the write produced (for a delete: the version deleted)."""
+    value: Any
+    """The new value; ``None`` for a delete."""
+    updated_by: str
+    """The agent that wrote (``http`` for the HTTP API)."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> StorageChange:
+        what = "kv_change"
+        op = _get(obj, "op", str, what)
+        if op not in ("put", "delete"):
+            raise ProtocolError(f"{what}: unknown op {op!r}")
+        return StorageChange(
+            key=_get(obj, "key", str, what),
+            op="put" if op == "put" else "delete",
+            version=_get(obj, "version", int, what),
+            value=obj.get("value"),
+            updated_by=_get(obj, "updated_by", str, what),
+        )
+
+
+ChannelEvent = Union[Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked, StorageChange]
 """Something that happened in a joined channel, in the order the server sent it."""
