@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_client::{
     Backoff, ChannelEvent, ChannelSender, Client, ClientConfig, CreateChannel, Error, HistoryQuery,
-    HttpClient, JoinParams, Message, Publish, Scope,
+    HttpClient, JoinParams, KvList, Message, Publish, Scope,
 };
 use switchboard_server::{Config, Server};
 use tokio::net::{TcpListener, TcpStream};
@@ -440,6 +440,30 @@ impl Runner {
                 let page = self.channel(step)?.sender.history(query).await?;
                 expect(step, to_value(&page))?;
             }
+            "kv_put" => {
+                let p = &step["params"];
+                let key = kv_key(step)?;
+                let (version, ttl) = (p["version"].as_u64(), p["ttl_secs"].as_u64());
+                let sender = &self.channel(step)?.sender;
+                let entry = sender.kv_put(&key, &p["value"], version, ttl).await?;
+                expect(step, to_value(&entry))?;
+            }
+            "kv_get" => {
+                let key = kv_key(step)?;
+                let entry = self.channel(step)?.sender.kv_get(&key).await?;
+                expect(step, to_value(&entry))?;
+            }
+            "kv_delete" => {
+                let p = &step["params"];
+                let key = kv_key(step)?;
+                let version = p["version"].as_u64();
+                self.channel(step)?.sender.kv_delete(&key, version).await?;
+            }
+            "kv_list" => {
+                let query: KvList = parse(&step["query"], "query")?;
+                let page = self.channel(step)?.sender.kv_list(&query).await?;
+                expect(step, to_value(&page))?;
+            }
             "presence" => {
                 let state = self.channel(step)?.sender.presence().await?;
                 let names: Vec<&String> = state.keys().collect();
@@ -527,6 +551,14 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// The `params.key` of a storage step.
+fn kv_key(step: &Value) -> Result<String, Failure> {
+    step["params"]["key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Runner(format!("{}: no params.key", step["op"])))
 }
 
 /// Why a step failed: the SDK returned an error (which an `error` step may expect), or the

@@ -213,7 +213,7 @@ class Run {
       agentName: p.agent_name,
       backoff: { initialMs: 20, maxMs: 500 },
     };
-    const fields = { password: "channelPassword", scope: "apiKeyScope", since: "since", epoch: "epoch", event_types: "eventTypes", echo: "echo", presence: "presence", meta: "meta", session_id: "sessionId" };
+    const fields = { password: "channelPassword", scope: "apiKeyScope", since: "since", epoch: "epoch", event_types: "eventTypes", echo: "echo", presence: "presence", meta: "meta", session_id: "sessionId", kv_events: "storageEvents" };
     for (const [wire, option] of Object.entries(fields)) if (p[wire] !== undefined) options[option] = p[wire];
     const agent = new Agent();
     const reply = await agent.connection.connect(options);
@@ -252,6 +252,28 @@ class Run {
   async op_history(step) {
     const page = await this.agent(step).connection.history(step.query);
     return { ...page, messages: page.messages.map(wireMessage) };
+  }
+
+  async op_kv_put(step) {
+    const { key, value, version, ttl_secs: ttlSecs } = step.params;
+    const options = {};
+    if (version !== undefined) options.version = version;
+    if (ttlSecs !== undefined) options.ttlSecs = ttlSecs;
+    return wireEntry(await this.agent(step).connection.storage.put(key, value ?? null, options));
+  }
+
+  async op_kv_get(step) {
+    return wireEntry(await this.agent(step).connection.storage.get(step.params.key));
+  }
+
+  async op_kv_delete(step) {
+    const { key, version } = step.params;
+    await this.agent(step).connection.storage.delete(key, version === undefined ? {} : { version });
+  }
+
+  async op_kv_list(step) {
+    const page = await this.agent(step).connection.storage.list(step.query ?? {});
+    return { entries: page.entries.map(wireEntry), ...(page.next !== undefined && { next: page.next }) };
   }
 
   async op_presence(step) {
@@ -346,4 +368,11 @@ function assertMatch(actual, expected, path = "$") {
   } else {
     assert.equal(actual, expected, path);
   }
+}
+
+/** A storage entry in its wire shape. */
+function wireEntry(entry) {
+  const wire = { key: entry.key, value: entry.value, version: entry.version, updated_at: entry.updatedAt, updated_by: entry.updatedBy };
+  if (entry.expiresAt !== undefined) wire.expires_at = entry.expiresAt;
+  return wire;
 }

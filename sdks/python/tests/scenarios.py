@@ -76,6 +76,17 @@ def wire_reply(reply: switchboard.JoinReply) -> dict[str, Any]:
     }
 
 
+def wire_entry(entry: switchboard.StorageEntry) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "value": entry.value,
+        "version": entry.version,
+        "updated_at": entry.updated_at,
+        "updated_by": entry.updated_by,
+        "expires_at": entry.expires_at,
+    }
+
+
 def wire_ack(ack: switchboard.PublishAck) -> dict[str, Any]:
     return {"id": ack.id, "offset": ack.offset, "duplicate": ack.duplicate or None}
 
@@ -209,6 +220,8 @@ class ScenarioRunner:
         assert client.client is not None
         params = dict(step["params"])
         agent = params.pop("agent_name")
+        if "kv_events" in params:
+            params["storage_events"] = params.pop("kv_events")
         channel = await client.client.join(step["channel"], agent, **params)
         slot = ChannelSlot(channel)
         slot.pump = asyncio.create_task(slot.run_pump())
@@ -232,6 +245,24 @@ class ScenarioRunner:
     async def op_history(self, step: dict[str, Any]) -> None:
         page = await self.slot(step).channel.history(**step["query"])
         self.expect(step, wire_page(page))
+
+    async def op_kv_put(self, step: dict[str, Any]) -> None:
+        p = step["params"]
+        storage = self.slot(step).channel.storage
+        entry = await storage.put(p["key"], p.get("value"), version=p.get("version"), ttl_secs=p.get("ttl_secs"))
+        self.expect(step, wire_entry(entry))
+
+    async def op_kv_get(self, step: dict[str, Any]) -> None:
+        entry = await self.slot(step).channel.storage.get(step["params"]["key"])
+        self.expect(step, wire_entry(entry))
+
+    async def op_kv_delete(self, step: dict[str, Any]) -> None:
+        p = step["params"]
+        await self.slot(step).channel.storage.delete(p["key"], version=p.get("version"))
+
+    async def op_kv_list(self, step: dict[str, Any]) -> None:
+        page = await self.slot(step).channel.storage.list(**step["query"])
+        self.expect(step, {"entries": [wire_entry(e) for e in page.entries], "next": page.next})
 
     async def op_presence(self, step: dict[str, Any]) -> None:
         state = await self.slot(step).channel.presence()
