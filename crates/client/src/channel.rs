@@ -212,8 +212,8 @@ impl ChannelSender {
         self.request(events::PRESENCE, Payload::empty(), true).await
     }
 
-    /// Writes a key; not re-sent after a reconnect unless it is conditional (a CAS either
-    /// applies once or reports `version_conflict`).
+    /// Writes a key. A write in flight when the connection drops fails (it may or may not have
+    /// been applied) and is not re-sent; read the key again to know.
     pub async fn kv_put(
         &self,
         key: &str,
@@ -225,7 +225,7 @@ impl ChannelSender {
             "key": key, "value": value, "version": version, "ttl_secs": ttl_secs,
         });
         let payload = strip_nulls(payload);
-        self.request(events::KV_PUT, Payload::json(&payload), version.is_some())
+        self.request(events::KV_PUT, Payload::json(&payload), false)
             .await
     }
 
@@ -240,11 +240,7 @@ impl ChannelSender {
     pub async fn kv_delete(&self, key: &str, version: Option<u64>) -> Result<()> {
         let payload = strip_nulls(serde_json::json!({ "key": key, "version": version }));
         let _: serde_json::Value = self
-            .request(
-                events::KV_DELETE,
-                Payload::json(&payload),
-                version.is_some(),
-            )
+            .request(events::KV_DELETE, Payload::json(&payload), false)
             .await?;
         Ok(())
     }
