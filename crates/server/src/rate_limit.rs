@@ -127,6 +127,12 @@ impl RateLimits {
         }
     }
 
+    /// Points a connection's meter at another key (after an `auth` with a fresh key); the
+    /// connection's own bucket carries over, so re-authenticating does not refill it.
+    pub fn rebind(&self, meter: &mut Meter, tenant: &Arc<str>, key: &Arc<str>) {
+        (meter.key, meter.tenant) = self.shared(tenant, key);
+    }
+
     /// A publish over HTTP: the key's and the tenant's buckets.
     pub fn http_publish(&self, tenant: &Arc<str>, key: &Arc<str>, bytes: usize) -> Result<()> {
         let (key, tenant) = self.shared(tenant, key);

@@ -95,11 +95,20 @@ impl Session {
             self.usage_slot = Some(Usage::connect(&counters));
             let _ = self.conn.usage.set(counters);
         }
-        self.meter = Some(
-            self.app
-                .rate_limits
-                .meter(&principal.tenant_id, &principal.key_id),
-        );
+        match &mut self.meter {
+            Some(meter) => {
+                self.app
+                    .rate_limits
+                    .rebind(meter, &principal.tenant_id, &principal.key_id);
+            }
+            None => {
+                self.meter = Some(
+                    self.app
+                        .rate_limits
+                        .meter(&principal.tenant_id, &principal.key_id),
+                );
+            }
+        }
         self.app.live.insert(&self.conn, &principal);
         if !self.app.keys.is_live(&principal) {
             self.conn.push(socket_error(
