@@ -44,6 +44,13 @@ pub struct CreateChannel {
     /// Retention (default: the server's `[storage]` defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// A team channel: only these agent names may join (at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    /// The channel completes itself at this time (ms): members are told, connections leave,
+    /// messages and storage are purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
 }
 
 impl CreateChannel {
@@ -55,6 +62,8 @@ impl CreateChannel {
             password: None,
             storage: None,
             retention: None,
+            members: None,
+            expires_at: None,
         }
     }
 }
@@ -82,4 +91,10 @@ pub struct ChannelInfo {
     pub created_at: Millis,
     /// Agents present now.
     pub agents: u64,
+    /// A team channel's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    /// When a team channel completes itself, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
 }

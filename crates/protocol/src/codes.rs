@@ -84,6 +84,10 @@ error_codes! {
     ChannelExists = "channel_exists",
     /// The channel was deleted while the agent was in it.
     ChannelDeleted = "channel_deleted",
+    /// The team channel was completed (or reached its `expires_at`) and purged.
+    ChannelCompleted = "channel_completed",
+    /// The agent name is not on the team channel's member list.
+    NotAMember = "not_a_member",
     /// A direct ephemeral message names an agent that is not present.
     AgentNotPresent = "agent_not_present",
     /// The WebRTC signaling relay is off for this agent or its target (`enable_webrtc_relay`).

@@ -68,6 +68,8 @@ pub mod events {
     pub const KV_LIST: &str = "kv_list";
     /// Switchboard: channel storage changed (server → agents that joined with `kv_events`).
     pub const KV_CHANGE: &str = "kv_change";
+    /// Switchboard: complete a team channel (a member asks; everyone is told and it is purged).
+    pub const COMPLETE: &str = "complete";
     /// Switchboard: a WebRTC signal for one agent (client → server → that agent).
     pub const SIGNAL: &str = "signal";
     /// Switchboard: list the agents present.

@@ -629,23 +629,23 @@ impl Channel {
         }
     }
 
+    /// Whether the channel was deleted (or completed).
+    pub fn is_deleted(&self) -> bool {
+        self.state.lock().deleted
+    }
+
     /// Whether `conn` is (still) subscribed: a takeover or a delete removes it.
     pub fn is_member(&self, conn_id: u64) -> bool {
         self.state.lock().subscribers.contains_key(&conn_id)
     }
 
-    /// Marks the channel deleted and removes every agent with `channel_deleted`.
-    pub fn delete(&self) {
+    /// Marks the channel deleted and removes every agent with `kicked {code, why}`.
+    pub fn delete(&self, code: ErrorCode, why: &str) {
         let mut s = self.state.lock();
         s.deleted = true;
         s.agents.clear();
         for (_, sub) in s.subscribers.drain() {
-            kick(
-                &sub,
-                &self.topic,
-                ErrorCode::ChannelDeleted,
-                "the channel was deleted",
-            );
+            kick(&sub, &self.topic, code, why);
         }
     }
 

@@ -49,7 +49,7 @@ impl Error {
         use ErrorCode::*;
         match self.code {
             InvalidKey | KeyRevoked | KeyExpired | Unauthenticated => StatusCode::UNAUTHORIZED,
-            Forbidden | BadPassword => StatusCode::FORBIDDEN,
+            Forbidden | BadPassword | NotAMember => StatusCode::FORBIDDEN,
             AgentNameTaken | ChannelExists | TenantExists | NoHistory | VersionConflict => {
                 StatusCode::CONFLICT
             }

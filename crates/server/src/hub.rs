@@ -8,7 +8,7 @@ use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::sync::Arc;
-use switchboard_protocol::{Scope, valid_name};
+use switchboard_protocol::{ErrorCode, Scope, valid_name};
 
 /// Options for a channel created explicitly (or implicitly, with defaults).
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,10 @@ pub struct CreateOptions {
     pub max_messages: Option<u64>,
     /// Retention by age in seconds (None: the server default; 0: unlimited).
     pub max_age_secs: Option<u64>,
+    /// A team channel's members.
+    pub members: Option<Vec<String>>,
+    /// When a team channel completes itself, ms.
+    pub expires_at: Option<i64>,
 }
 
 /// Every loaded channel.
@@ -67,6 +71,9 @@ impl Hub {
         check_name(name)?;
         let key = ChannelKey::new(tenant, scope, name);
         if let Some(ch) = self.channels.get(&key) {
+            if ch.is_deleted() {
+                return Ok(None);
+            }
             return Ok(Some(ch.clone()));
         }
         let (t, n) = (key.tenant.to_string(), name.to_owned());
@@ -122,6 +129,8 @@ impl Hub {
             max_age_secs: options.max_age_secs.unwrap_or(self.default_max_age_secs),
             epoch: random_id::<8>(),
             created_at: crate::now_ms(),
+            members: options.members,
+            expires_at: options.expires_at,
         };
         let max = self.limits.max_per_tenant;
         let (stored, created) = self
@@ -139,6 +148,31 @@ impl Hub {
 
     /// Deletes a channel: agents are kicked, messages and the row removed.
     pub async fn delete(&self, tenant: &str, scope: Scope, name: &str) -> Result<()> {
+        self.remove(
+            tenant,
+            scope,
+            name,
+            ErrorCode::ChannelDeleted,
+            "the channel was deleted",
+        )
+        .await
+    }
+
+    /// Completes a team channel: members are told (`kicked {channel_completed}`), connections
+    /// leave, messages and storage are purged.
+    pub async fn complete(&self, tenant: &str, scope: Scope, name: &str, why: &str) -> Result<()> {
+        self.remove(tenant, scope, name, ErrorCode::ChannelCompleted, why)
+            .await
+    }
+
+    async fn remove(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        name: &str,
+        code: ErrorCode,
+        why: &str,
+    ) -> Result<()> {
         let channel = self.find(tenant, scope, name).await?.ok_or_else(|| {
             err!(
                 ChannelNotFound,
@@ -146,16 +180,21 @@ impl Hub {
                 scope.as_str()
             )
         })?;
-        channel.delete();
+        // Marked deleted first (publishes and joins are refused, `find` no longer sees it),
+        // then removed from the store, and only then from the map: a lookup in between must
+        // not load the row that is being deleted back in.
+        channel.delete(code, why);
+        let id = channel.row.id;
+        let deleted = self
+            .store
+            .write(move |conn| sqlite_queries::delete_channel(conn, id))
+            .await;
         self.channels
             .remove_if(&ChannelKey::new(tenant, scope, name), |_, c| {
                 Arc::ptr_eq(c, &channel)
             });
         self.metrics.channels.set(self.channels.len() as i64);
-        let id = channel.row.id;
-        self.store
-            .write(move |conn| sqlite_queries::delete_channel(conn, id))
-            .await
+        deleted
     }
 
     async fn install(&self, key: ChannelKey, row: ChannelRow) -> Result<Arc<Channel>> {

@@ -333,6 +333,33 @@ async fn usage_loop(app: Arc<App>) {
     }
 }
 
+/// Completes the team channels whose `expires_at` has come.
+async fn complete_expired_channels(app: &App) {
+    let now = now_ms();
+    let expired = match app
+        .store
+        .read(move |c| storage::sqlite_queries::expired_channels(c, now))
+        .await
+    {
+        Ok(expired) => expired,
+        Err(e) => return tracing::warn!(error = %e, "listing expired team channels failed"),
+    };
+    for (tenant, name) in expired {
+        let scope = if tenant.is_empty() {
+            switchboard_protocol::Scope::Public
+        } else {
+            switchboard_protocol::Scope::Private
+        };
+        if let Err(e) = app
+            .hub
+            .complete(&tenant, scope, &name, "the team channel expired")
+            .await
+        {
+            tracing::warn!(channel = name, error = %e, "completing an expired team channel failed");
+        }
+    }
+}
+
 async fn retention_loop(app: Arc<App>) {
     let mut shutdown = app.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(
@@ -349,6 +376,7 @@ async fn retention_loop(app: Arc<App>) {
             }
         }
         app.rate_limits.prune();
+        complete_expired_channels(&app).await;
         let now = now_ms();
         if let Err(e) = app
             .store

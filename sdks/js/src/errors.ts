@@ -33,6 +33,8 @@ export const ErrorCodes = [
   "channel_not_found",
   "channel_exists",
   "channel_deleted",
+  "channel_completed",
+  "not_a_member",
   "agent_not_present",
   "relay_disabled",
   "version_conflict",

@@ -16,10 +16,10 @@ pub use sqlite::{
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
     pub(crate) use super::sqlite::{
-        add_usage, bounds, create_channel, delete_channel, get_channel, get_setting, history,
-        insert_key, insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put,
-        load_keys, load_temporary, prune, prune_temporary, put_setting, recent, recent_ids,
-        revoke_key, revoke_tenant, storage_of, usage_rows,
+        add_usage, bounds, create_channel, delete_channel, expired_channels, get_channel,
+        get_setting, history, insert_key, insert_temporary, insert_tenant, kv_delete, kv_get,
+        kv_list, kv_prune, kv_put, load_keys, load_temporary, prune, prune_temporary, put_setting,
+        recent, recent_ids, revoke_key, revoke_tenant, storage_of, usage_rows,
     };
 }
 

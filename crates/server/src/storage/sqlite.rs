@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS channels (
     epoch TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     pruned_through INTEGER NOT NULL DEFAULT 0,  -- highest offset retention ever deleted
+    members TEXT,                     -- team channels: JSON array of agent names
+    expires_at INTEGER,               -- team channels: completes itself then, ms
     UNIQUE (tenant_id, name)
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -113,6 +115,10 @@ pub struct ChannelRow {
     pub max_age_secs: u64,
     /// Changes whenever the channel's history starts over.
     pub epoch: String,
+    /// Team channels: the agent names that may join.
+    pub members: Option<Vec<String>>,
+    /// Team channels: when the channel completes itself, ms.
+    pub expires_at: Option<i64>,
     /// Creation time, ms.
     pub created_at: i64,
 }
@@ -890,6 +896,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_column("tenants", "revoked_at")? {
         conn.execute_batch("ALTER TABLE tenants ADD COLUMN revoked_at INTEGER")?;
     }
+    if !has_column("channels", "members")? {
+        conn.execute_batch(
+            "ALTER TABLE channels ADD COLUMN members TEXT;
+             ALTER TABLE channels ADD COLUMN expires_at INTEGER;",
+        )?;
+    }
     Ok(())
 }
 
@@ -904,11 +916,27 @@ fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
         max_age_secs: r.get::<_, i64>(6)? as u64,
         epoch: r.get(7)?,
         created_at: r.get(8)?,
+        members: r
+            .get::<_, Option<String>>(9)?
+            .and_then(|m| serde_json::from_str(&m).ok()),
+        expires_at: r.get(10)?,
     })
 }
 
-const CHANNEL_COLUMNS: &str =
-    "id, tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at";
+const CHANNEL_COLUMNS: &str = "id, tenant_id, name, password_hash, persistent, max_messages, \
+     max_age_secs, epoch, created_at, members, expires_at";
+
+/// Team channels whose `expires_at` has come: (tenant, name).
+pub(crate) fn expired_channels(
+    conn: &Connection,
+    now: i64,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    conn.prepare(
+        "SELECT tenant_id, name FROM channels WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+    )?
+    .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
 
 /// Finds a channel.
 pub(crate) fn get_channel(
@@ -945,8 +973,8 @@ pub(crate) fn create_channel(
         }
     }
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at, members, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             row.tenant_id,
             row.name,
@@ -955,7 +983,11 @@ pub(crate) fn create_channel(
             row.max_messages as i64,
             row.max_age_secs as i64,
             row.epoch,
-            row.created_at
+            row.created_at,
+            row.members
+                .as_ref()
+                .map(|m| serde_json::to_string(m).expect("names serialize")),
+            row.expires_at
         ],
     )?;
     let stored = get_channel(conn, &row.tenant_id, &row.name)?

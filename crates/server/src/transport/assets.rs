@@ -48,10 +48,18 @@ const ASSETS: &[Asset] = &[
     asset!("/examples/call/", "examples/call/index.html", HTML),
     asset!("/examples/call/call.js", "examples/call/call.js", JS),
     asset!("/examples/call/call.css", "examples/call/call.css", CSS),
+    asset!("/examples/game/", "examples/game/index.html", HTML),
+    asset!("/examples/game/game.js", "examples/game/game.js", JS),
+    asset!("/examples/game/game.css", "examples/game/game.css", CSS),
 ];
 
 /// Directory paths without their trailing slash, redirected so relative links resolve.
-const DIRECTORIES: &[&str] = &["/examples", "/examples/chat", "/examples/call"];
+const DIRECTORIES: &[&str] = &[
+    "/examples",
+    "/examples/chat",
+    "/examples/call",
+    "/examples/game",
+];
 
 /// 64-bit FNV-1a: enough to tell two builds' files apart, and cheap in a `const fn`.
 const fn fnv1a(bytes: &[u8]) -> u64 {
@@ -192,6 +200,9 @@ mod tests {
             ("/examples/call/", HTML, "/sdk/switchboard.js"),
             ("/examples/call/call.js", JS, "WebRtcHelper"),
             ("/examples/call/call.css", CSS, ".videos"),
+            ("/examples/game/", HTML, "/sdk/switchboard.js"),
+            ("/examples/game/game.js", JS, "storageEvents"),
+            ("/examples/game/game.css", CSS, "#rink"),
         ] {
             let response = fetch(&format!("GET {path} HTTP/1.1\r\n")).await;
             assert!(
@@ -211,6 +222,9 @@ mod tests {
         let redirect = fetch("GET /examples/call HTTP/1.1\r\n").await;
         assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect:.200}");
         assert_eq!(header_of(&redirect, "location"), Some("/examples/call/"));
+        let redirect = fetch("GET /examples/game HTTP/1.1\r\n").await;
+        assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect:.200}");
+        assert_eq!(header_of(&redirect, "location"), Some("/examples/game/"));
     }
 
     #[test]

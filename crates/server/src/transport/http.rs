@@ -41,6 +41,10 @@ pub(super) fn routes() -> Router<Arc<App>> {
         )
         .route("/v1/channels/{name}/messages", get(history).post(publish))
         .route("/v1/channels/{name}/presence", get(presence))
+        .route(
+            "/v1/channels/{name}/complete",
+            axum::routing::post(complete_channel),
+        )
         .route("/v1/channels/{name}/kv", get(kv_list))
         .route(
             "/v1/channels/{name}/kv/{*key}",
@@ -157,8 +161,13 @@ fn info(channel: &Channel) -> ChannelInfo {
         has_password: channel.row.password_hash.is_some(),
         created_at: channel.row.created_at,
         agents: channel.agent_count() as u64,
+        members: channel.row.members.clone(),
+        expires_at: channel.row.expires_at,
     }
 }
+
+/// Most members of a team channel.
+const MAX_MEMBERS: usize = 1000;
 
 async fn create_channel(
     State(app): State<Arc<App>>,
@@ -166,11 +175,26 @@ async fn create_channel(
     Body(body): Body<CreateChannel>,
 ) -> Result<(StatusCode, Json<ChannelInfo>)> {
     who.original_only("creating a channel over HTTP")?;
+    if let Some(members) = &body.members
+        && (members.is_empty()
+            || members.len() > MAX_MEMBERS
+            || !members.iter().all(|m| switchboard_protocol::valid_name(m)))
+    {
+        return Err(err!(
+            InvalidAgentName,
+            "members: 1-{MAX_MEMBERS} agent names of 1-128 bytes of [A-Za-z0-9_.:@-]"
+        ));
+    }
+    if body.expires_at.is_some_and(|at| at <= crate::now_ms()) {
+        return Err(err!(InvalidPayload, "expires_at must be in the future"));
+    }
     let options = CreateOptions {
         password: body.password,
         persistent: body.storage.map(|s| s == StoragePolicy::Persistent),
         max_messages: body.retention.as_ref().and_then(|r| r.max_messages),
         max_age_secs: body.retention.as_ref().and_then(|r| r.max_age_secs),
+        members: body.members,
+        expires_at: body.expires_at,
     };
     let (channel, created) = app
         .hub
@@ -247,6 +271,33 @@ async fn get_channel(
     Ok(Json(info(
         &*find(&app, &who, q.scope, &name, &headers, peer.ip()).await?,
     )))
+}
+
+async fn complete_channel(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    Params(q): Params<ScopeParam>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    who.original_only("completing a channel")?;
+    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    if channel.row.members.is_none() {
+        return Err(err!(
+            InvalidPayload,
+            "only team channels (created with members) complete; delete others"
+        ));
+    }
+    app.hub
+        .complete(
+            &who.tenant_id,
+            q.scope,
+            &name,
+            "the team channel was completed",
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_channel(

@@ -11,6 +11,7 @@ mod messaging;
 mod presence;
 mod security;
 mod signaling;
+mod team_channels;
 mod temporary_keys;
 mod usage;
 mod websocket;

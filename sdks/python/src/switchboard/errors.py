@@ -38,6 +38,8 @@ class ErrorCode(str, enum.Enum):
     CHANNEL_NOT_FOUND = "channel_not_found"
     CHANNEL_EXISTS = "channel_exists"
     CHANNEL_DELETED = "channel_deleted"
+    CHANNEL_COMPLETED = "channel_completed"
+    NOT_A_MEMBER = "not_a_member"
     AGENT_NOT_PRESENT = "agent_not_present"
     RELAY_DISABLED = "relay_disabled"
     VERSION_CONFLICT = "version_conflict"
@@ -206,6 +208,8 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.AGENT_NOT_PRESENT: NotFoundError,
     ErrorCode.NOT_FOUND: NotFoundError,
     ErrorCode.CHANNEL_DELETED: RemovedError,
+    ErrorCode.CHANNEL_COMPLETED: RemovedError,
+    ErrorCode.NOT_A_MEMBER: PermissionDeniedError,
     ErrorCode.SESSION_TAKEN_OVER: RemovedError,
     ErrorCode.RATE_LIMITED: RateLimitedError,
     ErrorCode.TOO_MANY_CONNECTIONS: RateLimitedError,

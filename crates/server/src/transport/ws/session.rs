@@ -320,6 +320,25 @@ impl Session {
                 let result = self.kv(&frame).await;
                 self.reply(&frame, result).await;
             }
+            events::COMPLETE => {
+                let result = match self.member(&frame.topic) {
+                    Ok((channel, agent)) if channel.row.members.is_some() => {
+                        let tenant = self.principal.as_ref().expect("checked").tenant_id.clone();
+                        let why = format!("{agent} completed the team channel");
+                        self.app
+                            .hub
+                            .complete(&tenant, channel.scope, channel.name(), &why)
+                            .await
+                    }
+                    Ok(_) => Err(err!(
+                        InvalidPayload,
+                        "only team channels (created with members) complete"
+                    )),
+                    Err(e) => Err(e),
+                };
+                self.reply(&frame, result.map(|()| serde_json::json!({})))
+                    .await;
+            }
             events::SIGNAL => {
                 let result = self.member(&frame.topic).and_then(|(channel, agent)| {
                     self.allow(Capability::Signal, &channel, &agent, None)?;
@@ -453,6 +472,15 @@ impl Session {
             .hub
             .open(&tenant, params.scope, name, options)
             .await?;
+        if let Some(members) = &channel.row.members
+            && !members.contains(&params.agent_name)
+        {
+            return Err(err!(
+                NotAMember,
+                "{:?} is not a member of this team channel",
+                params.agent_name
+            ));
+        }
         if !created {
             let limits = &self.app.rate_limits;
             let guarded = channel.row.password_hash.is_some();
