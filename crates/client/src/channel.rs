@@ -139,6 +139,16 @@ impl Channel {
         self.sender.kv_list(query).await
     }
 
+    /// Completes this team channel (members only): everyone is kicked with
+    /// `channel_completed` and the channel is purged.
+    pub async fn complete(&self) -> Result<()> {
+        let _: serde_json::Value = self
+            .sender
+            .request(events::COMPLETE, Payload::empty(), false)
+            .await?;
+        Ok(())
+    }
+
     /// Relays a WebRTC signal to `to` (both agents joined with `enable_webrtc_relay`).
     pub async fn signal(
         &self,

@@ -263,6 +263,17 @@ impl HttpClient {
         self.call(request).await
     }
 
+    /// Completes a team channel: its agents are kicked with `channel_completed`, and the
+    /// channel, its messages and its storage are purged.
+    pub async fn complete_channel(&self, channel: &str, scope: Scope) -> Result<()> {
+        let request = self.request(
+            Method::POST,
+            &["v1", "channels", channel, "complete"],
+            scope,
+        );
+        check(self.send(request).await?).await.map(drop)
+    }
+
     /// Checks that the server answers `/healthz`.
     pub async fn health(&self) -> Result<()> {
         let request = self.request(Method::GET, &["healthz"], Scope::Private);

@@ -341,3 +341,32 @@ async fn channel_storage_over_the_socket_and_http() {
     let err = a.kv_get("a/b").await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
 }
+
+#[tokio::test]
+async fn team_channels_admit_members_and_complete() {
+    use switchboard_client::{CreateChannel, HttpClient, Scope};
+    let s = TestServer::start().await;
+    let http = HttpClient::new(&s.server().http_url(), s.key.clone()).unwrap();
+    let mut create = CreateChannel::new("team");
+    create.members = Some(vec!["ann".into(), "ben".into()]);
+    let info = http.create_channel(&create).await.unwrap();
+    assert_eq!(
+        info.members.as_deref(),
+        Some(&["ann".to_owned(), "ben".to_owned()][..])
+    );
+    let (ann, eve) = (s.client().await, s.client().await);
+    let mut a = ann.join("team", JoinParams::new("ann")).await.unwrap();
+    let err = eve.join("team", JoinParams::new("eve")).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotAMember));
+    a.complete().await.unwrap();
+    let kicked = loop {
+        match tokio::time::timeout(WAIT, a.recv()).await.unwrap() {
+            Some(ChannelEvent::Kicked(reply)) => break reply,
+            Some(_) => continue,
+            None => panic!("ended without a kick"),
+        }
+    };
+    assert_eq!(kicked.code, ErrorCode::ChannelCompleted);
+    let err = http.get_channel("team", Scope::Private).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ChannelNotFound));
+}
