@@ -41,6 +41,9 @@ test("the examples are served under /examples/", async () => {
     ["/examples/call/", "examples/call/index.html"],
     ["/examples/call/call.js", "examples/call/call.js"],
     ["/examples/call/call.css", "examples/call/call.css"],
+    ["/examples/game/", "examples/game/index.html"],
+    ["/examples/game/game.js", "examples/game/game.js"],
+    ["/examples/game/game.css", "examples/game/game.css"],
   ]) {
     const res = await fetch(`${server.httpUrl}${path}`);
     assert.equal(res.status, 200, path);
