@@ -53,7 +53,7 @@ async function newPage(t) {
 async function gamePage(t, room, role) {
   const page = await newPage(t);
   await page.goto(`${server.httpUrl}/examples/game/?room=${room}#key=${server.apiKey}`);
-  await page.waitForFunction((role) => window.game.role === role && !document.getElementById("game").hidden, role);
+  await page.waitForFunction((role) => window.game.ready && window.game.role === role, role);
   return page;
 }
 

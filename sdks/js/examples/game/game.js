@@ -34,6 +34,7 @@ const ctx = canvas.getContext("2d");
 const game = (window.game = {
   room: "",
   me: "",
+  ready: false, // joined, seated and showing the table
   role: "spectator", // "left", "right" or "spectator"
   seats: { left: undefined, right: undefined }, // agent names, from storage
   here: new Set(), // agent names present in the channel
@@ -87,10 +88,8 @@ async function join() {
   agent.onError((e) => showError("game-error", e));
   await connect(form.key.value);
 
-  joinForm.hidden = true;
-  $("game").hidden = false;
-  $("title").textContent = `#${game.room}`;
-  document.title = `#${game.room} · Switchboard air hockey`;
+  // Read the score and the seats before showing the table, so a page joining mid-game never
+  // shows 0 : 0 first.
   game.here = new Set((await agent.presence()).map((a) => a.agentName));
   const [score, seats] = await Promise.all([
     agent.storage.get("score").catch((e) => (e.code === "not_found" ? undefined : Promise.reject(e))),
@@ -99,6 +98,11 @@ async function join() {
   if (score) stored("score", score.value, score.version);
   for (const seat of seats.entries) stored(seat.key, seat.value, seat.version);
   await takeSeat();
+  joinForm.hidden = true;
+  $("game").hidden = false;
+  $("title").textContent = `#${game.room}`;
+  document.title = `#${game.room} · Switchboard air hockey`;
+  game.ready = true;
   requestAnimationFrame(frame);
 }
 
