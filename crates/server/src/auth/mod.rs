@@ -601,6 +601,14 @@ fn validate_grant(r: &CreateTemporaryKey, max_ttl_secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// A channel-storage request: reading, or (`write`) putting and deleting.
+pub fn kv_request(channel: &str, scope: Scope, agent: Option<&str>, write: bool) -> Request {
+    Request {
+        write,
+        ..channel_request(Capability::Kv, channel, scope, agent, None)
+    }
+}
+
 /// A request on a channel, as temporary keys are asked about it.
 pub fn channel_request(
     operation: Capability,

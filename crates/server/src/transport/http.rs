@@ -2,7 +2,7 @@
 
 use super::ws::validate_publish;
 use crate::App;
-use crate::auth::{Principal, channel_request};
+use crate::auth::{Principal, channel_request, kv_request};
 use crate::channel::{AckTo, Channel};
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
@@ -427,15 +427,18 @@ async fn presence(
     ))
 }
 
-/// Checks a channel-storage request of a temporary key (no agent acts over HTTP).
-fn allow_kv(who: &Principal, name: &str, scope: Scope, write: bool) -> Result<()> {
-    who.allow(crate::auth::temporary::Request {
-        operation: Capability::Kv,
-        channel: Some((name.to_owned(), scope)),
-        agent: None,
-        event_type: None,
-        write,
-    })
+/// The channel of a channel-storage request, once the key may make it (no agent acts over
+/// HTTP, so a temporary key bound to agent names may not).
+async fn kv_channel(
+    app: &App,
+    who: &Principal,
+    (name, scope): (&str, Scope),
+    headers: &HeaderMap,
+    ip: IpAddr,
+    write: bool,
+) -> Result<Arc<Channel>> {
+    who.allow(kv_request(name, scope, None, write))?;
+    find(app, who, scope, name, headers, ip).await
 }
 
 async fn kv_list(
@@ -447,8 +450,7 @@ async fn kv_list(
     Params(list): Params<switchboard_protocol::kv::KvList>,
     headers: HeaderMap,
 ) -> Result<Json<switchboard_protocol::kv::KvPage>> {
-    allow_kv(&who, &name, q.scope, false)?;
-    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let channel = kv_channel(&app, &who, (&name, q.scope), &headers, peer.ip(), false).await?;
     Ok(Json(crate::kv::list(&app, &channel, list).await?))
 }
 
@@ -460,8 +462,7 @@ async fn kv_get(
     Params(q): Params<ScopeParam>,
     headers: HeaderMap,
 ) -> Result<Json<switchboard_protocol::kv::KvEntry>> {
-    allow_kv(&who, &name, q.scope, false)?;
-    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let channel = kv_channel(&app, &who, (&name, q.scope), &headers, peer.ip(), false).await?;
     let key = switchboard_protocol::kv::KvKey { key, version: None };
     Ok(Json(crate::kv::get(&app, &channel, &key).await?))
 }
@@ -484,8 +485,7 @@ async fn kv_put(
     headers: HeaderMap,
     Body(body): Body<KvPutBody>,
 ) -> Result<Json<switchboard_protocol::kv::KvEntry>> {
-    allow_kv(&who, &name, q.scope, true)?;
-    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let channel = kv_channel(&app, &who, (&name, q.scope), &headers, peer.ip(), true).await?;
     let put = switchboard_protocol::kv::KvPut {
         key,
         value: body.value,
@@ -509,8 +509,7 @@ async fn kv_delete(
     Params(v): Params<VersionParam>,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
-    allow_kv(&who, &name, q.scope, true)?;
-    let channel = find(&app, &who, q.scope, &name, &headers, peer.ip()).await?;
+    let channel = kv_channel(&app, &who, (&name, q.scope), &headers, peer.ip(), true).await?;
     let key = switchboard_protocol::kv::KvKey {
         key,
         version: v.version,

@@ -3,7 +3,7 @@
 
 use super::Peer;
 use crate::App;
-use crate::auth::{Principal, channel_request};
+use crate::auth::{Principal, channel_request, kv_request};
 use crate::channel::{AckTo, Channel};
 use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_error};
 use crate::error::{Error, Result, err};
@@ -155,13 +155,12 @@ impl Session {
         let (channel, agent) = self.member(&frame.topic)?;
         let event = frame.event.as_str();
         let principal = self.principal.as_ref().expect("checked by dispatch");
-        principal.allow(crate::auth::temporary::Request {
-            operation: Capability::Kv,
-            channel: Some((channel.name().to_owned(), channel.scope)),
-            agent: Some(agent.to_string()),
-            event_type: None,
-            write: matches!(event, events::KV_PUT | events::KV_DELETE),
-        })?;
+        principal.allow(kv_request(
+            channel.name(),
+            channel.scope,
+            Some(&agent),
+            matches!(event, events::KV_PUT | events::KV_DELETE),
+        ))?;
         let bad = |e: String| err!(InvalidPayload, "{event} payload: {e}");
         let app = &self.app;
         match event {
