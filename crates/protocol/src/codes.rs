@@ -96,6 +96,8 @@ error_codes! {
     VersionConflict = "version_conflict",
     /// The channel's storage holds `max_kv_keys_per_channel` keys already.
     TooManyKeys = "too_many_keys",
+    /// The recipient's inbox holds `max_messages_per_agent` unacknowledged messages already.
+    InboxFull = "inbox_full",
     /// The channel keeps no history (ephemeral-only storage policy).
     NoHistory = "no_history",
     /// The connection's outbound queue overflowed; reconnect and resume by offset.

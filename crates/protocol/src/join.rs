@@ -68,6 +68,10 @@ pub struct JoinParams {
     /// Receive `kv_change` events when the channel's storage changes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kv_events: bool,
+    /// Consume this agent's inbox: persisted direct messages to it arrive as `new_message`
+    /// and wait for `ack` or `reject`, instead of arriving as `message`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inbox: bool,
 }
 
 impl JoinParams {
@@ -79,6 +83,7 @@ impl JoinParams {
             scope: Scope::Private,
             enable_webrtc_relay: false,
             kv_events: false,
+            inbox: false,
             since: None,
             epoch: None,
             event_types: None,

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod codes;
 pub mod frame;
 pub mod history;
+pub mod inbox;
 pub mod join;
 pub mod keys;
 pub mod kv;
@@ -23,6 +24,7 @@ pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
 pub use codes::{CloseCode, ErrorCode, ErrorReply};
 pub use frame::{Frame, FrameError, Payload};
 pub use history::{Direction, HistoryPage, HistoryQuery};
+pub use inbox::{Ack, DeadLetter, DeadLetterPage, InboxMessage, Receipt, ReceiptStatus, Reject};
 pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
 pub use keys::{
     Capability, CreateKey, CreateTemporaryKey, CreateTenant, CreatedKey, CreatedTenant, KeyInfo,
@@ -72,6 +74,14 @@ pub mod events {
     pub const COMPLETE: &str = "complete";
     /// Switchboard: a WebRTC signal for one agent (client → server → that agent).
     pub const SIGNAL: &str = "signal";
+    /// Switchboard: an inbox message for the agent (server → the agent that joined with `inbox`).
+    pub const NEW_MESSAGE: &str = "new_message";
+    /// Switchboard: acknowledge an inbox message (it leaves the inbox).
+    pub const ACK: &str = "ack";
+    /// Switchboard: reject an inbox message (redelivered, or dead-lettered).
+    pub const REJECT: &str = "reject";
+    /// Switchboard: what happened to a message sent with `receipt: true` (server → its sender).
+    pub const RECEIPT: &str = "receipt";
     /// Switchboard: list the agents present.
     pub const PRESENCE: &str = "presence";
     /// Switchboard: a message delivered to the agent.

@@ -165,6 +165,9 @@ pub struct Publish {
     /// Binary attachments (base64 in JSON; raw in the binary envelope).
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "base64_list")]
     pub attachments: Vec<Bytes>,
+    /// With `to`: send this agent `receipt` events as the recipient's inbox handles it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub receipt: bool,
 }
 
 impl Publish {
@@ -177,6 +180,7 @@ impl Publish {
             ephemeral: false,
             id: None,
             attachments: Vec::new(),
+            receipt: false,
         }
     }
 
@@ -198,6 +202,8 @@ impl Publish {
             ephemeral: bool,
             #[serde(skip_serializing_if = "Option::is_none")]
             id: Option<&'a str>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            receipt: bool,
             attachment_sizes: Vec<usize>,
         }
         let header = Header {
@@ -206,6 +212,7 @@ impl Publish {
             to: self.to.as_deref(),
             ephemeral: self.ephemeral,
             id: self.id.as_deref(),
+            receipt: self.receipt,
             attachment_sizes: self.attachments.iter().map(Bytes::len).collect(),
         };
         envelope(&header, &self.attachments)
@@ -226,6 +233,8 @@ impl Publish {
             #[serde(default)]
             id: Option<String>,
             #[serde(default)]
+            receipt: bool,
+            #[serde(default)]
             attachment_sizes: Vec<usize>,
         }
         let h: Header = split_envelope(bytes)?;
@@ -236,6 +245,7 @@ impl Publish {
             ephemeral: h.ephemeral,
             id: h.id,
             attachments: Vec::new(),
+            receipt: h.receipt,
         };
         let sizes = h.attachment_sizes;
         publish.attachments = slice_attachments(bytes, &sizes)?;

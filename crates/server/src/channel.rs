@@ -9,8 +9,9 @@
 use crate::auth::random_id;
 use crate::connection::{ConnHandle, message_frame, reply_error, reply_ok, text_frame};
 use crate::error::{Error, Result, err};
+use crate::inbox::{Consumer, Settler};
 use crate::metrics::Metrics;
-use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
+use crate::storage::{ChannelRow, InboxWrite, SqliteStore, sqlite_queries};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -133,6 +134,8 @@ pub struct Filter {
     agent: Arc<str>,
     echo: bool,
     event_types: Option<HashSet<String>>,
+    /// The agent consumes its inbox: persisted direct messages to it come from there.
+    inbox: bool,
 }
 
 impl Filter {
@@ -142,11 +145,11 @@ impl Filter {
         if own && !self.echo {
             return false;
         }
-        if let Some(to) = &m.to
-            && **to != *self.agent
-            && !own
-        {
-            return false;
+        if let Some(to) = &m.to {
+            let mine = **to == *self.agent;
+            if (!mine && !own) || (mine && self.inbox && !m.ephemeral) {
+                return false;
+            }
         }
         self.event_types
             .as_ref()
@@ -167,6 +170,8 @@ struct Subscriber {
     relay: bool,
     /// Whether it receives `kv_change` events.
     kv_events: bool,
+    /// Its inbox consumer, when it joined with `inbox`.
+    inbox: Option<Consumer>,
     /// While a joining agent replays history from disk, live frames wait here.
     catching_up: Option<Vec<WsFrame>>,
 }
@@ -210,6 +215,8 @@ struct State {
     pending_diff: PresenceDiff,
     diff_scheduled: bool,
     deleted: bool,
+    /// Pending inbox messages per recipient (bounded by `max_messages_per_agent`).
+    inbox_pending: HashMap<String, u32>,
 }
 
 /// Limits a channel applies.
@@ -225,6 +232,8 @@ pub struct ChannelLimits {
     pub presence_batch: std::time::Duration,
     /// Channels one tenant (or the public namespace) may hold; 0: no limit.
     pub max_per_tenant: usize,
+    /// Durable inboxes.
+    pub inbox: crate::config::InboxConfig,
 }
 
 /// What a join needs to do after registering.
@@ -255,9 +264,9 @@ pub struct Channel {
     pub scope: Scope,
     state: Mutex<State>,
     head_tx: watch::Sender<u64>,
-    store: Arc<SqliteStore>,
+    pub(crate) store: Arc<SqliteStore>,
     metrics: Arc<Metrics>,
-    limits: ChannelLimits,
+    pub(crate) limits: ChannelLimits,
     verified_passwords: Mutex<HashSet<[u8; 32]>>,
 }
 
@@ -282,12 +291,13 @@ impl Channel {
         );
         let topic: Arc<str> =
             format!("{}{}", switchboard_protocol::CHANNEL_TOPIC_PREFIX, row.name).into();
-        let (bounds, recent, ids) = store
+        let (bounds, recent, ids, inbox_pending) = store
             .read(move |conn| {
                 Ok((
                     sqlite_queries::bounds(conn, id)?,
                     sqlite_queries::recent(conn, id, &name, cache)?,
                     sqlite_queries::recent_ids(conn, id, window)?,
+                    sqlite_queries::inbox_counts(conn, id)?,
                 ))
             })
             .await?;
@@ -332,6 +342,7 @@ impl Channel {
                 pending_diff: PresenceDiff::default(),
                 diff_scheduled: false,
                 deleted: false,
+                inbox_pending: inbox_pending.into_iter().collect(),
             }),
             head_tx: watch::Sender::new(head),
             store,
@@ -481,11 +492,13 @@ impl Channel {
                     .event_types
                     .as_ref()
                     .map(|t| t.iter().cloned().collect()),
+                inbox: params.inbox,
             },
             presence: presence.clone(),
             wants_presence: params.presence,
             relay: params.enable_webrtc_relay,
             kv_events: params.kv_events,
+            inbox: None,
             catching_up: None,
         };
 
@@ -525,6 +538,16 @@ impl Channel {
         } else {
             Vec::new()
         };
+        if params.inbox
+            && let Some(me) = self.me.upgrade()
+        {
+            sub.inbox = Some(Consumer::start(
+                me,
+                conn.clone(),
+                join_ref.map(str::to_owned),
+                agent.clone(),
+            ));
+        }
         s.agents.insert(agent, conn.id);
         match outcome {
             JoinOutcome::Live => {
@@ -621,6 +644,88 @@ impl Channel {
         Ok(())
     }
 
+    /// Whether a persisted message to `to` goes to its inbox: when the agent is absent or
+    /// consumes its inbox (an agent present without `inbox` gets it live, as before).
+    /// Counts it against the recipient's `max_messages_per_agent`.
+    fn inbox_admit(&self, s: &mut State, to: Option<&str>) -> Result<bool> {
+        let Some(to) = to else {
+            return Ok(false);
+        };
+        let consumes = match s.agents.get(to).and_then(|id| s.subscribers.get(id)) {
+            Some(sub) => sub.inbox.is_some(),
+            None => true,
+        };
+        if !consumes {
+            return Ok(false);
+        }
+        let max = self.limits.inbox.max_messages_per_agent;
+        let pending = s.inbox_pending.entry(to.to_owned()).or_insert(0);
+        if *pending >= max {
+            return Err(err!(
+                InboxFull,
+                "{to:?} has {max} unacknowledged messages in its inbox; retry once it catches up"
+            ));
+        }
+        *pending += 1;
+        Ok(true)
+    }
+
+    /// After an inbox batch: `removed` messages left `recipient`'s inbox, and `receipts` go
+    /// to their senders (those present now).
+    pub(crate) fn inbox_settled(
+        &self,
+        recipient: &str,
+        removed: u32,
+        receipts: Vec<(String, switchboard_protocol::Receipt)>,
+    ) {
+        let mut s = self.state.lock();
+        if removed > 0
+            && let Some(n) = s.inbox_pending.get_mut(recipient)
+        {
+            *n = n.saturating_sub(removed);
+            if *n == 0 {
+                s.inbox_pending.remove(recipient);
+            }
+        }
+        for (sender, receipt) in receipts {
+            if let Some(sub) = s
+                .agents
+                .get(sender.as_str())
+                .and_then(|id| s.subscribers.get(id))
+            {
+                let body = serde_json::to_string(&receipt).expect("receipts serialize");
+                sub.conn.push(text_frame(
+                    sub.join_ref.as_deref(),
+                    None,
+                    &self.topic,
+                    events::RECEIPT,
+                    &body,
+                ));
+            }
+        }
+    }
+
+    /// The ack/reject handle of `conn`'s inbox consumer, if it joined with `inbox`.
+    pub fn inbox_settler(&self, conn_id: u64) -> Option<Settler> {
+        let s = self.state.lock();
+        s.subscribers
+            .get(&conn_id)?
+            .inbox
+            .as_ref()
+            .map(Consumer::handle)
+    }
+
+    /// Re-reads the pending inbox counts (after retention dead-lettered expired messages).
+    pub async fn reload_inbox_counts(&self) -> Result<()> {
+        let id = self.row.id;
+        let counts = self
+            .store
+            .read(move |conn| sqlite_queries::inbox_counts(conn, id))
+            .await?;
+        self.state.lock().inbox_pending = counts.into_iter().collect();
+        Ok(())
+    }
+
     /// Removes `conn` from the channel with a `kicked {code, message}` and `phx_close`.
     pub fn kick(&self, conn_id: u64, code: ErrorCode, message: &str) {
         let mut s = self.state.lock();
@@ -654,17 +759,18 @@ impl Channel {
         presence_state(&self.state.lock())
     }
 
-    /// Publishes from agent `from`; the result goes to `ack` (immediately for ephemeral
-    /// messages and duplicates, after durability for persisted ones). `member` is the
-    /// publishing connection, which must still be subscribed (None for the HTTP API).
+    /// Publishes from agent `from` of `tenant`; the result goes to `ack` (immediately for
+    /// ephemeral messages and duplicates, after durability for persisted ones). `member` is
+    /// the publishing connection, which must still be subscribed (None for the HTTP API).
     pub fn publish(
         self: &Arc<Self>,
         from: &str,
+        tenant: &str,
         member: Option<u64>,
         publish: Publish,
         ack: AckTo,
     ) {
-        if let Err(e) = self.try_publish(from, member, publish, ack) {
+        if let Err(e) = self.try_publish(from, tenant, member, publish, ack) {
             let (error, ack) = *e;
             ack.send(Err(error), &self.metrics);
         }
@@ -673,6 +779,7 @@ impl Channel {
     fn try_publish(
         self: &Arc<Self>,
         from: &str,
+        tenant: &str,
         member: Option<u64>,
         p: Publish,
         ack: AckTo,
@@ -709,6 +816,7 @@ impl Channel {
             )));
         }
         s.last_ts = s.last_ts.max(now_ms());
+        let receipt = p.receipt;
         let id = p.id.unwrap_or_else(message_id);
         let mut message = Message {
             id,
@@ -764,6 +872,13 @@ impl Channel {
             }
             return Ok(());
         }
+        let inbox = match self.inbox_admit(s, message.to.as_deref()) {
+            Ok(inbox) => inbox.then(|| InboxWrite {
+                sender_tenant: tenant.into(),
+                receipt,
+            }),
+            Err(e) => return Err(Box::new((e, ack))),
+        };
         self.metrics.messages_in.inc();
         let offset = s.next_offset;
         s.next_offset += 1;
@@ -785,6 +900,7 @@ impl Channel {
         self.store.append(
             self.row.id,
             message,
+            inbox,
             Box::new(move |result| channel.on_durable(entry, result, ack)),
         );
         Ok(())
@@ -827,6 +943,11 @@ impl Channel {
                 if s.dedup.get(&id) == Some(&offset) {
                     s.dedup.remove(&id);
                 }
+                if let Some(to) = &entry.message.to
+                    && let Some(n) = s.inbox_pending.get_mut(to.as_str())
+                {
+                    *n = n.saturating_sub(1);
+                }
                 drop(s);
                 ack.send(Err(e), &self.metrics);
             }
@@ -837,6 +958,12 @@ impl Channel {
         let cap = self.limits.catch_up_buffer;
         let mut delivered = 0u64;
         for sub in s.subscribers.values_mut() {
+            if let (Some(consumer), Some(to)) = (&sub.inbox, &message.to)
+                && **to == *sub.agent
+                && !message.ephemeral
+            {
+                consumer.wake();
+            }
             if sub.wants(message) && sub.deliver(frame, cap) {
                 delivered += 1;
                 if let Some(usage) = sub.conn.usage.get() {

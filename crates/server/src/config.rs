@@ -21,6 +21,8 @@ pub struct Config {
     pub limits: Limits,
     /// Durability and retention.
     pub storage: StorageConfig,
+    /// `[inbox]`
+    pub inbox: InboxConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -110,6 +112,26 @@ pub struct StorageConfig {
     pub retention_interval_ms: u64,
     /// How often usage counters are written to the store, in milliseconds.
     pub usage_flush_ms: u64,
+}
+
+/// `[inbox]`: durable inboxes (persisted direct messages that wait for `ack`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// How long a delivered message stays invisible before it is delivered again unless
+    /// acknowledged, in milliseconds.
+    pub visibility_timeout_ms: u64,
+    /// Deliveries after which an unacknowledged message is dead-lettered.
+    pub max_deliveries: u32,
+    /// Rejections after which a message is dead-lettered.
+    pub max_rejections: u32,
+    /// Unacknowledged messages one agent's inbox in one channel may hold (inbox_full beyond).
+    pub max_messages_per_agent: u32,
+    /// Messages delivered to a consumer and not yet acknowledged, at most.
+    pub prefetch: u32,
+    /// Messages waiting longer than this are dead-lettered (`expired`), and dead letters
+    /// older than this are deleted, in seconds.
+    pub retention_secs: u64,
 }
 
 /// What an acknowledgement promises.

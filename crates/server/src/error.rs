@@ -55,7 +55,9 @@ impl Error {
             }
             ChannelNotFound | NotFound | AgentNotPresent => StatusCode::NOT_FOUND,
             FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited | TooManyChannels | TooManyKeys => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited | TooManyChannels | TooManyKeys | InboxFull => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TooManyConnections | ServerShutdown | StorageUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod hub;
+pub mod inbox;
 pub mod kv;
 pub mod metrics;
 pub mod rate_limit;
@@ -191,6 +192,7 @@ impl Server {
             catch_up_buffer: config.limits.outbound_queue,
             presence_batch: Duration::from_millis(config.limits.presence_batch_ms),
             max_per_tenant: config.limits.max_channels_per_tenant,
+            inbox: config.inbox,
         };
         let hub = Hub::new(
             store.clone(),
@@ -384,6 +386,22 @@ async fn retention_loop(app: Arc<App>) {
             .await
         {
             tracing::warn!(error = %e, "pruning expired channel storage failed");
+        }
+        let retention_ms = (app.config.inbox.retention_secs as i64).saturating_mul(1000);
+        match app
+            .store
+            .write(move |c| storage::sqlite_queries::inbox_prune(c, now, retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(_) => {
+                for channel in app.hub.loaded() {
+                    if let Err(e) = channel.reload_inbox_counts().await {
+                        tracing::warn!(channel = channel.name(), error = %e, "reading inbox counts failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning inboxes failed"),
         }
         if let Err(e) = app.keys.prune_expired().await {
             tracing::warn!(error = %e, "pruning expired temporary keys failed");

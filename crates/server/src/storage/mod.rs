@@ -6,15 +6,21 @@
 //! completes them in submission order (which is channel offset order). Reads use a pool of
 //! read-only connections and never wait for the writer.
 
+mod inbox;
 mod sqlite;
 
+pub use inbox::{DeadRow, InboxRow, Outcome, Settle, Settled};
 pub use sqlite::{
-    AppendDone, ChannelRow, CommitObserver, KeyRow, KvRefused, KvRow, SqliteStore, StoreStats,
-    TemporaryRow, TenantRow, UsageRow,
+    AppendDone, ChannelRow, CommitObserver, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore,
+    StoreStats, TemporaryRow, TenantRow, UsageRow,
 };
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
+    pub(crate) use super::inbox::{
+        dead_letters, delete_dead_letter, inbox_counts, inbox_lease, inbox_next_visible,
+        inbox_prune, inbox_release, inbox_settle,
+    };
     pub(crate) use super::sqlite::{
         add_usage, bounds, create_channel, delete_channel, expired_channels, get_channel,
         get_setting, history, insert_key, insert_temporary, insert_tenant, kv_delete, kv_get,

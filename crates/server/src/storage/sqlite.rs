@@ -1,5 +1,6 @@
 //! SQLite implementation of the store (WAL, group commit on one writer thread).
 
+use super::inbox::inbox_insert;
 use super::unavailable;
 use crate::config::{Durability, StorageConfig};
 use crate::error::Result;
@@ -94,6 +95,25 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (channel_id, offset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_ts ON messages (channel_id, ts);
+CREATE TABLE IF NOT EXISTS inbox (
+    channel_id INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    sender_tenant TEXT NOT NULL,
+    receipt INTEGER NOT NULL,         -- 1: the sender asked for receipts
+    message TEXT NOT NULL,            -- the message as JSON
+    created_at INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    rejections INTEGER NOT NULL DEFAULT 0,
+    visible_at INTEGER NOT NULL,      -- delivered again from then on unless acknowledged
+    dead_at INTEGER,                  -- set once dead-lettered
+    reason TEXT,                      -- the last rejection's, or why it was dead-lettered
+    PRIMARY KEY (channel_id, recipient, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbox_id ON inbox (channel_id, recipient, id);
+CREATE INDEX IF NOT EXISTS inbox_dead ON inbox (channel_id, dead_at, offset) WHERE dead_at IS NOT NULL;
 ";
 
 /// A stored channel.
@@ -202,12 +222,24 @@ type Job = Box<dyn FnOnce(&Connection) + Send>;
 /// Called on the writer thread, in submission order, once the append is durable (or failed).
 pub type AppendDone = Box<dyn FnOnce(Result<()>) + Send>;
 
+/// A direct message that also goes to its recipient's inbox.
+#[derive(Debug, Clone)]
+pub struct InboxWrite {
+    /// The sender's tenant (who may read it once dead-lettered).
+    pub sender_tenant: Arc<str>,
+    /// Whether the sender wants receipts.
+    pub receipt: bool,
+}
+
+struct Append {
+    channel_id: i64,
+    message: Arc<Message>,
+    inbox: Option<InboxWrite>,
+    done: AppendDone,
+}
+
 enum WriteOp {
-    Append {
-        channel_id: i64,
-        message: Arc<Message>,
-        done: AppendDone,
-    },
+    Append(Append),
     Run(Job),
 }
 
@@ -277,16 +309,24 @@ impl SqliteStore {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// Queues an append; `done` runs on the writer thread once it is durable. Appends complete
-    /// in the order they were queued, so callers holding a channel lock while queuing get
-    /// completions in offset order.
-    pub fn append(&self, channel_id: i64, message: Arc<Message>, done: AppendDone) {
-        if let Err(WriteOp::Append { done, .. }) = self.send(WriteOp::Append {
+    /// Queues an append (and, for a direct message, its inbox entry, in the same commit);
+    /// `done` runs on the writer thread once it is durable. Appends complete in the order
+    /// they were queued, so callers holding a channel lock while queuing get completions in
+    /// offset order.
+    pub fn append(
+        &self,
+        channel_id: i64,
+        message: Arc<Message>,
+        inbox: Option<InboxWrite>,
+        done: AppendDone,
+    ) {
+        if let Err(WriteOp::Append(append)) = self.send(WriteOp::Append(Append {
             channel_id,
             message,
+            inbox,
             done,
-        }) {
-            done(Err(stopped()));
+        })) {
+            (append.done)(Err(stopped()));
         }
     }
 
@@ -378,17 +418,13 @@ fn writer_loop(
     failed: Arc<AtomicBool>,
     observer: CommitObserver,
 ) {
-    let mut appends: Vec<(i64, Arc<Message>, AppendDone)> = Vec::with_capacity(max_batch);
+    let mut appends: Vec<Append> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(op) = next.take() {
             match op {
-                WriteOp::Append {
-                    channel_id,
-                    message,
-                    done,
-                } => {
-                    appends.push((channel_id, message, done));
+                WriteOp::Append(append) => {
+                    appends.push(append);
                     if appends.len() >= max_batch {
                         commit(&conn, &mut appends, &failed, &observer);
                     }
@@ -408,7 +444,7 @@ fn writer_loop(
 /// One transaction, one fsync, for every pending append; then the completions, in order.
 fn commit(
     conn: &Connection,
-    appends: &mut Vec<(i64, Arc<Message>, AppendDone)>,
+    appends: &mut Vec<Append>,
     failed: &AtomicBool,
     observer: &CommitObserver,
 ) {
@@ -424,8 +460,8 @@ fn commit(
     match result {
         Ok(()) => {
             observer(appends.len(), started.elapsed());
-            for (_, _, done) in appends.drain(..) {
-                done(Ok(()));
+            for append in appends.drain(..) {
+                (append.done)(Ok(()));
             }
         }
         Err(e) => {
@@ -437,24 +473,30 @@ fn commit(
             } else {
                 e.to_string()
             });
-            for (_, _, done) in appends.drain(..) {
-                done(Err(error.clone()));
+            for append in appends.drain(..) {
+                (append.done)(Err(error.clone()));
             }
         }
     }
 }
 
-fn insert_all(
-    conn: &Connection,
-    appends: &[(i64, Arc<Message>, AppendDone)],
-) -> rusqlite::Result<()> {
+fn insert_all(conn: &Connection, appends: &[Append]) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        for (channel_id, m, _) in appends {
+        for Append {
+            channel_id,
+            message: m,
+            inbox,
+            ..
+        } in appends
+        {
+            if let (Some(inbox), Some(to)) = (inbox, &m.to) {
+                inbox_insert(&tx, *channel_id, to, m, inbox)?;
+            }
             let attachments =
                 (!m.attachments.is_empty()).then(|| encode_attachments(&m.attachments));
             stmt.execute(params![
@@ -1000,6 +1042,7 @@ pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()>
     let tx = conn.unchecked_transaction()?;
     tx.execute("DELETE FROM messages WHERE channel_id = ?1", [id])?;
     tx.execute("DELETE FROM kv WHERE channel_id = ?1", [id])?;
+    tx.execute("DELETE FROM inbox WHERE channel_id = ?1", [id])?;
     tx.execute("DELETE FROM channels WHERE id = ?1", [id])?;
     tx.commit()
 }

@@ -114,9 +114,9 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Par
 }
 
 #[derive(Deserialize, Default)]
-struct ScopeParam {
+pub(super) struct ScopeParam {
     #[serde(default)]
-    scope: Scope,
+    pub(super) scope: Scope,
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
@@ -212,7 +212,7 @@ async fn create_channel(
 
 /// Finds a channel the caller may use: its own private ones freely; public ones with their
 /// password (header `x-channel-password`) when they have one.
-async fn find(
+pub(super) async fn find(
     app: &App,
     who: &Principal,
     scope: Scope,
@@ -327,6 +327,8 @@ struct HttpPublish {
     #[serde(default, with = "switchboard_protocol::message::base64_list")]
     attachments: Vec<Bytes>,
     from: Option<String>,
+    #[serde(default)]
+    receipt: bool,
 }
 
 async fn publish(
@@ -354,6 +356,7 @@ async fn publish(
         ephemeral: body.ephemeral,
         id: body.id,
         attachments: body.attachments,
+        receipt: body.receipt,
     };
     let publish = validate_publish(publish, app.config.limits.max_message_bytes)?;
     who.allow(channel_request(
@@ -376,7 +379,7 @@ async fn publish(
         check_public_password(&app, &channel, &headers, peer.ip()).await?;
     }
     let (tx, rx) = oneshot::channel();
-    channel.publish(&from, None, publish, AckTo::Http(tx));
+    channel.publish(&from, &who.tenant_id, None, publish, AckTo::Http(tx));
     let ack = rx
         .await
         .map_err(|_| err!(ServerShutdown, "the server stopped before acknowledging"))??;

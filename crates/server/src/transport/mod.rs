@@ -3,6 +3,7 @@
 
 mod assets;
 pub mod http;
+mod inbox;
 mod keys;
 mod usage;
 pub mod ws;
@@ -22,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/socket/websocket", get(ws::upgrade))
         .merge(http::routes())
+        .merge(inbox::routes())
         .merge(keys::routes())
         .merge(usage::routes())
         .merge(assets::routes())

@@ -9,12 +9,14 @@ use crate::connection::{ConnHandle, Outbound, reply_error, reply_ok, socket_erro
 use crate::error::{Error, Result, err};
 use crate::hub::CreateOptions;
 use crate::rate_limit::{Meter, TenantConnection};
+use crate::storage::Settle;
 use crate::usage::{Connected, Usage};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use switchboard_protocol::inbox::MAX_REASON_LEN;
 use switchboard_protocol::limits::{MAX_EVENT_TYPES, MAX_ID_LEN, MAX_META_BYTES, MAX_TYPE_LEN};
 use switchboard_protocol::{
     Capability, CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Millis, Payload, Publish,
@@ -357,6 +359,7 @@ impl Session {
                 self.reply(&frame, result.map(|()| serde_json::json!({})))
                     .await;
             }
+            events::ACK | events::REJECT => self.settle(frame),
             events::PRESENCE => {
                 let result = self.member(&frame.topic).and_then(|(channel, agent)| {
                     self.allow(Capability::Presence, &channel, &agent, None)?;
@@ -461,6 +464,15 @@ impl Session {
             }
             Err(e) => return Err(e),
         };
+        if params.inbox {
+            principal.allow(request(Capability::Inbox))?;
+            if !receives {
+                return Err(err!(
+                    Forbidden,
+                    "consuming an inbox needs the subscribe capability"
+                ));
+            }
+        }
         let tenant = principal.tenant_id.clone();
         let options = CreateOptions {
             password: params.password.clone(),
@@ -520,6 +532,52 @@ impl Session {
         Ok(())
     }
 
+    /// `ack` or `reject` of an inbox message. The reply comes once the settlement is
+    /// durable, without holding up the frames behind it, so a consumer's acks pipeline and
+    /// share fsyncs.
+    fn settle(&mut self, frame: Frame) {
+        let settle = self.member(&frame.topic).and_then(|(channel, agent)| {
+            self.allow(Capability::Inbox, &channel, &agent, None)?;
+            let bad = |e: String| err!(InvalidPayload, "{} payload: {e}", frame.event);
+            let settle = if frame.event == events::ACK {
+                let ack: switchboard_protocol::Ack = frame.payload.parse().map_err(bad)?;
+                Settle::Ack { id: ack.id }
+            } else {
+                let r: switchboard_protocol::Reject = frame.payload.parse().map_err(bad)?;
+                if r.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
+                    return Err(err!(
+                        InvalidPayload,
+                        "reason is at most {MAX_REASON_LEN} bytes"
+                    ));
+                }
+                Settle::Reject {
+                    id: r.id,
+                    reason: r.reason,
+                    requeue: r.requeue,
+                }
+            };
+            Ok((channel, agent, settle))
+        });
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            let result = match settle {
+                Ok((channel, agent, settle)) => match channel.inbox_settler(conn.id) {
+                    Some(settler) => settler.settle(settle).await,
+                    None => channel.inbox_settle(&agent, settle).await.map(|_| ()),
+                },
+                Err(e) => Err(e),
+            };
+            let jr = frame.join_ref.as_deref();
+            let out = match (result, frame.reference.as_deref()) {
+                (Ok(()), None) => return,
+                (Err(e), None) => socket_error(e.code, &e.message),
+                (Ok(()), r) => reply_ok(jr, r, &frame.topic, &serde_json::json!({})),
+                (Err(e), r) => reply_error(jr, r, &frame.topic, &e.reply()),
+            };
+            conn.push(out);
+        });
+    }
+
     async fn publish(&mut self, frame: Frame) {
         let (channel, agent) = match self.member(&frame.topic) {
             Ok(found) => found,
@@ -562,7 +620,12 @@ impl Session {
             started: Instant::now(),
             permit: Some(permit),
         };
-        channel.publish(&agent, Some(self.conn.id), publish, ack);
+        let tenant = &self
+            .principal
+            .as_ref()
+            .expect("checked by dispatch")
+            .tenant_id;
+        channel.publish(&agent, tenant, Some(self.conn.id), publish, ack);
     }
 }
 
