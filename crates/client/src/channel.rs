@@ -28,6 +28,11 @@ pub enum ChannelEvent {
     Signal(switchboard_protocol::SignalEvent),
     /// The channel's storage changed (joined with `kv_events`).
     KvChange(KvChange),
+    /// A message from this agent's inbox (joined with `inbox`): [`Channel::ack`] or
+    /// [`Channel::reject`] it, else it comes back after the visibility timeout.
+    InboxMessage(switchboard_protocol::InboxMessage),
+    /// What became of a message this agent sent with `receipt: true`.
+    Receipt(switchboard_protocol::Receipt),
     /// Messages between the requested resume point and `first_available` are gone.
     Gap(Gap),
     /// The agent was removed from the channel (or its rejoin was refused); the stream ends next.
@@ -149,6 +154,17 @@ impl Channel {
         Ok(())
     }
 
+    /// Acknowledges an inbox message: it leaves the inbox (and its sender gets `acknowledged`).
+    pub async fn ack(&self, id: &str) -> Result<()> {
+        self.sender.ack(id).await
+    }
+
+    /// Rejects an inbox message with a reason: it comes back until `max_rejections`, or goes to
+    /// the dead letters at once when `requeue` is false.
+    pub async fn reject(&self, id: &str, reason: Option<&str>, requeue: bool) -> Result<()> {
+        self.sender.reject(id, reason, requeue).await
+    }
+
     /// Relays a WebRTC signal to `to` (both agents joined with `enable_webrtc_relay`).
     pub async fn signal(
         &self,
@@ -259,6 +275,30 @@ impl ChannelSender {
     pub async fn kv_list(&self, query: &KvList) -> Result<KvPage> {
         self.request(events::KV_LIST, Payload::json(query), true)
             .await
+    }
+
+    /// Acknowledges an inbox message. An ack in flight when the connection drops is re-sent
+    /// after the reconnect (acknowledging twice is harmless: the second finds nothing and
+    /// fails with `not_found`).
+    pub async fn ack(&self, id: &str) -> Result<()> {
+        let payload = switchboard_protocol::Ack { id: id.to_owned() };
+        let _: serde_json::Value = self
+            .request(events::ACK, Payload::json(&payload), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Rejects an inbox message (not re-sent after a reconnect: the message comes back anyway).
+    pub async fn reject(&self, id: &str, reason: Option<&str>, requeue: bool) -> Result<()> {
+        let payload = switchboard_protocol::Reject {
+            id: id.to_owned(),
+            reason: reason.map(str::to_owned),
+            requeue,
+        };
+        let _: serde_json::Value = self
+            .request(events::REJECT, Payload::json(&payload), false)
+            .await?;
+        Ok(())
     }
 
     /// Relays a WebRTC signal to `to`; not re-sent after a reconnect (signals are live only).

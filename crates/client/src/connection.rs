@@ -712,6 +712,20 @@ impl Connection {
                     Err(e) => warn!(error = %e, "ignoring an unreadable kv_change"),
                 }
             }
+            events::NEW_MESSAGE => {
+                match frame.payload.parse::<switchboard_protocol::InboxMessage>() {
+                    Ok(m) => {
+                        let _ = state.events.send(ChannelEvent::InboxMessage(m));
+                    }
+                    Err(e) => warn!(error = %e, "ignoring an unreadable new_message"),
+                }
+            }
+            events::RECEIPT => match frame.payload.parse::<switchboard_protocol::Receipt>() {
+                Ok(receipt) => {
+                    let _ = state.events.send(ChannelEvent::Receipt(receipt));
+                }
+                Err(e) => warn!(error = %e, "ignoring an unreadable receipt"),
+            },
             events::SIGNAL => match frame.payload.parse::<switchboard_protocol::SignalEvent>() {
                 Ok(signal) => {
                     let _ = state.events.send(ChannelEvent::Signal(signal));

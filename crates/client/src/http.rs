@@ -274,6 +274,90 @@ impl HttpClient {
         check(self.send(request).await?).await.map(drop)
     }
 
+    /// Leases up to `receive.max` messages of `agent`'s inbox in `channel` (for backends that
+    /// poll): each must be acknowledged or rejected within the visibility timeout, else it
+    /// is delivered again.
+    pub async fn inbox_receive(
+        &self,
+        channel: &str,
+        agent: &str,
+        receive: &switchboard_protocol::inbox::Receive,
+        scope: Scope,
+    ) -> Result<Vec<switchboard_protocol::InboxMessage>> {
+        let request = self
+            .request(
+                Method::POST,
+                &["v1", "channels", channel, "inbox", agent, "receive"],
+                scope,
+            )
+            .json(receive);
+        let received: switchboard_protocol::inbox::Received = self.call(request).await?;
+        Ok(received.messages)
+    }
+
+    /// Acknowledges a message of `agent`'s inbox.
+    pub async fn inbox_ack(
+        &self,
+        channel: &str,
+        agent: &str,
+        id: &str,
+        scope: Scope,
+    ) -> Result<()> {
+        let request = self
+            .request(
+                Method::POST,
+                &["v1", "channels", channel, "inbox", agent, "ack"],
+                scope,
+            )
+            .json(&switchboard_protocol::Ack { id: id.to_owned() });
+        check(self.send(request).await?).await.map(drop)
+    }
+
+    /// Rejects a message of `agent`'s inbox.
+    pub async fn inbox_reject(
+        &self,
+        channel: &str,
+        agent: &str,
+        reject: &switchboard_protocol::Reject,
+        scope: Scope,
+    ) -> Result<()> {
+        let request = self
+            .request(
+                Method::POST,
+                &["v1", "channels", channel, "inbox", agent, "reject"],
+                scope,
+            )
+            .json(reject);
+        check(self.send(request).await?).await.map(drop)
+    }
+
+    /// A page of the channel's dead letters sent by this tenant's agents, oldest first.
+    pub async fn dead_letters(
+        &self,
+        channel: &str,
+        query: &switchboard_protocol::inbox::DeadLetterQuery,
+        scope: Scope,
+    ) -> Result<switchboard_protocol::DeadLetterPage> {
+        let request = self
+            .request(
+                Method::GET,
+                &["v1", "channels", channel, "dead_letters"],
+                scope,
+            )
+            .query(query);
+        self.call(request).await
+    }
+
+    /// Deletes one of this tenant's dead letters.
+    pub async fn delete_dead_letter(&self, channel: &str, id: &str, scope: Scope) -> Result<()> {
+        let request = self.request(
+            Method::DELETE,
+            &["v1", "channels", channel, "dead_letters", id],
+            scope,
+        );
+        check(self.send(request).await?).await.map(drop)
+    }
+
     /// Checks that the server answers `/healthz`.
     pub async fn health(&self) -> Result<()> {
         let request = self.request(Method::GET, &["healthz"], Scope::Private);

@@ -58,6 +58,10 @@ pub use http::{
 
 /// The wire types, re-exported so applications need not depend on the protocol crate.
 pub use switchboard_protocol as protocol;
+pub use switchboard_protocol::inbox::{
+    Ack, DeadLetter, DeadLetterPage, DeadLetterQuery, InboxMessage, Receipt, ReceiptStatus,
+    Receive, Reject,
+};
 pub use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvOp, KvPage};
 pub use switchboard_protocol::{
     ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply,

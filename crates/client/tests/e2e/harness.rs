@@ -20,11 +20,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the defaults changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.data_dir = dir.path().to_owned();
         config.server.shutdown_grace_ms = 2_000;
+        configure(&mut config);
         let server = Server::start(config.clone()).await.unwrap();
         let key = server
             .bootstrap_key

@@ -2,6 +2,7 @@
 
 mod harness;
 mod http;
+mod inbox;
 mod messaging;
 mod resume;
 mod temporary_keys;
