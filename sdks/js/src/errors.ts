@@ -39,6 +39,7 @@ export const ErrorCodes = [
   "relay_disabled",
   "version_conflict",
   "too_many_keys",
+  "inbox_full",
   "no_history",
   "slow_consumer",
   "heartbeat_timeout",

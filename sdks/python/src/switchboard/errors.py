@@ -44,6 +44,7 @@ class ErrorCode(str, enum.Enum):
     RELAY_DISABLED = "relay_disabled"
     VERSION_CONFLICT = "version_conflict"
     TOO_MANY_KEYS = "too_many_keys"
+    INBOX_FULL = "inbox_full"
     NO_HISTORY = "no_history"
     SLOW_CONSUMER = "slow_consumer"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
