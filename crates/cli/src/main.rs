@@ -32,6 +32,8 @@ enum Command {
     Presence(client::presence::PresenceArgs),
     /// Read and write a channel's storage (over HTTP).
     Kv(client::kv::KvArgs),
+    /// Consume an agent's durable inbox, or read the dead letters.
+    Inbox(client::inbox::InboxArgs),
     /// Create, list and revoke tenants (admin key, or offline on a data directory).
     Tenants(admin::TenantsArgs),
     /// Create, list and revoke API keys (admin or tenant key, or offline on a data directory).
@@ -49,6 +51,7 @@ async fn main() -> ExitCode {
         Command::History(args) => client::history::run(args).await,
         Command::Presence(args) => client::presence::run(args).await,
         Command::Kv(args) => client::kv::run(args).await,
+        Command::Inbox(args) => client::inbox::run(args).await,
         Command::Tenants(args) => admin::tenants(args).await,
         Command::Keys(args) => admin::keys(args).await,
     };

@@ -13,10 +13,15 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.data_dir = dir.path().to_owned();
+    configure(&mut config);
     let server = Server::start(config).await.unwrap();
     let key = server.bootstrap_key.clone().unwrap();
     Env {
@@ -317,4 +322,71 @@ async fn kv_put_get_list_delete() {
         .await;
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.starts_with("error: not_found:"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_receive_and_dead_letters() {
+    // One delivery only: a message printed without an ack is dead-lettered next time.
+    let env = start_with(|c| c.inbox.max_deliveries = 1).await;
+    let send = [
+        "send",
+        "--channel",
+        "jobs",
+        "--agent",
+        "boss",
+        "--to",
+        "worker",
+    ];
+    env.ok(&[&send[..], &[r#"{"n":1}"#]].concat()).await;
+    env.ok(&[&send[..], &[r#"{"n":2}"#]].concat()).await;
+    let at = ["--channel", "jobs", "--agent", "worker"];
+    let got = json_lines(
+        &env.ok(&[&["inbox", "receive", "--count", "2"], &at[..]].concat())
+            .await,
+    );
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["delivery_count"], 1);
+    assert_eq!(got[0]["message"]["data"]["n"], 1);
+    assert_eq!(got[1]["message"]["data"]["n"], 2);
+
+    env.ok(&[&send[..], &["--id", "third", r#"{"n":3}"#]].concat())
+        .await;
+    let got = json_lines(
+        &env.ok(&[&["inbox", "receive", "--count", "1", "--no-ack"], &at[..]].concat())
+            .await,
+    );
+    // The acknowledged two are gone; the third was printed but not acknowledged.
+    assert_eq!(got[0]["message"]["id"], "third");
+    let dead = json_lines(
+        &env.ok(&["inbox", "dead-letters", "--channel", "jobs"])
+            .await,
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    // Released when the consumer left; delivered once already, so it is dead-lettered on
+    // the next lease instead of delivered.
+    let mut consumer = env.cmd(&[&["inbox", "receive", "--count", "1"], &at[..]].concat());
+    consumer.stdout(Stdio::piped());
+    let mut child = consumer.spawn().unwrap();
+    let dead = loop {
+        let dead = json_lines(
+            &env.ok(&[
+                "inbox",
+                "dead-letters",
+                "--channel",
+                "jobs",
+                "--recipient",
+                "worker",
+            ])
+            .await,
+        );
+        if !dead.is_empty() {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(dead[0]["message"]["id"], "third");
+    assert_eq!(dead[0]["reason"], "max_deliveries");
+    assert_eq!(dead[0]["recipient"], "worker");
 }
