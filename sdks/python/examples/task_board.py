@@ -2,9 +2,10 @@
 with progress and a result, addressed to the asker.
 
 Workers announce their capabilities in their presence metadata, so the asker sees who can help
-before asking. (Durable inboxes with ack/reject, streams for large results, and discovery are
-coming with the server features; this example uses what exists today: broadcasts, direct
-messages, ephemeral progress, presence metadata and history.)
+before asking. This example uses broadcasts, direct messages, ephemeral progress, presence
+metadata and history; worker_agent.py shows one worker fed through its durable inbox (tasks that
+wait while it is away, ack/reject, receipts). Streams for large results and discovery are coming
+with the server features.
 
     python task_board.py worker --name upper-1 --capability uppercase
     python task_board.py ask --capability uppercase "hello agents"

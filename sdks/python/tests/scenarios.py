@@ -102,6 +102,8 @@ def publish_args(message: dict[str, Any]) -> dict[str, Any]:
     }
     if "attachments" in message:
         args["attachments"] = [base64.b64decode(a) for a in message["attachments"]]
+    if message.get("receipt"):
+        args["receipt"] = True
     return args
 
 

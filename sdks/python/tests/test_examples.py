@@ -13,8 +13,11 @@ import switchboard  # noqa: E402
 import machine_monitor  # noqa: E402
 import notify  # noqa: E402
 import task_board  # noqa: E402
+import worker_agent  # noqa: E402
 
-from harness import ServerProcess  # noqa: E402
+import pytest  # noqa: E402
+
+from harness import WAIT, ServerProcess  # noqa: E402
 
 
 async def test_machine_monitor(server: ServerProcess) -> None:
@@ -42,3 +45,42 @@ def test_notify(server: ServerProcess) -> None:
     notify.notify(server.url, server.key, "ops", "deployed 1.0")
     messages = notify.notify(server.url, server.key, "ops", "deployed 1.1")
     assert [m.data["text"] for m in reversed(messages)] == ["deployed 1.0", "deployed 1.1"]
+
+
+async def test_worker_agent(server: ServerProcess) -> None:
+    # Tasks sent while the worker is away wait in its inbox; the sender asks for receipts.
+    async with await switchboard.connect(
+        server.url, server.key, worker_agent.CHANNEL, "ann", inbox=True, presence=False, echo=False
+    ) as ann:
+        good = await ann.send("task", {"op": "reverse", "text": "inbox"}, to="worker-1", receipt=True)
+        bad = await ann.send("task", {"op": "reverse", "text": 42}, to="worker-1", receipt=True)
+        completed = await asyncio.wait_for(worker_agent.worker(server.url, server.key, "worker-1", tasks=2), WAIT)
+        assert completed == 1
+        receipts: dict[str, list[switchboard.Receipt]] = {good.id: [], bad.id: []}
+        results: list[switchboard.InboxMessage] = []
+        while len(results) < 1 or len(receipts[good.id]) < 2 or len(receipts[bad.id]) < 2:
+            event = await asyncio.wait_for(ann.channel.next_event(), WAIT)
+            if isinstance(event, switchboard.Receipt):
+                receipts[event.id].append(event)
+            elif isinstance(event, switchboard.InboxMessage):
+                results.append(event)
+                await ann.ack(event.id)
+        assert [r.status for r in receipts[good.id]] == ["delivered", "acknowledged"]
+        assert [(r.status, r.reason) for r in receipts[bad.id]] == [
+            ("delivered", None),
+            ("dead_lettered", "malformed task: `text` is not a string"),
+        ]
+        assert [(m.message.type, m.message.sender, m.message.data) for m in results] == [
+            ("result", "worker-1", {"task": good.id, "output": "xobni"})
+        ]
+    letters = await worker_agent.dead_letters(server.url, server.key)
+    assert [(d.message.id, d.recipient) for d in letters] == [(bad.id, "worker-1")]
+
+    # The asker's side: a result, and a task the worker rejects.
+    worker = asyncio.create_task(worker_agent.worker(server.url, server.key, "worker-1", tasks=2))
+    ask = worker_agent.ask(server.url, server.key, "worker-1", "uppercase", "hello agents", name="bob")
+    assert await asyncio.wait_for(ask, WAIT) == "HELLO AGENTS"
+    with pytest.raises(worker_agent.TaskFailed) as failed:
+        await asyncio.wait_for(worker_agent.ask(server.url, server.key, "worker-1", "shout", "hi", name="cy"), WAIT)
+    assert failed.value.reason.startswith("unknown op 'shout'")
+    assert await asyncio.wait_for(worker, WAIT) == 1

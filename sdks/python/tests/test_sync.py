@@ -50,3 +50,25 @@ def test_sync_storage(server: ServerProcess) -> None:
         bot.storage.delete("deploy/first")
         with pytest.raises(switchboard.NotFoundError):
             bot.storage.get("deploy/first")
+
+
+def test_sync_inbox(server: ServerProcess) -> None:
+    with switchboard.sync.connect(server.url, server.key, "jobs", "asker", presence=False, echo=False, options=FAST) as asker:
+        first = asker.send("task", {"n": 1}, to="worker", receipt=True)
+        asker.send("task", {"n": 2}, to="worker")
+        with switchboard.sync.connect(
+            server.url, server.key, "jobs", "worker", inbox=True, presence=False, options=FAST
+        ) as worker:
+            item = worker.next_inbox_message(timeout=10)
+            assert item is not None and (item.id, item.delivery_count, item.message.data) == (first.id, 1, {"n": 1})
+            worker.ack(item.id)
+            second = next(iter(worker.inbox()))
+            worker.reject(second.id, "bad input", requeue=False)
+            with pytest.raises(switchboard.NotFoundError):
+                worker.ack(second.id)
+            assert worker.next_inbox_message(timeout=0) is None, "nothing else is waiting"
+        receipts = [asker.next_event(timeout=10) for _ in range(2)]
+        assert receipts == [
+            switchboard.Receipt(first.id, "worker", "delivered", 1),
+            switchboard.Receipt(first.id, "worker", "acknowledged", 1),
+        ]

@@ -14,7 +14,7 @@ from switchboard.backoff import Backoff
 from switchboard.client import http_base_url, socket_url, valid_name
 from switchboard.errors import CloseCode, ErrorCode, error_for, error_from_reply
 from switchboard.tracker import OffsetTracker
-from switchboard.types import Gap, JoinReply, Message
+from switchboard.types import DeadLetter, DeadLetterPage, Gap, InboxMessage, JoinReply, Message, Receipt
 
 from harness import REPO
 
@@ -189,3 +189,26 @@ def test_every_code_has_its_exception_class() -> None:
     assert type(unknown) is switchboard.SwitchboardError and unknown.code == "from_the_future"
     assert isinstance(error_from_reply("nonsense"), switchboard.ProtocolError)
     assert isinstance(switchboard.RequestTimeoutError("t"), TimeoutError)
+
+
+def test_inbox_wire_shapes() -> None:
+    message = {"id": "m1", "offset": 3, "channel": "work", "from": "alice", "to": "bob", "type": "task", "data": 1, "ts": 9}
+    item = InboxMessage.from_wire({"delivery_count": 2, "message": message})
+    assert (item.delivery_count, item.id, item.message.to) == (2, "m1", "bob")
+    with pytest.raises(switchboard.ProtocolError):
+        InboxMessage.from_wire({"delivery_count": 1})
+    receipt = Receipt.from_wire({"id": "m1", "to": "bob", "status": "dead_lettered", "delivery_count": 3, "reason": "max_deliveries"})
+    assert receipt == Receipt("m1", "bob", "dead_lettered", 3, "max_deliveries")
+    assert Receipt.from_wire({"id": "m1", "to": "bob", "status": "delivered", "delivery_count": 1}).reason is None
+    with pytest.raises(switchboard.ProtocolError):
+        Receipt.from_wire({"id": "m1", "to": "bob", "status": "lost", "delivery_count": 1})
+    page = DeadLetterPage.from_wire(
+        {
+            "entries": [
+                {"message": message, "recipient": "bob", "delivery_count": 1, "rejections": 1, "reason": "rejected", "dead_at": 7}
+            ],
+            "next": "c1",
+        }
+    )
+    assert page.next == "c1" and page.entries[0] == DeadLetter(Message.from_wire(message), "bob", 1, 1, "rejected", 7)
+    assert error_for(ErrorCode.INBOX_FULL, "full").__class__ is switchboard.RateLimitedError

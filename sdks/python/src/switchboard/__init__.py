@@ -11,8 +11,10 @@
 
 The connection reconnects by itself (exponential backoff with jitter), rejoins from the last
 offset it delivered and re-sends unacknowledged publishes under their ids, so the application
-sees neither a gap nor a duplicate. ``agent.storage`` is the channel's key-value store. ``switchboard.sync`` wraps it for blocking scripts;
-:class:`HttpClient` covers the HTTP API.
+sees neither a gap nor a duplicate. ``agent.storage`` is the channel's key-value store.
+Connected with ``inbox=True``, an agent consumes its durable inbox: ``agent.inbox()`` yields the
+direct messages that waited for it, to ``agent.ack`` or ``agent.reject``. ``switchboard.sync``
+wraps it for blocking scripts; :class:`HttpClient` covers the HTTP API.
 """
 
 from . import sync
@@ -42,8 +44,11 @@ from .storage import ChannelStorage
 from .http import Capability, ChannelInfo, HttpClient, TemporaryKey
 from .types import (
     ChannelEvent,
+    DeadLetter,
+    DeadLetterPage,
     Gap,
     HistoryPage,
+    InboxMessage,
     JoinReply,
     Kicked,
     Message,
@@ -51,6 +56,8 @@ from .types import (
     PresenceMeta,
     PresenceState,
     PublishAck,
+    Receipt,
+    ReceiptStatus,
     Reconnected,
     StorageChange,
     StorageEntry,
@@ -74,11 +81,14 @@ __all__ = [
     "ClosedError",
     "ConflictError",
     "ConnectionFailedError",
+    "DeadLetter",
+    "DeadLetterPage",
     "DisconnectedError",
     "ErrorCode",
     "Gap",
     "HistoryPage",
     "HttpClient",
+    "InboxMessage",
     "InvalidRequestError",
     "JoinReply",
     "KeySource",
@@ -92,6 +102,8 @@ __all__ = [
     "ProtocolError",
     "PublishAck",
     "RateLimitedError",
+    "Receipt",
+    "ReceiptStatus",
     "Reconnected",
     "RemovedError",
     "RequestTimeoutError",

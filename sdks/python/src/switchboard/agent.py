@@ -1,7 +1,8 @@
 """The agent facade: one connection, one channel, one agent name — the common case in a line.
 
 ``async with await switchboard.connect(url=..., api_key=..., channel_name=..., agent_name=...)``
-gives an :class:`Agent` that sends, receives and reads history and presence.
+gives an :class:`Agent` that sends, receives and reads history and presence, and (connected
+with ``inbox=True``) consumes its durable inbox.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from .channel import Channel
 from .client import Client, ClientOptions, KeySource
 from .storage import ChannelStorage
-from .types import ChannelEvent, Direction, HistoryPage, JoinReply, Message, PresenceState, PublishAck, Scope
+from .types import ChannelEvent, Direction, HistoryPage, InboxMessage, JoinReply, Message, PresenceState, PublishAck, Scope
 
 
 class Agent:
@@ -56,11 +57,16 @@ class Agent:
         ephemeral: bool = False,
         attachments: list[bytes] | None = None,
         id: str | None = None,
+        receipt: bool = False,
     ) -> PublishAck:
         """Sends a message to everyone, or to the agent ``to``; returns once it is durable
         (``ack.offset``), or once delivered for ``ephemeral`` ones (``ack.offset`` is ``None``).
-        ``attachments`` are raw bytes, sent in a binary frame."""
-        return await self.channel.publish(type, data, to=to, ephemeral=ephemeral, attachments=attachments, id=id)
+        ``attachments`` are raw bytes, sent in a binary frame. A persisted message ``to`` an
+        absent agent waits in its inbox; ``receipt=True`` reports what becomes of it as
+        :class:`Receipt` events in :meth:`events`."""
+        return await self.channel.publish(
+            type, data, to=to, ephemeral=ephemeral, attachments=attachments, id=id, receipt=receipt
+        )
 
     def messages(self) -> AsyncIterator[Message]:
         """``async for msg in agent.messages()``: live messages (after a replay when joined with
@@ -68,8 +74,24 @@ class Agent:
         return self.channel.messages()
 
     def events(self) -> AsyncIterator[ChannelEvent]:
-        """Messages and presence, storage change, gap and reconnect events, in order."""
+        """Messages, inbox messages, receipts, and presence, storage change, gap and reconnect
+        events, in order."""
         return self.channel.events()
+
+    def inbox(self) -> AsyncIterator[InboxMessage]:
+        """``async for item in agent.inbox()`` (connected with ``inbox=True``): the direct
+        messages of this agent's durable inbox, those that waited while it was away first.
+        ``ack`` each once handled, or ``reject`` it; an unsettled one comes back."""
+        return self.channel.inbox()
+
+    async def ack(self, id: str) -> None:
+        """Acknowledges an inbox message: it leaves the inbox; see :meth:`Channel.ack`."""
+        await self.channel.ack(id)
+
+    async def reject(self, id: str, reason: str | None = None, *, requeue: bool = True) -> None:
+        """Rejects an inbox message: delivered again (``requeue``, the default) until the
+        server's rejection limit, else dead-lettered; see :meth:`Channel.reject`."""
+        await self.channel.reject(id, reason, requeue=requeue)
 
     async def receive(
         self,
@@ -111,6 +133,7 @@ async def connect(
     meta: dict[str, Any] | None = None,
     session_id: str | None = None,
     storage_events: bool = False,
+    inbox: bool = False,
     options: ClientOptions | None = None,
 ) -> Agent:
     """Connects, joins ``channel_name`` as ``agent_name`` and returns the :class:`Agent`.
@@ -133,6 +156,7 @@ async def connect(
             meta=meta,
             session_id=session_id,
             storage_events=storage_events,
+            inbox=inbox,
         )
     except BaseException:
         await client.close()

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ClosedError, SwitchboardError
+from .errors import ClosedError, ErrorCode, InvalidRequestError, SwitchboardError
 from .storage import ChannelStorage
 from .tracker import OffsetTracker
 from .types import (
     ChannelEvent,
     Direction,
     HistoryPage,
+    InboxMessage,
     JoinReply,
     Kicked,
     Message,
@@ -101,8 +102,9 @@ def random_id() -> str:
 
 
 class Channel:
-    """A joined channel. Read its events with :meth:`events` or :meth:`messages`; publish and
-    read history with the methods below; :meth:`leave` when done.
+    """A joined channel. Read its events with :meth:`events`, :meth:`messages` or (joined with
+    ``inbox=True``) :meth:`inbox`; publish, read history, ``ack`` and ``reject`` inbox messages
+    with the methods below; :meth:`leave` when done.
 
     Events queue without bound until read: read them, or leave the channel.
     """
@@ -144,15 +146,22 @@ class Channel:
         ephemeral: bool = False,
         attachments: list[bytes] | None = None,
         id: str | None = None,
+        receipt: bool = False,
     ) -> PublishAck:
         """Publishes and waits for the acknowledgement (for persisted messages, sent once the
         message is durable).
+
+        A persisted message ``to`` an agent that is absent, or that consumes its inbox, waits in
+        that agent's durable inbox until it acknowledges it. ``receipt=True`` (persisted direct
+        messages only) makes the server report what becomes of it as :class:`~switchboard.Receipt`
+        events on this channel, while this agent is in it.
 
         A persisted publish without an ``id`` gets a random one, so the SDK can re-send it after
         a reconnect and the server acknowledges the original instead of storing it twice.
         Ephemeral publishes are never re-sent: one in flight when the connection drops fails with
         :class:`~switchboard.DisconnectedError`. Publishes with attachments go as binary frames.
         """
+        check_receipt(receipt, to, ephemeral)
         if not ephemeral and id is None:
             id = random_id()
         header: dict[str, Any] = {"type": type, "data": data}
@@ -162,6 +171,8 @@ class Channel:
             header["ephemeral"] = True
         if id is not None:
             header["id"] = id
+        if receipt:
+            header["receipt"] = True
         payload: Any = frames.encode_envelope(header, list(attachments)) if attachments else header
         response = await self.client.request(self._state, frames.PUBLISH, payload, retry=not ephemeral)
         return PublishAck.from_wire(response)
@@ -189,6 +200,33 @@ class Channel:
         response = await self.client.request(self._state, frames.PRESENCE, {}, retry=True)
         return PresenceState.from_wire(response)
 
+    async def ack(self, id: str) -> None:
+        """Acknowledges an inbox message (joined with ``inbox=True``): it leaves the inbox, for
+        good, once this returns. Raises :class:`~switchboard.NotFoundError` (``not_found``)
+        when the id is not pending in this agent's inbox (already acknowledged, dead-lettered,
+        or never sent to it).
+
+        An ack in flight when the connection drops is sent again after the rejoin; if the first
+        one took effect, the second fails with ``not_found``.
+        """
+        await self.client.request(self._state, frames.ACK, {"id": id}, retry=True)
+
+    async def reject(self, id: str, reason: str | None = None, *, requeue: bool = True) -> None:
+        """Rejects an inbox message with an optional ``reason`` (≤ 1 KiB, else
+        ``invalid_payload``; kept with the dead letter and sent in receipts).
+
+        With ``requeue=True`` it is delivered again at once, until it was rejected the server's
+        ``max_rejections`` times (3 by default) and becomes a dead letter; with
+        ``requeue=False`` it becomes a dead letter now. ``not_found`` as for :meth:`ack`. A
+        reject in flight when the connection drops fails with
+        :class:`~switchboard.DisconnectedError` (the message comes back to the rejoined
+        consumer either way).
+        """
+        payload: dict[str, Any] = {"id": id, "requeue": requeue}
+        if reason is not None:
+            payload["reason"] = reason
+        await self.client.request(self._state, frames.REJECT, payload, retry=False)
+
     async def next_event(self) -> ChannelEvent:
         """The next event; raises :class:`~switchboard.ClosedError` (or why the channel ended)
         once the stream has ended."""
@@ -201,7 +239,8 @@ class Channel:
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every event in the order the server sent it: messages (replayed or live, never a
-        duplicate), presence state and diffs, storage changes (joined with
+        duplicate), inbox messages (joined with ``inbox=True``), receipts (for publishes with
+        ``receipt=True``), presence state and diffs, storage changes (joined with
         ``storage_events=True``), gaps, reconnect notices, and a final
         :class:`~switchboard.Kicked` when the server removed the agent. Ends when the channel
         ends."""
@@ -218,6 +257,15 @@ class Channel:
         or refused the connection for good (``invalid_key``)."""
         async for event in self.events():
             if isinstance(event, Message):
+                yield event
+            elif isinstance(event, Kicked):
+                raise event.error
+
+    async def inbox(self) -> AsyncIterator[InboxMessage]:
+        """The inbox messages only (joined with ``inbox=True``), oldest first; ``ack`` or
+        ``reject`` each. Ends and raises like :meth:`messages`."""
+        async for event in self.events():
+            if isinstance(event, InboxMessage):
                 yield event
             elif isinstance(event, Kicked):
                 raise event.error
@@ -250,6 +298,15 @@ def history_query(
     query: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     query["direction"] = direction
     return query
+
+
+def check_receipt(receipt: bool, to: str | None, ephemeral: bool) -> None:
+    """Receipts report on a recipient's inbox: only persisted direct messages go there."""
+    if receipt and (to is None or ephemeral):
+        raise InvalidRequestError(
+            "receipt=True needs a persisted direct message: give `to`, and not ephemeral=True",
+            ErrorCode.INVALID_PAYLOAD,
+        )
 
 
 def encode_attachments(attachments: list[bytes]) -> list[str]:

@@ -49,7 +49,18 @@ from .errors import (
     parse_code,
 )
 from .tracker import OffsetTracker
-from .types import JoinReply, Kicked, Message, PresenceDiff, PresenceState, Reconnected, Scope, StorageChange
+from .types import (
+    InboxMessage,
+    JoinReply,
+    Kicked,
+    Message,
+    PresenceDiff,
+    PresenceState,
+    Receipt,
+    Reconnected,
+    Scope,
+    StorageChange,
+)
 
 log = logging.getLogger("switchboard")
 
@@ -244,6 +255,7 @@ class Client:
         meta: dict[str, Any] | None = None,
         session_id: str | None = None,
         storage_events: bool = False,
+        inbox: bool = False,
     ) -> Channel:
         """Joins ``channel`` as ``agent_name`` and waits for the server's reply.
 
@@ -252,8 +264,12 @@ class Client:
         messages; ``presence=False`` receives no presence events (the agent stays visible);
         ``meta`` is custom presence metadata; ``session_id`` takes over an earlier session of
         this agent name; ``storage_events=True`` delivers a :class:`StorageChange` event for
-        every write to the channel's storage. A reply with a gap is reported as the first event,
-        a :class:`Gap`.
+        every write to the channel's storage; ``inbox=True`` consumes this agent's durable inbox:
+        persisted direct messages to it (those that waited while it was away first) arrive as
+        :class:`InboxMessage` events, to settle with :meth:`Channel.ack` or
+        :meth:`Channel.reject`, instead of as :class:`Message` (temporary keys need the
+        ``inbox`` capability). A reply with a gap is reported as the first event, a
+        :class:`Gap`.
         """
         self._check_open()
         if not valid_name(channel):
@@ -283,6 +299,8 @@ class Client:
         params.update({k: v for k, v in optional.items() if v is not None})
         if storage_events:
             params["kv_events"] = True
+        if inbox:
+            params["inbox"] = True
         first_join: asyncio.Future[JoinReply] = asyncio.get_running_loop().create_future()
         state = ChannelState(
             name=channel,
@@ -627,6 +645,12 @@ class Client:
                 state.events.put_nowait(PresenceDiff.from_wire(frame.payload))
             elif frame.event == frames.KV_CHANGE:
                 state.events.put_nowait(StorageChange.from_wire(frame.payload))
+            elif frame.event == frames.NEW_MESSAGE:
+                # Not offset-tracked: a redelivery repeats the offset, and `since` never replays
+                # inbox messages (they wait in the inbox instead).
+                state.events.put_nowait(InboxMessage.from_wire(frame.payload))
+            elif frame.event == frames.RECEIPT:
+                state.events.put_nowait(Receipt.from_wire(frame.payload))
             elif frame.event == frames.KICKED:
                 error = error_from_reply(frame.payload)
                 state.kicked = error

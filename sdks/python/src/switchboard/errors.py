@@ -194,6 +194,7 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.RELAY_DISABLED: PermissionDeniedError,
     ErrorCode.VERSION_CONFLICT: ConflictError,
     ErrorCode.TOO_MANY_KEYS: RateLimitedError,
+    ErrorCode.INBOX_FULL: RateLimitedError,
     ErrorCode.INVALID_AGENT_NAME: InvalidRequestError,
     ErrorCode.INVALID_CHANNEL_NAME: InvalidRequestError,
     ErrorCode.INVALID_TOPIC: InvalidRequestError,

@@ -37,6 +37,10 @@ KV_GET = "kv_get"
 KV_DELETE = "kv_delete"
 KV_LIST = "kv_list"
 KV_CHANGE = "kv_change"
+ACK = "ack"
+REJECT = "reject"
+NEW_MESSAGE = "new_message"
+RECEIPT = "receipt"
 
 KIND_PUSH = 0
 KIND_REPLY = 1

@@ -1,5 +1,5 @@
-"""The HTTP API client: publish, history and presence without a socket, channel management, and
-minting temporary keys.
+"""The HTTP API client: publish, history and presence without a socket, consuming an agent's
+durable inbox, dead letters, channel management, and minting temporary keys.
 
 For backends and scripts that cannot hold a socket. It uses only the standard library; each
 call runs in a worker thread so the event loop never blocks. The base URL is derived from the
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from .channel import encode_attachments, history_query
+from .channel import check_receipt, encode_attachments, history_query
 from .client import KeySource, http_base_url, resolve_key
 from .errors import ConnectionFailedError, ProtocolError, RequestTimeoutError, SwitchboardError, error_from_reply
-from .types import Direction, HistoryPage, PresenceState, PublishAck, Scope
+from .types import DeadLetterPage, Direction, HistoryPage, InboxMessage, PresenceState, PublishAck, Scope
 
 StoragePolicy = Literal["persistent", "ephemeral"]
 Capability = Literal["publish", "subscribe", "history", "presence", "kv", "signal", "stream", "inbox"]
@@ -95,15 +95,21 @@ class HttpClient:
         attachments: list[bytes] | None = None,
         id: str | None = None,
         sender: str | None = None,
+        receipt: bool = False,
         scope: Scope = "private",
     ) -> PublishAck:
         """Publishes as ``sender`` (default ``http``); returns once the message is durable.
-        A channel that does not exist is created with default options."""
+        A channel that does not exist is created with default options. ``receipt=True`` (with
+        ``to``): the agent ``sender`` gets :class:`~switchboard.Receipt` events while it is in
+        the channel."""
+        check_receipt(receipt, to, ephemeral)
         body: dict[str, Any] = {"type": type, "data": data}
         optional = {"to": to, "id": id, "from": sender}
         body.update({k: v for k, v in optional.items() if v is not None})
         if ephemeral:
             body["ephemeral"] = True
+        if receipt:
+            body["receipt"] = True
         if attachments:
             body["attachments"] = encode_attachments(attachments)
         return PublishAck.from_wire(await self._call("POST", ["v1", "channels", channel, "messages"], scope, body=body))
@@ -129,6 +135,76 @@ class HttpClient:
     async def presence(self, channel: str, *, scope: Scope = "private") -> PresenceState:
         """The agents present in a channel."""
         return PresenceState.from_wire(await self._call("GET", ["v1", "channels", channel, "presence"], scope))
+
+    async def inbox_receive(
+        self,
+        channel: str,
+        agent: str,
+        *,
+        max: int | None = None,
+        visibility_timeout_ms: int | None = None,
+        scope: Scope = "private",
+    ) -> list[InboxMessage]:
+        """Leases up to ``max`` (1–100, default 10) messages of ``agent``'s inbox, oldest first,
+        for backends that poll instead of holding a socket. Each must be acknowledged
+        (:meth:`inbox_ack`) or rejected (:meth:`inbox_reject`) within ``visibility_timeout_ms``
+        (default: the server's, 30 s), else it is delivered again. An empty list: nothing is
+        waiting."""
+        body: dict[str, Any] = {}
+        if max is not None:
+            body["max"] = max
+        if visibility_timeout_ms is not None:
+            body["visibility_timeout_ms"] = visibility_timeout_ms
+        path = ["v1", "channels", channel, "inbox", agent, "receive"]
+        result = await self._call("POST", path, scope, body=body)
+        messages = result.get("messages") if isinstance(result, dict) else None
+        if not isinstance(messages, list):
+            raise ProtocolError(f"unreadable inbox receive reply: {result!r}")
+        return [InboxMessage.from_wire(m) for m in messages]
+
+    async def inbox_ack(self, channel: str, agent: str, id: str, *, scope: Scope = "private") -> None:
+        """Acknowledges a message of ``agent``'s inbox: it leaves the inbox.
+        :class:`~switchboard.NotFoundError` (``not_found``) when it is not pending there."""
+        await self._call("POST", ["v1", "channels", channel, "inbox", agent, "ack"], scope, body={"id": id})
+
+    async def inbox_reject(
+        self,
+        channel: str,
+        agent: str,
+        id: str,
+        reason: str | None = None,
+        *,
+        requeue: bool = True,
+        scope: Scope = "private",
+    ) -> None:
+        """Rejects a message of ``agent``'s inbox: delivered again (``requeue``, the default)
+        until the server's rejection limit, else a dead letter now; ``reason`` ≤ 1 KiB."""
+        body: dict[str, Any] = {"id": id, "requeue": requeue}
+        if reason is not None:
+            body["reason"] = reason
+        await self._call("POST", ["v1", "channels", channel, "inbox", agent, "reject"], scope, body=body)
+
+    async def dead_letters(
+        self,
+        channel: str,
+        *,
+        recipient: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        scope: Scope = "private",
+    ) -> DeadLetterPage:
+        """One page (``limit`` 1–1000, default 100) of the channel's dead letters sent by this
+        tenant's agents, oldest first; only those addressed to ``recipient`` when given. Pass
+        ``page.next`` as ``after`` for the following page."""
+        optional = {"recipient": recipient, "after": after, "limit": limit}
+        query = {k: v for k, v in optional.items() if v is not None}
+        path = ["v1", "channels", channel, "dead_letters"]
+        return DeadLetterPage.from_wire(await self._call("GET", path, scope, query=query))
+
+    async def delete_dead_letter(self, channel: str, id: str, *, scope: Scope = "private") -> None:
+        """Deletes one of this tenant's dead letters by message id; ``not_found`` when there is
+        none."""
+        await self._call("DELETE", ["v1", "channels", channel, "dead_letters", id], scope)
 
     async def create_channel(
         self,

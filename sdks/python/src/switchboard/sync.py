@@ -4,6 +4,11 @@
         agent.send("deploy", {"version": "1.2"})
         msg = agent.next_message(timeout=5)
 
+    with switchboard.sync.connect(url, key, "jobs", "worker", inbox=True) as worker:
+        for item in worker.inbox():
+            ...
+            worker.ack(item.id)
+
 Every call blocks until its reply; reconnects and resume happen in the background as with the
 asyncio API.
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 from .agent import Agent
 from .agent import connect as connect_async
@@ -21,9 +26,22 @@ from .channel import Channel
 from .client import ClientOptions, KeySource
 from .errors import ClosedError
 from .storage import ChannelStorage
-from .types import Direction, HistoryPage, Kicked, Message, PresenceState, PublishAck, Scope, StorageEntry, StoragePage
+from .types import (
+    ChannelEvent,
+    Direction,
+    HistoryPage,
+    InboxMessage,
+    Kicked,
+    Message,
+    PresenceState,
+    PublishAck,
+    Scope,
+    StorageEntry,
+    StoragePage,
+)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Union[Message, InboxMessage])
 
 
 class _LoopThread:
@@ -43,17 +61,26 @@ class _LoopThread:
         self.loop.close()
 
 
-async def _next_message(channel: Channel, timeout: float | None) -> Message | None:
-    async def wait() -> Message:
+async def _next_of(channel: Channel, kind: type[M], timeout: float | None) -> M | None:
+    """The next event of ``kind`` (skipping others), or ``None`` after ``timeout``."""
+
+    async def wait() -> M:
         while True:
             event = await channel.next_event()
-            if isinstance(event, Message):
+            if isinstance(event, kind):
                 return event
             if isinstance(event, Kicked):
                 raise event.error
 
     try:
         return await asyncio.wait_for(wait(), timeout)
+    except asyncio.TimeoutError:
+        return None
+
+
+async def _next_event(channel: Channel, timeout: float | None) -> ChannelEvent | None:
+    try:
+        return await asyncio.wait_for(channel.next_event(), timeout)
     except asyncio.TimeoutError:
         return None
 
@@ -122,9 +149,12 @@ class SyncAgent:
         ephemeral: bool = False,
         attachments: list[bytes] | None = None,
         id: str | None = None,
+        receipt: bool = False,
     ) -> PublishAck:
         """Sends a message; see :meth:`Agent.send`."""
-        return self._runner.run(self.agent.send(type, data, to=to, ephemeral=ephemeral, attachments=attachments, id=id))
+        return self._runner.run(
+            self.agent.send(type, data, to=to, ephemeral=ephemeral, attachments=attachments, id=id, receipt=receipt)
+        )
 
     def receive(
         self,
@@ -145,10 +175,41 @@ class SyncAgent:
         """The agents present now."""
         return self._runner.run(self.agent.presence())
 
-    def next_message(self, timeout: float | None = None) -> Message | None:
-        """The next message, or ``None`` when none arrives within ``timeout`` seconds. Raises
+    def next_event(self, timeout: float | None = None) -> ChannelEvent | None:
+        """The next event of any kind (messages, inbox messages, receipts, presence…), or
+        ``None`` when none arrives within ``timeout`` seconds. Raises
         :class:`~switchboard.ClosedError` once the channel has ended."""
-        return self._runner.run(_next_message(self.agent.channel, timeout))
+        return self._runner.run(_next_event(self.agent.channel, timeout))
+
+    def next_message(self, timeout: float | None = None) -> Message | None:
+        """The next message (other events are skipped), or ``None`` when none arrives within
+        ``timeout`` seconds. Raises :class:`~switchboard.ClosedError` once the channel has
+        ended."""
+        return self._runner.run(_next_of(self.agent.channel, Message, timeout))
+
+    def next_inbox_message(self, timeout: float | None = None) -> InboxMessage | None:
+        """The next inbox message (connected with ``inbox=True``; other events are skipped), or
+        ``None`` when none arrives within ``timeout`` seconds. Raises
+        :class:`~switchboard.ClosedError` once the channel has ended."""
+        return self._runner.run(_next_of(self.agent.channel, InboxMessage, timeout))
+
+    def inbox(self) -> Iterator[InboxMessage]:
+        """Blocks for each inbox message; ends when the channel ends."""
+        while True:
+            try:
+                item = self.next_inbox_message()
+            except ClosedError:
+                return
+            if item is not None:
+                yield item
+
+    def ack(self, id: str) -> None:
+        """Acknowledges an inbox message; see :meth:`Channel.ack`."""
+        self._runner.run(self.agent.ack(id))
+
+    def reject(self, id: str, reason: str | None = None, *, requeue: bool = True) -> None:
+        """Rejects an inbox message; see :meth:`Channel.reject`."""
+        self._runner.run(self.agent.reject(id, reason, requeue=requeue))
 
     def messages(self) -> Iterator[Message]:
         """Blocks for each message; ends when the channel ends."""
@@ -183,6 +244,7 @@ def connect(
     presence: bool = True,
     meta: dict[str, Any] | None = None,
     session_id: str | None = None,
+    inbox: bool = False,
     options: ClientOptions | None = None,
 ) -> SyncAgent:
     """Connects and joins, blocking; see :func:`switchboard.connect`. A callable ``api_key``
@@ -203,6 +265,7 @@ def connect(
                 presence=presence,
                 meta=meta,
                 session_id=session_id,
+                inbox=inbox,
                 options=options,
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, cast
 
 from .errors import ProtocolError, SwitchboardError
 
@@ -303,5 +303,122 @@ class StorageChange:
         )
 
 
-ChannelEvent = Union[Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked, StorageChange]
+@dataclass(frozen=True)
+class InboxMessage:
+    """A message from this agent's durable inbox (joined with ``inbox=True``, or leased with
+    :meth:`HttpClient.inbox_receive`).
+
+    Settle it with ``ack(message.id)`` once handled, or ``reject(message.id, reason)``; one left
+    unsettled comes back after the server's visibility timeout (30 s by default) with
+    ``delivery_count + 1``, and at once when this consumer leaves or its connection drops.
+    Delivery is at-least-once: make handling idempotent, or dedupe by ``message.id``.
+    """
+
+    delivery_count: int
+    """How many times it was delivered, this delivery included (1 the first time)."""
+    message: Message
+
+    @property
+    def id(self) -> str:
+        """The message id, to ``ack`` or ``reject`` it by."""
+        return self.message.id
+
+    @staticmethod
+    def from_wire(obj: Any) -> InboxMessage:
+        what = "inbox message"
+        return InboxMessage(
+            delivery_count=_get(obj, "delivery_count", int, what),
+            message=Message.from_wire(_get(obj, "message", dict, what)),
+        )
+
+
+ReceiptStatus = Literal["delivered", "acknowledged", "rejected", "dead_lettered"]
+_RECEIPT_STATUSES: tuple[ReceiptStatus, ...] = ("delivered", "acknowledged", "rejected", "dead_lettered")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of a direct message this agent published with ``receipt=True``.
+
+    Sent while this agent is in the channel (receipts are not stored): ``delivered`` (first
+    delivery to the recipient), ``acknowledged``, ``rejected`` (with the recipient's reason; it
+    comes back to the recipient) and ``dead_lettered`` (``reason``: the recipient's,
+    ``max_rejections``, ``rejected``, ``max_deliveries`` or ``expired``).
+    """
+
+    id: str
+    """The message id (``PublishAck.id`` of the publish)."""
+    to: str
+    """The recipient."""
+    status: ReceiptStatus
+    delivery_count: int
+    """Deliveries so far."""
+    reason: str | None = None
+    """The rejection or dead-letter reason."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> Receipt:
+        what = "receipt"
+        status = _get(obj, "status", str, what)
+        if status not in _RECEIPT_STATUSES:
+            raise ProtocolError(f"{what}: unknown status {status!r}")
+        return Receipt(
+            id=_get(obj, "id", str, what),
+            to=_get(obj, "to", str, what),
+            status=cast(ReceiptStatus, status),
+            delivery_count=_get(obj, "delivery_count", int, what),
+            reason=_get(obj, "reason", str, what, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A direct message that left its recipient's inbox without being acknowledged."""
+
+    message: Message
+    recipient: str
+    """The agent it was addressed to."""
+    delivery_count: int
+    """How often it was delivered."""
+    rejections: int
+    """How often it was rejected."""
+    reason: str
+    """``max_deliveries``, ``max_rejections``, ``rejected``, ``expired``, or the recipient's
+    reason."""
+    dead_at: int
+    """When it became a dead letter, milliseconds since the Unix epoch."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> DeadLetter:
+        what = "dead letter"
+        return DeadLetter(
+            message=Message.from_wire(_get(obj, "message", dict, what)),
+            recipient=_get(obj, "recipient", str, what),
+            delivery_count=_get(obj, "delivery_count", int, what),
+            rejections=_get(obj, "rejections", int, what),
+            reason=_get(obj, "reason", str, what),
+            dead_at=_get(obj, "dead_at", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """One page of a channel's dead letters, oldest first."""
+
+    entries: list[DeadLetter]
+    next: str | None = None
+    """Set when ``limit`` cut the page short: pass it as ``after=`` for the next page."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> DeadLetterPage:
+        what = "dead letter page"
+        return DeadLetterPage(
+            entries=[DeadLetter.from_wire(e) for e in _get(obj, "entries", list, what)],
+            next=_get(obj, "next", str, what, optional=True),
+        )
+
+
+ChannelEvent = Union[
+    Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked, StorageChange, InboxMessage, Receipt
+]
 """Something that happened in a joined channel, in the order the server sent it."""

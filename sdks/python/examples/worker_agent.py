@@ -1,0 +1,152 @@
+"""A worker agent that consumes its durable inbox: tasks sent to it wait there while it is away
+(or busy, or restarting), and each one leaves the inbox only when the worker acknowledges it.
+
+For every task the worker does the work (`uppercase` or `reverse` a text), sends the result to
+the task's sender, then acknowledges the task. A malformed task is rejected with a reason and
+without requeue, so it goes to the channel's dead letters instead of coming back; the sender,
+who asked for receipts, hears `dead_lettered` with that reason. A task the worker took but did
+not settle (it crashed, or its connection dropped) comes back with `delivery_count + 1`, so the
+result is published under an id derived from the task's: a redelivered task's result is
+deduplicated by the server instead of sent twice.
+
+The asker consumes its own inbox too, so a result that arrives while it is away waits for it.
+
+    export SWITCHBOARD_API_KEY=$(cat switchboard-data/default.key)
+    python worker_agent.py worker --name worker-1
+    python worker_agent.py ask --worker worker-1 --op uppercase "hello agents"
+    python worker_agent.py dead-letters
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import switchboard
+
+CHANNEL = "jobs"
+OPERATIONS: dict[str, Callable[[str], str]] = {"uppercase": str.upper, "reverse": lambda text: text[::-1]}
+
+
+class TaskFailed(Exception):
+    """The worker rejected the task: it became a dead letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def perform(task: switchboard.Message) -> str:
+    """The work itself; raises ValueError, with the reason, for a malformed task."""
+    if task.type != "task":
+        raise ValueError(f"not a task: type `{task.type}`")
+    if not isinstance(task.data, dict):
+        raise ValueError("malformed task: expected {op, text}")
+    op, text = task.data.get("op"), task.data.get("text")
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown op {op!r}: use one of {', '.join(OPERATIONS)}")
+    if not isinstance(text, str):
+        raise ValueError("malformed task: `text` is not a string")
+    return OPERATIONS[op](text)
+
+
+def result_id(task_id: str) -> str:
+    """The result's message id, the same for every delivery of one task."""
+    return "result-" + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+
+
+async def worker(url: str, api_key: str, name: str, tasks: int | None = None) -> int:
+    """Consumes `name`'s inbox; settles `tasks` tasks (forever when `None`) and returns how
+    many it completed."""
+    completed = settled = 0
+    async with await switchboard.connect(url, api_key, CHANNEL, name, inbox=True, presence=False, echo=False) as agent:
+        async for delivery in agent.inbox():
+            task = delivery.message
+            again = f" (delivery {delivery.delivery_count})" if delivery.delivery_count > 1 else ""
+            try:
+                output = perform(task)
+            except ValueError as e:
+                # Retrying cannot fix a malformed task: dead-letter it now, with the reason.
+                await agent.reject(task.id, str(e), requeue=False)
+                print(f"rejected {task.id} from {task.sender}{again}: {e}")
+            else:
+                await agent.send("result", {"task": task.id, "output": output}, to=task.sender, id=result_id(task.id))
+                # Only now: a crash before this line means the task comes back, not that it is lost.
+                await agent.ack(task.id)
+                completed += 1
+                print(f"done {task.id} for {task.sender}{again}")
+            settled += 1
+            if tasks is not None and settled >= tasks:
+                break
+    return completed
+
+
+async def ask(url: str, api_key: str, worker: str, op: str, text: str, name: str | None = None) -> str:
+    """Sends a task to `worker` (it waits in the worker's inbox if the worker is away) and
+    returns the result; raises TaskFailed when the worker rejects it."""
+    me = name or f"asker-{secrets.token_hex(3)}"
+    async with await switchboard.connect(url, api_key, CHANNEL, me, inbox=True, presence=False, echo=False) as agent:
+        sent = await agent.send("task", {"op": op, "text": text}, to=worker, receipt=True)
+        async for event in agent.events():
+            if isinstance(event, switchboard.Receipt) and event.id == sent.id:
+                print(f"task {sent.id}: {event.status}" + (f" ({event.reason})" if event.reason else ""))
+                if event.status == "dead_lettered":
+                    raise TaskFailed(event.reason or "dead-lettered")
+            elif isinstance(event, switchboard.InboxMessage):
+                result = event.message
+                # Results of this agent's earlier tasks are settled too, so they stop coming back.
+                await agent.ack(result.id)
+                data: Any = result.data
+                if result.type == "result" and isinstance(data, dict) and data.get("task") == sent.id:
+                    return str(data["output"])
+            elif isinstance(event, switchboard.Kicked):
+                raise event.error
+    raise switchboard.ClosedError("the channel ended before the result arrived")
+
+
+async def dead_letters(url: str, api_key: str) -> list[switchboard.DeadLetter]:
+    """Every dead letter of the channel sent by this tenant's agents, oldest first."""
+    http = switchboard.HttpClient(url, api_key)
+    letters: list[switchboard.DeadLetter] = []
+    after: str | None = None
+    while True:
+        page = await http.dead_letters(CHANNEL, after=after)
+        letters += page.entries
+        if page.next is None:
+            return letters
+        after = page.next
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL", "ws://127.0.0.1:7400"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker")
+    w.add_argument("--name", required=True)
+    a = sub.add_parser("ask")
+    a.add_argument("--worker", required=True)
+    a.add_argument("--op", required=True, help=f"one of {', '.join(OPERATIONS)}")
+    a.add_argument("--name", help="the asker's agent name (results wait in its inbox)")
+    a.add_argument("text")
+    sub.add_parser("dead-letters")
+    args = parser.parse_args()
+    key = os.environ["SWITCHBOARD_API_KEY"]
+    if args.command == "worker":
+        asyncio.run(worker(args.url, key, args.name))
+    elif args.command == "ask":
+        try:
+            print(asyncio.run(ask(args.url, key, args.worker, args.op, args.text, args.name)))
+        except TaskFailed as e:
+            raise SystemExit(f"the worker rejected the task: {e.reason}") from None
+    else:
+        for d in asyncio.run(dead_letters(args.url, key)):
+            print(f"{d.message.id} {d.message.sender} → {d.recipient}: {d.reason} ({d.delivery_count} deliveries)")
+
+
+if __name__ == "__main__":
+    main()
