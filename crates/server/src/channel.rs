@@ -705,6 +705,19 @@ impl Channel {
         }
     }
 
+    /// Wakes `agent`'s inbox consumer, if one is present.
+    pub(crate) fn wake_inbox(&self, agent: &str) {
+        let s = self.state.lock();
+        if let Some(consumer) = s
+            .agents
+            .get(agent)
+            .and_then(|id| s.subscribers.get(id))
+            .and_then(|sub| sub.inbox.as_ref())
+        {
+            consumer.wake();
+        }
+    }
+
     /// The ack/reject handle of `conn`'s inbox consumer, if it joined with `inbox`.
     pub fn inbox_settler(&self, conn_id: u64) -> Option<Settler> {
         let s = self.state.lock();

@@ -422,13 +422,20 @@ async fn pump(
     }
     if !in_flight.is_empty() {
         let ids: Vec<String> = in_flight.into_keys().collect();
-        let (channel_id, now) = (channel.row.id, crate::now_ms());
+        let (channel_id, now, recipient) = (channel.row.id, crate::now_ms(), agent.clone());
         let released = channel
             .store
-            .write(move |conn| sqlite_queries::inbox_release(conn, channel_id, &agent, &ids, now))
+            .write(move |conn| {
+                sqlite_queries::inbox_release(conn, channel_id, &recipient, &ids, now)
+            })
             .await;
-        if let Err(e) = released {
-            tracing::debug!(error = %e, "releasing leased inbox messages failed; they come back after the visibility timeout");
+        match released {
+            // A consumer that joined meanwhile (a reconnect, a takeover) may have leased
+            // before the release and be asleep until the old deadlines: wake it.
+            Ok(()) => channel.wake_inbox(&agent),
+            Err(e) => {
+                tracing::debug!(error = %e, "releasing leased inbox messages failed; they come back after the visibility timeout");
+            }
         }
     }
 }

@@ -418,3 +418,25 @@ async fn backends_consume_an_inbox_over_http() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ChannelNotFound));
 }
+
+#[tokio::test]
+async fn a_takeover_gets_the_messages_of_the_session_it_replaced() {
+    let s = TestServer::start().await;
+    let alice = s.client().await;
+    let a = alice.join("work", JoinParams::new("alice")).await.unwrap();
+    let sent = a.publish(task("bob", 1, false)).await.unwrap();
+    let (bob1, bob2) = (s.client().await, s.client().await);
+    let mut first = bob1.join("work", consumer("bob")).await.unwrap();
+    assert_eq!(next_inbox(&mut first).await.message.id, sent.id);
+    // The new session may lease before the old one's messages are released; the release
+    // wakes it, so it does not wait out the 30 s visibility timeout.
+    let mut params = consumer("bob");
+    params.session_id = Some(first.join_reply().session_id);
+    let mut second = bob2.join("work", params).await.unwrap();
+    let again = next_inbox(&mut second).await;
+    assert_eq!(
+        (again.message.id.as_str(), again.delivery_count),
+        (sent.id.as_str(), 2)
+    );
+    second.ack(&sent.id).await.unwrap();
+}
