@@ -30,12 +30,14 @@ var Switchboard = (() => {
     ClientErrorCodes: () => ClientErrorCodes,
     CloseCodes: () => CloseCodes,
     ErrorCodes: () => ErrorCodes,
+    HttpClient: () => HttpClient,
     SwitchboardError: () => SwitchboardError,
     WebRtcHelper: () => WebRtcHelper,
     backoffBound: () => backoffBound,
     backoffDelay: () => backoffDelay,
     decodeEnvelope: () => decodeEnvelope,
     encodeEnvelope: () => encodeEnvelope,
+    httpBaseUrl: () => httpBaseUrl,
     randomId: () => randomId,
     shouldReconnect: () => shouldReconnect,
     socketUrl: () => socketUrl
@@ -85,6 +87,7 @@ var Switchboard = (() => {
     "relay_disabled",
     "version_conflict",
     "too_many_keys",
+    "inbox_full",
     "no_history",
     "slow_consumer",
     "heartbeat_timeout",
@@ -100,7 +103,8 @@ var Switchboard = (() => {
     /** The socket could not be opened (server down, refused upgrade, bad URL). */
     "connection_failed",
     /** The connection dropped with this request in flight and it cannot be re-sent safely (an
-     * ephemeral publish, a signal, a storage write): it may or may not have taken effect. */
+     * ephemeral publish, a signal, a storage write, an inbox reject): it may or may not have taken
+     * effect. */
     "disconnected",
     /** No reply within `requestTimeoutMs`. */
     "timeout",
@@ -278,6 +282,77 @@ var Switchboard = (() => {
     const out = new Uint8Array(binary.length);
     for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
     return out;
+  }
+  function readJsonMessage(raw) {
+    const m = raw;
+    if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
+      throw new Error("a message needs id and type");
+    }
+    const { attachments, ...rest } = m;
+    const message = { ...rest, data: m.data ?? null };
+    if (Array.isArray(attachments)) message.attachments = attachments.map((a) => fromBase64(a));
+    return message;
+  }
+  function readBinaryMessage(bytes) {
+    const { header, attachments } = decodeEnvelope(bytes);
+    const message = readJsonMessage(header);
+    message.attachments = attachments;
+    return message;
+  }
+
+  // src/inbox.ts
+  var RECEIPT_STATUSES = ["delivered", "acknowledged", "rejected", "dead_lettered"];
+  function readInboxMessage(raw) {
+    const m = raw;
+    if (typeof m?.delivery_count !== "number") throw new Error(`unreadable inbox message: ${JSON.stringify(raw)}`);
+    return { deliveryCount: m.delivery_count, message: readJsonMessage(m.message) };
+  }
+  function readReceipt(raw) {
+    const r = raw;
+    if (typeof r?.id !== "string" || typeof r.to !== "string" || !RECEIPT_STATUSES.includes(r.status) || typeof r.delivery_count !== "number") {
+      throw new Error(`unreadable receipt: ${JSON.stringify(raw)}`);
+    }
+    const receipt = { id: r.id, to: r.to, status: r.status, deliveryCount: r.delivery_count };
+    if (typeof r.reason === "string") receipt.reason = r.reason;
+    return receipt;
+  }
+  function readDeadLetter(raw) {
+    const d = raw;
+    if (typeof d?.recipient !== "string" || typeof d.delivery_count !== "number" || typeof d.dead_at !== "number") {
+      throw new Error(`unreadable dead letter: ${JSON.stringify(raw)}`);
+    }
+    return {
+      message: readJsonMessage(d.message),
+      recipient: d.recipient,
+      deliveryCount: d.delivery_count,
+      rejections: typeof d.rejections === "number" ? d.rejections : 0,
+      reason: typeof d.reason === "string" ? d.reason : "",
+      deadAt: d.dead_at
+    };
+  }
+  function ackPayload(id) {
+    return { id: checkId(id) };
+  }
+  function rejectPayload(id, options) {
+    const payload = { id: checkId(id) };
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "reject() takes an options object {reason?, requeue?}");
+    }
+    if (options.reason !== void 0) {
+      if (typeof options.reason !== "string") throw new SwitchboardError("invalid_argument", "reason is a string");
+      payload.reason = options.reason;
+    }
+    if (options.requeue !== void 0) {
+      if (typeof options.requeue !== "boolean") throw new SwitchboardError("invalid_argument", "requeue is true or false");
+      payload.requeue = options.requeue;
+    }
+    return payload;
+  }
+  function checkId(id) {
+    if (typeof id !== "string" || id.length === 0) {
+      throw new SwitchboardError("invalid_argument", "an inbox message is named by its id, `message.id` (a non-empty string)");
+    }
+    return id;
   }
 
   // src/presence.ts
@@ -509,6 +584,7 @@ var Switchboard = (() => {
       __publicField(this, "keyTimer");
       __publicField(this, "firstJoin");
       __publicField(this, "listeners", /* @__PURE__ */ new Set());
+      __publicField(this, "inboxListeners", /* @__PURE__ */ new Set());
       __publicField(this, "closedWith");
       /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
        * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
@@ -588,31 +664,53 @@ var Switchboard = (() => {
     onStorageChange(handler) {
       return this.on("storage", handler);
     }
+    /** Calls `handler` for every delivery from this agent's durable inbox (needs `inbox`):
+     * `{deliveryCount, message}`. Settle each with `ack(message.id)` or `reject(message.id)`. */
+    onInboxMessage(handler) {
+      return this.on("inbox", handler);
+    }
+    /** Calls `handler` for every receipt of a direct message sent with `receipt: true`. */
+    onReceipt(handler) {
+      return this.on("receipt", handler);
+    }
     /**
      * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
      * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
      * ended the connection otherwise; `signal` ends it early.
      */
     messages(options = {}) {
+      return this.iterate(this.listeners, options);
+    }
+    /**
+     * Every inbox delivery from now on (needs `inbox`), as an async iterator:
+     * `for await (const { message, deliveryCount } of agent.inboxMessages())`, then `ack` or
+     * `reject` each. Deliveries queue until read (the server sends at most its `prefetch`, 100,
+     * unsettled ones). Ends like `messages()`.
+     */
+    inboxMessages(options = {}) {
+      return this.iterate(this.inboxListeners, options);
+    }
+    /** An async iterator fed by `listeners` (pushed to by the frame handlers, ended by `finish`). */
+    iterate(listeners, options) {
       const buffer = [];
       let waiting;
       let done = false;
       let failure;
       const listener = {
-        push: (message) => {
+        push: (item) => {
           if (waiting) {
             const w = waiting;
             waiting = void 0;
-            w.resolve({ value: message, done: false });
+            w.resolve({ value: item, done: false });
           } else {
-            buffer.push(message);
+            buffer.push(item);
           }
         },
         end: (error) => {
           if (done) return;
           done = true;
           failure = error;
-          this.listeners.delete(listener);
+          listeners.delete(listener);
           options.signal?.removeEventListener("abort", abort);
           if (waiting) {
             const w = waiting;
@@ -629,13 +727,12 @@ var Switchboard = (() => {
       } else if (options.signal?.aborted) {
         done = true;
       } else {
-        this.listeners.add(listener);
+        listeners.add(listener);
         options.signal?.addEventListener("abort", abort, { once: true });
       }
       const iterator = {
         next: () => {
-          const message = buffer.shift();
-          if (message !== void 0) return Promise.resolve({ value: message, done: false });
+          if (buffer.length > 0) return Promise.resolve({ value: buffer.shift(), done: false });
           if (done) {
             if (failure) {
               const e = failure;
@@ -663,17 +760,23 @@ var Switchboard = (() => {
      * Publishes a message; resolves with `{offset, id}` once the server acknowledged it (for a
      * persisted message: once it is durable). A publish that is in flight when the connection
      * drops is re-sent after the reconnect under the same id, so it is stored once; an ephemeral
-     * one fails with `disconnected` instead (it may or may not have been delivered).
+     * one fails with `disconnected` instead (it may or may not have been delivered). A persisted
+     * direct message to an agent that is away (or consumes its inbox) waits in its inbox;
+     * `receipt: true` asks for `receipt` events about it.
      */
     async send(message) {
       if (message.noReply && !message.ephemeral) {
         throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
+      }
+      if (message.receipt && (message.to === void 0 || message.ephemeral)) {
+        throw new SwitchboardError("invalid_argument", "receipt is for persisted direct messages (with `to`): only those go to an inbox");
       }
       const id = message.id ?? randomId();
       const header = { type: message.type, id };
       if (message.data !== void 0) header.data = message.data;
       if (message.to !== void 0) header.to = message.to;
       if (message.ephemeral) header.ephemeral = true;
+      if (message.receipt) header.receipt = true;
       const attachments = (message.attachments ?? []).map(toBytes);
       const payload = attachments.length > 0 ? encodeEnvelope(header, attachments) : header;
       if (message.noReply) {
@@ -728,6 +831,27 @@ var Switchboard = (() => {
         throw new SwitchboardError("invalid_argument", `signal kind is one of ${SIGNAL_KINDS.join(", ")}, not ${JSON.stringify(signal.kind)}`);
       }
       await this.request("signal", { to: signal.to, kind: signal.kind, data: signal.data ?? null }, false);
+    }
+    /**
+     * Acknowledges an inbox message by its id (`delivery.message.id`): it leaves the inbox, and a
+     * sender that asked for receipts gets `acknowledged`. Resolves once that is durable; rejects
+     * with `not_found` when the message is not pending in this agent's inbox (acknowledged
+     * already, dead-lettered, or never sent to it). An ack in flight when the connection drops is
+     * re-sent after the rejoin (if the first one took effect, the second fails with `not_found`).
+     */
+    async ack(id) {
+      await this.request("ack", ackPayload(id), true);
+    }
+    /**
+     * Rejects an inbox message by its id: it is delivered again at once (`requeue`, the default)
+     * until the server's `max_rejections` (3) is reached, then it becomes a dead letter;
+     * `requeue: false` dead-letters it now. `reason` (at most 1024 bytes, else `invalid_payload`)
+     * is kept with the dead letter and sent in the sender's receipt. Rejects with `not_found` like
+     * `ack`. A reject in flight when the connection drops fails with `disconnected` and is not
+     * re-sent: the message comes back anyway.
+     */
+    async reject(id, options = {}) {
+      await this.request("reject", rejectPayload(id, options), false);
     }
     /** One page of history with every bound of the protocol's query (spec/protocol.md). */
     async history(query = {}) {
@@ -888,6 +1012,7 @@ var Switchboard = (() => {
       if (this.sessionId !== void 0) params.session_id = this.sessionId;
       if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
       if (options.storageEvents) params.kv_events = true;
+      if (options.inbox) params.inbox = true;
       this.pending.set(ref, { kind: "join" });
       this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
     }
@@ -950,6 +1075,12 @@ var Switchboard = (() => {
         case "kv_change":
           this.onStorageFrame(frame.payload);
           break;
+        case "new_message":
+          this.onInboxFrame(frame.payload);
+          break;
+        case "receipt":
+          this.onReceiptFrame(frame.payload);
+          break;
         case "kicked":
           this.kicked = isErrorReply(frame.payload) ? frame.payload : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
           break;
@@ -996,6 +1127,27 @@ var Switchboard = (() => {
         return;
       }
       this.emit("storage", change);
+    }
+    onInboxFrame(payload) {
+      let delivery;
+      try {
+        delivery = readInboxMessage(payload);
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", `unreadable new_message: ${asError(e).message}`));
+        return;
+      }
+      this.emit("inbox", delivery);
+      for (const listener of this.inboxListeners) listener.push(delivery);
+    }
+    onReceiptFrame(payload) {
+      let receipt;
+      try {
+        receipt = readReceipt(payload);
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+        return;
+      }
+      this.emit("receipt", receipt);
     }
     handlePresence(change) {
       this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });
@@ -1197,6 +1349,7 @@ var Switchboard = (() => {
       }
       this.presenceTracker.clear();
       for (const listener of [...this.listeners]) listener.end(error);
+      for (const listener of [...this.inboxListeners]) listener.end(error);
       if (wasUp && info) {
         const detail = { code: info.code, reason: info.reason, willReconnect: false };
         if (error) detail.error = error;
@@ -1332,22 +1485,6 @@ var Switchboard = (() => {
       "no WebSocket implementation: use Node 22+, install the `ws` package, or pass the WebSocket option"
     );
   }
-  function readJsonMessage(raw) {
-    const m = raw;
-    if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
-      throw new Error("a message needs id and type");
-    }
-    const { attachments, ...rest } = m;
-    const message = { ...rest, data: m.data ?? null };
-    if (Array.isArray(attachments)) message.attachments = attachments.map((a) => fromBase64(a));
-    return message;
-  }
-  function readBinaryMessage(bytes) {
-    const { header, attachments } = decodeEnvelope(bytes);
-    const message = readJsonMessage(header);
-    message.attachments = attachments;
-    return message;
-  }
   function toBytes(value) {
     if (value instanceof Uint8Array) return value;
     if (value instanceof ArrayBuffer) return new Uint8Array(value);
@@ -1366,6 +1503,163 @@ var Switchboard = (() => {
   function messageOf(error) {
     const prefix = `${error.code}: `;
     return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  }
+
+  // src/http.ts
+  var DEFAULT_TIMEOUT_MS2 = 1e4;
+  var MAX_ERROR_BODY = 512;
+  var HttpClient = class {
+    constructor(options) {
+      /** The HTTP base URL every path is appended to. */
+      __publicField(this, "baseUrl");
+      __publicField(this, "apiKey");
+      __publicField(this, "scope");
+      __publicField(this, "channelPassword");
+      __publicField(this, "timeoutMs");
+      __publicField(this, "fetchImpl");
+      if (typeof options !== "object" || options === null) {
+        throw new SwitchboardError("invalid_argument", "new HttpClient() takes an options object");
+      }
+      if (typeof options.apiKey !== "string" || options.apiKey.length === 0) {
+        throw new SwitchboardError("invalid_argument", "new HttpClient() needs apiKey");
+      }
+      if (options.apiKeyScope !== void 0 && options.apiKeyScope !== "private" && options.apiKeyScope !== "public") {
+        throw new SwitchboardError("invalid_argument", "apiKeyScope is `private` or `public`");
+      }
+      const base = options.url ?? globalThis.location?.origin;
+      if (!base) throw new SwitchboardError("invalid_argument", "new HttpClient() needs url outside a browser page");
+      const fetchImpl = options.fetch ?? globalThis.fetch;
+      if (typeof fetchImpl !== "function") {
+        throw new SwitchboardError("invalid_argument", "no fetch: use Node 18+ or a browser, or pass the fetch option");
+      }
+      this.baseUrl = httpBaseUrl(base);
+      this.apiKey = options.apiKey;
+      this.scope = options.apiKeyScope ?? "private";
+      this.channelPassword = options.channelPassword;
+      this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS2;
+      this.fetchImpl = fetchImpl;
+    }
+    /**
+     * Leases up to `max` (default 10, at most 100) messages of `agentName`'s inbox in the channel,
+     * oldest first (none when nothing waits). Each must be acknowledged or rejected within
+     * `visibilityTimeoutMs` (default: the server's, 30 s), else it is delivered again with a
+     * higher `deliveryCount`.
+     */
+    async inboxReceive(channelName, agentName, options = {}) {
+      const body = {};
+      if (options.max !== void 0) body.max = count2("max", options.max, 1);
+      if (options.visibilityTimeoutMs !== void 0) {
+        body.visibility_timeout_ms = count2("visibilityTimeoutMs", options.visibilityTimeoutMs, 1);
+      }
+      const raw = await this.call("POST", inboxPath(channelName, agentName, "receive"), body);
+      return (raw.messages ?? []).map(readInboxMessage);
+    }
+    /** Acknowledges a message of `agentName`'s inbox: it leaves the inbox. Rejects with
+     * `not_found` when it is not pending there. */
+    async inboxAck(channelName, agentName, id) {
+      await this.call("POST", inboxPath(channelName, agentName, "ack"), ackPayload(id));
+    }
+    /** Rejects a message of `agentName`'s inbox: it comes back (`requeue`, the default) until
+     * `max_rejections`, or becomes a dead letter now (`requeue: false`). `not_found` like
+     * `inboxAck`. */
+    async inboxReject(channelName, agentName, id, options = {}) {
+      await this.call("POST", inboxPath(channelName, agentName, "reject"), rejectPayload(id, options));
+    }
+    /** One page of the channel's dead letters sent by this key's tenant, oldest first; pass
+     * `next` as `after` for the following page. */
+    async deadLetters(channelName, query = {}) {
+      const params = new URLSearchParams();
+      if (query.recipient !== void 0) params.set("recipient", query.recipient);
+      if (query.after !== void 0) params.set("after", query.after);
+      if (query.limit !== void 0) params.set("limit", String(count2("limit", query.limit, 1)));
+      const raw = await this.call("GET", channelPath(channelName, "dead_letters"), void 0, params);
+      const page = { entries: (raw.entries ?? []).map(readDeadLetter) };
+      if (typeof raw.next === "string") page.next = raw.next;
+      return page;
+    }
+    /** Deletes one of this tenant's dead letters by its message id; `not_found` when there is none. */
+    async deleteDeadLetter(channelName, id) {
+      if (typeof id !== "string" || id.length === 0) {
+        throw new SwitchboardError("invalid_argument", "a dead letter is named by its message id (a non-empty string)");
+      }
+      await this.call("DELETE", channelPath(channelName, "dead_letters", id));
+    }
+    /** Sends one request; resolves with the JSON body (`{}` for 204), rejects with the server's
+     * `{code, message}` as a `SwitchboardError`. */
+    async call(method, path, body, params = new URLSearchParams()) {
+      if (this.scope === "public") params.set("scope", "public");
+      const query = params.toString();
+      const url = `${this.baseUrl}${path}${query ? `?${query}` : ""}`;
+      const headers = { authorization: `Bearer ${this.apiKey}` };
+      if (body !== void 0) headers["content-type"] = "application/json";
+      if (this.channelPassword !== void 0) headers["x-channel-password"] = this.channelPassword;
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+      try {
+        const init = { method, headers, signal: controller.signal };
+        if (body !== void 0) init.body = JSON.stringify(body);
+        const response = await this.fetchImpl(url, init);
+        const text = await response.text();
+        if (!response.ok) throw errorFromBody(response.status, text);
+        if (text.length === 0) return {};
+        try {
+          return JSON.parse(text);
+        } catch {
+          throw new SwitchboardError("internal", `${method} ${path}: the response is not JSON`);
+        }
+      } catch (e) {
+        if (e instanceof SwitchboardError) throw e;
+        if (controller.signal.aborted) {
+          throw new SwitchboardError("timeout", `no response to ${method} ${path} within ${this.timeoutMs} ms`);
+        }
+        throw new SwitchboardError("connection_failed", `${method} ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  };
+  function httpBaseUrl(base) {
+    let url;
+    try {
+      url = new URL(base);
+    } catch {
+      throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)} is not a URL`);
+    }
+    if (url.protocol === "ws:") url.protocol = "http:";
+    else if (url.protocol === "wss:") url.protocol = "https:";
+    else if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new SwitchboardError("invalid_argument", `url ${JSON.stringify(base)}: use http(s):// or ws(s)://`);
+    }
+    const path = url.pathname.replace(/\/+$/, "").replace(/\/socket(\/websocket)?$/, "");
+    return `${url.origin}${path}`;
+  }
+  function channelPath(channelName, ...rest) {
+    if (typeof channelName !== "string" || channelName.length === 0) {
+      throw new SwitchboardError("invalid_argument", "the channel name is a non-empty string");
+    }
+    return ["", "v1", "channels", channelName, ...rest].map(encodeURIComponent).join("/");
+  }
+  function inboxPath(channelName, agentName, action) {
+    if (typeof agentName !== "string" || agentName.length === 0) {
+      throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
+    }
+    return channelPath(channelName, "inbox", agentName, action);
+  }
+  function errorFromBody(status, text) {
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+    }
+    if (isErrorReply(body)) return SwitchboardError.fromReply(body);
+    const shown = text.length > MAX_ERROR_BODY ? `${text.slice(0, MAX_ERROR_BODY)}…` : text;
+    return new SwitchboardError("internal", `HTTP ${status}${shown ? `: ${shown}` : ""}`);
+  }
+  function count2(name, value, min) {
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+      throw new SwitchboardError("invalid_argument", `${name} is an integer ≥ ${min}, not ${JSON.stringify(value)}`);
+    }
+    return value;
   }
 
   // src/webrtc.ts

@@ -21,15 +21,16 @@ import {
 } from "./errors.js";
 import {
   decodeBinary,
-  decodeEnvelope,
   decodeText,
   encodeBinaryPush,
   encodeEnvelope,
   encodeText,
-  fromBase64,
   isBinaryPayload,
+  readBinaryMessage,
+  readJsonMessage,
   type Frame,
 } from "./frame.js";
+import { ackPayload, readInboxMessage, readReceipt, rejectPayload } from "./inbox.js";
 import { PresenceTracker, presenceList } from "./presence.js";
 import { ChannelStorage, readStorageChange } from "./storage.js";
 import { OffsetTracker } from "./tracker.js";
@@ -40,13 +41,16 @@ import type {
   Gap,
   HistoryPage,
   HistoryQuery,
+  InboxMessage,
   JoinReply,
   Json,
   Message,
   PresenceAgent,
   PresenceInfo,
   PresenceState,
+  Receipt,
   ReceiveOptions,
+  RejectOptions,
   SendOptions,
   SendResult,
   Signal,
@@ -80,6 +84,11 @@ export interface AgentConnectionEventMap {
   signal: CustomEvent<Signal>;
   /** The channel's storage changed (needs `storageEvents`). */
   storage: CustomEvent<StorageChange>;
+  /** A message from this agent's durable inbox (needs `inbox`): `ack` or `reject` it. A
+   * redelivery comes again, with a higher `deliveryCount`. */
+  inbox: CustomEvent<InboxMessage>;
+  /** What became of a direct message this agent sent with `receipt: true`. */
+  receipt: CustomEvent<Receipt>;
 }
 
 type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
@@ -110,9 +119,9 @@ interface Resolved {
   heartbeatMs: number;
 }
 
-/** A message iterator's buffer. */
-interface Listener {
-  push(message: Message): void;
+/** An iterator's buffer (`messages()`, `inboxMessages()`). */
+interface Listener<T> {
+  push(item: T): void;
   end(error?: SwitchboardError): void;
 }
 
@@ -150,7 +159,8 @@ export class AgentConnection extends EventTarget {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private keyTimer: ReturnType<typeof setInterval> | undefined;
   private firstJoin: { resolve: (r: JoinReply) => void; reject: (e: SwitchboardError) => void } | undefined;
-  private listeners = new Set<Listener>();
+  private listeners = new Set<Listener<Message>>();
+  private inboxListeners = new Set<Listener<InboxMessage>>();
   private closedWith: SwitchboardError | undefined;
 
   /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
@@ -244,31 +254,57 @@ export class AgentConnection extends EventTarget {
     return this.on("storage", handler);
   }
 
+  /** Calls `handler` for every delivery from this agent's durable inbox (needs `inbox`):
+   * `{deliveryCount, message}`. Settle each with `ack(message.id)` or `reject(message.id)`. */
+  onInboxMessage(handler: (delivery: InboxMessage) => void): () => void {
+    return this.on("inbox", handler);
+  }
+
+  /** Calls `handler` for every receipt of a direct message sent with `receipt: true`. */
+  onReceipt(handler: (receipt: Receipt) => void): () => void {
+    return this.on("receipt", handler);
+  }
+
   /**
    * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
    * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
    * ended the connection otherwise; `signal` ends it early.
    */
   messages(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<Message> {
-    const buffer: Message[] = [];
-    let waiting: { resolve: (r: IteratorResult<Message>) => void; reject: (e: unknown) => void } | undefined;
+    return this.iterate(this.listeners, options);
+  }
+
+  /**
+   * Every inbox delivery from now on (needs `inbox`), as an async iterator:
+   * `for await (const { message, deliveryCount } of agent.inboxMessages())`, then `ack` or
+   * `reject` each. Deliveries queue until read (the server sends at most its `prefetch`, 100,
+   * unsettled ones). Ends like `messages()`.
+   */
+  inboxMessages(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<InboxMessage> {
+    return this.iterate(this.inboxListeners, options);
+  }
+
+  /** An async iterator fed by `listeners` (pushed to by the frame handlers, ended by `finish`). */
+  private iterate<T>(listeners: Set<Listener<T>>, options: { signal?: AbortSignal }): AsyncIterableIterator<T> {
+    const buffer: T[] = [];
+    let waiting: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
     let done = false;
     let failure: SwitchboardError | undefined;
-    const listener: Listener = {
-      push: (message) => {
+    const listener: Listener<T> = {
+      push: (item) => {
         if (waiting) {
           const w = waiting;
           waiting = undefined;
-          w.resolve({ value: message, done: false });
+          w.resolve({ value: item, done: false });
         } else {
-          buffer.push(message);
+          buffer.push(item);
         }
       },
       end: (error) => {
         if (done) return;
         done = true;
         failure = error;
-        this.listeners.delete(listener);
+        listeners.delete(listener);
         options.signal?.removeEventListener("abort", abort);
         if (waiting) {
           const w = waiting;
@@ -285,13 +321,12 @@ export class AgentConnection extends EventTarget {
     } else if (options.signal?.aborted) {
       done = true;
     } else {
-      this.listeners.add(listener);
+      listeners.add(listener);
       options.signal?.addEventListener("abort", abort, { once: true });
     }
-    const iterator: AsyncIterableIterator<Message> = {
+    const iterator: AsyncIterableIterator<T> = {
       next: () => {
-        const message = buffer.shift();
-        if (message !== undefined) return Promise.resolve({ value: message, done: false });
+        if (buffer.length > 0) return Promise.resolve({ value: buffer.shift()!, done: false });
         if (done) {
           if (failure) {
             const e = failure;
@@ -320,17 +355,23 @@ export class AgentConnection extends EventTarget {
    * Publishes a message; resolves with `{offset, id}` once the server acknowledged it (for a
    * persisted message: once it is durable). A publish that is in flight when the connection
    * drops is re-sent after the reconnect under the same id, so it is stored once; an ephemeral
-   * one fails with `disconnected` instead (it may or may not have been delivered).
+   * one fails with `disconnected` instead (it may or may not have been delivered). A persisted
+   * direct message to an agent that is away (or consumes its inbox) waits in its inbox;
+   * `receipt: true` asks for `receipt` events about it.
    */
   async send(message: SendOptions): Promise<SendResult> {
     if (message.noReply && !message.ephemeral) {
       throw new SwitchboardError("invalid_argument", "noReply is for ephemeral messages only; persisted ones need their acknowledgement");
+    }
+    if (message.receipt && (message.to === undefined || message.ephemeral)) {
+      throw new SwitchboardError("invalid_argument", "receipt is for persisted direct messages (with `to`): only those go to an inbox");
     }
     const id = message.id ?? randomId();
     const header: Record<string, Json> = { type: message.type, id };
     if (message.data !== undefined) header.data = message.data;
     if (message.to !== undefined) header.to = message.to;
     if (message.ephemeral) header.ephemeral = true;
+    if (message.receipt) header.receipt = true;
     const attachments = (message.attachments ?? []).map(toBytes);
     const payload = attachments.length > 0 ? encodeEnvelope(header, attachments) : header;
     if (message.noReply) {
@@ -387,6 +428,29 @@ export class AgentConnection extends EventTarget {
       throw new SwitchboardError("invalid_argument", `signal kind is one of ${SIGNAL_KINDS.join(", ")}, not ${JSON.stringify(signal.kind)}`);
     }
     await this.request("signal", { to: signal.to, kind: signal.kind, data: signal.data ?? null }, false);
+  }
+
+  /**
+   * Acknowledges an inbox message by its id (`delivery.message.id`): it leaves the inbox, and a
+   * sender that asked for receipts gets `acknowledged`. Resolves once that is durable; rejects
+   * with `not_found` when the message is not pending in this agent's inbox (acknowledged
+   * already, dead-lettered, or never sent to it). An ack in flight when the connection drops is
+   * re-sent after the rejoin (if the first one took effect, the second fails with `not_found`).
+   */
+  async ack(id: string): Promise<void> {
+    await this.request("ack", ackPayload(id), true);
+  }
+
+  /**
+   * Rejects an inbox message by its id: it is delivered again at once (`requeue`, the default)
+   * until the server's `max_rejections` (3) is reached, then it becomes a dead letter;
+   * `requeue: false` dead-letters it now. `reason` (at most 1024 bytes, else `invalid_payload`)
+   * is kept with the dead letter and sent in the sender's receipt. Rejects with `not_found` like
+   * `ack`. A reject in flight when the connection drops fails with `disconnected` and is not
+   * re-sent: the message comes back anyway.
+   */
+  async reject(id: string, options: RejectOptions = {}): Promise<void> {
+    await this.request("reject", rejectPayload(id, options), false);
   }
 
   /** One page of history with every bound of the protocol's query (spec/protocol.md). */
@@ -601,6 +665,7 @@ export class AgentConnection extends EventTarget {
     if (this.sessionId !== undefined) params.session_id = this.sessionId;
     if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
     if (options.storageEvents) params.kv_events = true;
+    if (options.inbox) params.inbox = true;
     this.pending.set(ref, { kind: "join" });
     this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
   }
@@ -669,6 +734,12 @@ export class AgentConnection extends EventTarget {
       case "kv_change":
         this.onStorageFrame(frame.payload);
         break;
+      case "new_message":
+        this.onInboxFrame(frame.payload);
+        break;
+      case "receipt":
+        this.onReceiptFrame(frame.payload);
+        break;
       case "kicked":
         this.kicked = isErrorReply(frame.payload)
           ? frame.payload
@@ -722,6 +793,30 @@ export class AgentConnection extends EventTarget {
       return;
     }
     this.emit("storage", change);
+  }
+
+  private onInboxFrame(payload: unknown): void {
+    let delivery: InboxMessage;
+    try {
+      delivery = readInboxMessage(payload);
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", `unreadable new_message: ${asError(e).message}`));
+      return;
+    }
+    // Not through the offset tracker: a redelivery carries the same offset and must arrive.
+    this.emit("inbox", delivery);
+    for (const listener of this.inboxListeners) listener.push(delivery);
+  }
+
+  private onReceiptFrame(payload: unknown): void {
+    let receipt: Receipt;
+    try {
+      receipt = readReceipt(payload);
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+      return;
+    }
+    this.emit("receipt", receipt);
   }
 
   private handlePresence(change: { joined: string[]; left: string[] }): void {
@@ -951,6 +1046,7 @@ export class AgentConnection extends EventTarget {
     }
     this.presenceTracker.clear();
     for (const listener of [...this.listeners]) listener.end(error);
+    for (const listener of [...this.inboxListeners]) listener.end(error);
     if (wasUp && info) {
       const detail: DisconnectInfo = { code: info.code, reason: info.reason, willReconnect: false };
       if (error) detail.error = error;
@@ -1102,24 +1198,6 @@ async function defaultWebSocket(): Promise<WebSocketConstructor> {
     "invalid_argument",
     "no WebSocket implementation: use Node 22+, install the `ws` package, or pass the WebSocket option",
   );
-}
-
-function readJsonMessage(raw: unknown): Message {
-  const m = raw as Omit<Message, "attachments"> & { attachments?: unknown };
-  if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
-    throw new Error("a message needs id and type");
-  }
-  const { attachments, ...rest } = m;
-  const message: Message = { ...rest, data: m.data ?? null };
-  if (Array.isArray(attachments)) message.attachments = (attachments as string[]).map((a) => fromBase64(a));
-  return message;
-}
-
-function readBinaryMessage(bytes: Uint8Array): Message {
-  const { header, attachments } = decodeEnvelope(bytes);
-  const message = readJsonMessage(header);
-  message.attachments = attachments;
-  return message;
 }
 
 function toBytes(value: Uint8Array | ArrayBuffer | ArrayBufferView): Uint8Array {

@@ -60,7 +60,8 @@ export const ClientErrorCodes = [
   /** The socket could not be opened (server down, refused upgrade, bad URL). */
   "connection_failed",
   /** The connection dropped with this request in flight and it cannot be re-sent safely (an
-   * ephemeral publish, a signal, a storage write): it may or may not have taken effect. */
+   * ephemeral publish, a signal, a storage write, an inbox reject): it may or may not have taken
+   * effect. */
   "disconnected",
   /** No reply within `requestTimeoutMs`. */
   "timeout",

@@ -3,6 +3,8 @@
  * "Frames" and "publish"). Pure functions: no socket, no state.
  */
 
+import type { Message } from "./types.js";
+
 /** One frame: `[join_ref, ref, topic, event, payload]`. A binary payload is raw bytes. */
 export interface Frame {
   joinRef: string | null;
@@ -172,4 +174,25 @@ export function fromBase64(text: string): Uint8Array {
   const out = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
   return out;
+}
+
+/** A message in JSON (an event, history, HTTP) → a {@link Message}: base64 attachments become
+ * bytes; throws without `id` and `type`. */
+export function readJsonMessage(raw: unknown): Message {
+  const m = raw as Omit<Message, "attachments"> & { attachments?: unknown };
+  if (typeof m !== "object" || m === null || typeof m.id !== "string" || typeof m.type !== "string") {
+    throw new Error("a message needs id and type");
+  }
+  const { attachments, ...rest } = m;
+  const message: Message = { ...rest, data: m.data ?? null };
+  if (Array.isArray(attachments)) message.attachments = (attachments as string[]).map((a) => fromBase64(a));
+  return message;
+}
+
+/** A message sent as a binary envelope → a {@link Message} with its attachments. */
+export function readBinaryMessage(bytes: Uint8Array): Message {
+  const { header, attachments } = decodeEnvelope(bytes);
+  const message = readJsonMessage(header);
+  message.attachments = attachments;
+  return message;
 }

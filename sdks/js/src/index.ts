@@ -1,7 +1,8 @@
 /**
  * The Switchboard SDK for browsers and Node 20+: `AgentConnection` joins one channel as one
- * agent, sends and receives messages, reads history and presence, and survives lost connections
- * without gaps or duplicates. The wire protocol is spec/protocol.md.
+ * agent, sends and receives messages, reads history and presence, consumes its durable inbox,
+ * and survives lost connections without gaps or duplicates; `HttpClient` consumes inboxes and
+ * reads dead letters without a socket. The wire protocol is spec/protocol.md.
  */
 
 export { AgentConnection, socketUrl, randomId, type AgentConnectionEventMap } from "./connection.js";
@@ -18,6 +19,7 @@ export {
 } from "./errors.js";
 export { backoffBound, backoffDelay, type BackoffOptions } from "./backoff.js";
 export { ChannelStorage } from "./storage.js";
+export { HttpClient, httpBaseUrl, type HttpClientOptions } from "./http.js";
 export { encodeEnvelope, decodeEnvelope } from "./frame.js";
 export type * from "./types.js";
 export {

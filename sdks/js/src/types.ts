@@ -147,6 +147,11 @@ export interface ConnectOptions {
   /** Receive `storage` events (`onStorageChange`) when the channel's storage changes (default
    * false). */
   storageEvents?: boolean;
+  /** Consume this agent's durable inbox (default false): persisted direct messages to it arrive
+   * as `inbox` events (`onInboxMessage`, `inboxMessages()`) instead of `message` events, also
+   * those sent while it was away, and come back until it `ack`s or `reject`s them. Temporary
+   * keys need the `inbox` capability. */
+  inbox?: boolean;
   /** Where history reads come from. The server has one store today, so only `"AUTO"` (the
    * default) is accepted; other tiers come with the storage tiers. */
   pollSource?: PollSource;
@@ -173,6 +178,10 @@ export interface SendOptions {
   /** For ephemeral messages only: do not wait for a reply (high-rate updates). Resolves once
    * the frame is handed to the socket; a failure arrives as an `error` event. */
   noReply?: boolean;
+  /** For persisted direct messages (`to`): send this agent `receipt` events (`onReceipt`) as the
+   * recipient's inbox delivers, acknowledges, rejects or dead-letters the message, while this
+   * agent is in the channel. */
+  receipt?: boolean;
 }
 
 /** The acknowledgement of a publish. */
@@ -326,4 +335,81 @@ export interface StorageChange {
   value?: Json;
   /** The agent that wrote (`"http"` for the HTTP API). */
   updatedBy: string;
+}
+
+/** A message from this agent's durable inbox (joined with `inbox`, or leased over HTTP):
+ * `ack` or `reject` it by `message.id`, else it comes back after the visibility timeout. */
+export interface InboxMessage {
+  /** How often it was delivered, this delivery included (1 the first time). */
+  deliveryCount: number;
+  message: Message;
+}
+
+/** How `reject` turns an inbox message down. */
+export interface RejectOptions {
+  /** Why (at most 1024 bytes); kept with a dead letter and sent in the sender's receipt. */
+  reason?: string;
+  /** Deliver it again at once (default true), until the server's `max_rejections`; false:
+   * dead-letter it now. */
+  requeue?: boolean;
+}
+
+/** What became of a message sent with `receipt: true`. */
+export type ReceiptStatus = "delivered" | "acknowledged" | "rejected" | "dead_lettered";
+
+/** A receipt for a direct message this agent sent with `receipt: true`. */
+export interface Receipt {
+  /** The message id (`SendResult.id`). */
+  id: string;
+  /** The recipient. */
+  to: string;
+  /** `delivered` (the first delivery), `acknowledged`, `rejected` (it comes back) or
+   * `dead_lettered`. */
+  status: ReceiptStatus;
+  /** Deliveries so far. */
+  deliveryCount: number;
+  /** The recipient's rejection reason, or why it was dead-lettered (the recipient's reason,
+   * `max_rejections`, `rejected` or `max_deliveries`). */
+  reason?: string;
+}
+
+/** How `HttpClient.inboxReceive` leases messages. */
+export interface InboxReceiveOptions {
+  /** At most this many messages (1–100, default 10). */
+  max?: number;
+  /** How long they stay leased before they come back unless acknowledged (default: the
+   * server's `visibility_timeout_ms`, 30 s; at most 12 hours). */
+  visibilityTimeoutMs?: number;
+}
+
+/** A message that left an inbox without being acknowledged. */
+export interface DeadLetter {
+  message: Message;
+  /** The agent it was addressed to. */
+  recipient: string;
+  /** How often it was delivered. */
+  deliveryCount: number;
+  /** How often it was rejected. */
+  rejections: number;
+  /** `max_deliveries`, `max_rejections`, `expired`, `rejected`, or the recipient's reason. */
+  reason: string;
+  /** When it became a dead letter, milliseconds since the epoch. */
+  deadAt: number;
+}
+
+/** What `HttpClient.deadLetters` reads, oldest first. */
+export interface DeadLetterQuery {
+  /** Only those addressed to this agent. */
+  recipient?: string;
+  /** Only those after this cursor (a page's `next`). */
+  after?: string;
+  /** At most this many (1–1000, default 100). */
+  limit?: number;
+}
+
+/** One page of dead letters. */
+export interface DeadLetterPage {
+  entries: DeadLetter[];
+  /** Set when `limit` cut the page short: pass it as `after` for the next page. */
+  next?: string;
 }

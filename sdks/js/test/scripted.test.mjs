@@ -345,3 +345,56 @@ test("storage: a write in flight when the socket drops fails with `disconnected`
   const joins = server.frames.filter((f) => f.event === "phx_join");
   assert.deepEqual(joins.map((f) => f.payload.kv_events), [true, true]);
 });
+
+test("inbox: redeliveries of one offset all arrive; an ack in flight when the socket drops is re-sent, a reject fails with `disconnected`; inbox rejoins", async (t) => {
+  const delivery = (joinRef, deliveryCount) => [joinRef, null, "channel:room", "new_message", {
+    delivery_count: deliveryCount,
+    message: { id: "m1", offset: 1, channel: "room", from: "bob", to: "alice", type: "task", data: "x", ts: 1 },
+  }];
+  const server = await scripted(t, (conn, f) => {
+    if (f.event === "phx_join" && conn.index === 0) {
+      conn.reply(f, "ok", joinReply(1));
+      // The first delivery and a redelivery after the visibility timeout: the same offset.
+      conn.send(delivery(f.joinRef, 1));
+      conn.send(delivery(f.joinRef, 2));
+      return true;
+    }
+    if (f.event === "phx_join") {
+      conn.reply(f, "ok", joinReply(1));
+      conn.send([f.joinRef, null, "channel:room", "new_message", { message: { id: "m2" } }]); // unreadable
+      conn.send(delivery(f.joinRef, 3));
+      return true;
+    }
+    if (f.event === "reject" && conn.index === 0) return true; // no reply before the drop
+    if (f.event === "ack" && conn.index === 0) {
+      conn.terminate(); // the reject and the ack are both in flight
+      return true;
+    }
+    if (f.event === "ack") {
+      conn.reply(f, "ok", {});
+      return true;
+    }
+    return false;
+  });
+  const alice = new AgentConnection();
+  t.after(() => alice.disconnect());
+  const deliveries = [];
+  alice.onInboxMessage((d) => deliveries.push(d));
+  const third = nextEvent(alice, "inbox", (d) => d.deliveryCount === 3, "the delivery after the rejoin");
+  const unreadable = nextEvent(alice, "error", (e) => e.code === "malformed_frame", "the unreadable new_message");
+  await alice.connect(connectOptions(server.url, { inbox: true }));
+
+  const rejected = alice.reject("m1", { reason: "busy" }).catch((e) => e);
+  const acked = alice.ack("m1");
+  const dropped = await withTimeout(rejected, "the reject's failure");
+  assert.ok(dropped instanceof SwitchboardError);
+  assert.equal(dropped.code, "disconnected");
+  assert.equal(await withTimeout(acked, "the re-sent ack"), undefined);
+  await third;
+  await unreadable;
+  assert.deepEqual(deliveries.map((d) => [d.message.id, d.deliveryCount]), [["m1", 1], ["m1", 2], ["m1", 3]]);
+
+  assert.deepEqual(server.frames.filter((f) => f.event === "ack").map((f) => [f.conn, f.payload]), [[0, { id: "m1" }], [1, { id: "m1" }]]);
+  assert.deepEqual(server.frames.filter((f) => f.event === "reject").map((f) => [f.conn, f.payload]), [[0, { id: "m1", reason: "busy" }]]);
+  assert.deepEqual(server.frames.filter((f) => f.event === "phx_join").map((f) => f.payload.inbox), [true, true]);
+});

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { decodeBinary, decodeText, encodeBinaryPush, encodeText, encodeEnvelope, decodeEnvelope } from "../dist/frame.js";
 import { OffsetTracker } from "../dist/tracker.js";
 import { PresenceTracker } from "../dist/presence.js";
-import { backoffBound, backoffDelay, socketUrl, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes, AgentConnection, WebRtcHelper } from "../dist/index.js";
+import { backoffBound, backoffDelay, socketUrl, httpBaseUrl, HttpClient, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes, AgentConnection, WebRtcHelper } from "../dist/index.js";
 
 const bytes = (s) => new TextEncoder().encode(s);
 
@@ -138,6 +138,59 @@ test("socket URLs from http, ws and /socket forms", () => {
   assert.equal(socketUrl("https://example.test/base/"), "wss://example.test/base/socket/websocket?vsn=2.0.0");
   assert.throws(() => socketUrl("ftp://x"), (e) => e instanceof SwitchboardError && e.code === "invalid_argument");
   assert.throws(() => socketUrl("not a url"), (e) => e.code === "invalid_argument");
+});
+
+test("HTTP base URLs from http, ws and /socket forms; HttpClient checks its options", () => {
+  for (const url of ["http://127.0.0.1:7400", "ws://127.0.0.1:7400/", "http://127.0.0.1:7400/socket", "ws://127.0.0.1:7400/socket/websocket?x=1#h"]) {
+    assert.equal(httpBaseUrl(url), "http://127.0.0.1:7400", url);
+  }
+  assert.equal(httpBaseUrl("wss://example.test/base/socket"), "https://example.test/base");
+  assert.throws(() => httpBaseUrl("ftp://x"), (e) => e instanceof SwitchboardError && e.code === "invalid_argument");
+  assert.equal(new HttpClient({ url: "ws://h:1/socket/websocket", apiKey: "k" }).baseUrl, "http://h:1");
+  for (const options of [{ url: "http://h" }, { url: "http://h", apiKey: "k", apiKeyScope: "everyone" }, { apiKey: "k" }]) {
+    assert.throws(() => new HttpClient(options), (e) => e.code === "invalid_argument", JSON.stringify(options));
+  }
+});
+
+test("HttpClient requests: paths, public scope, channel password, bodies; error bodies become SwitchboardErrors", async () => {
+  const requests = [];
+  const responses = [
+    new Response(JSON.stringify({ messages: [{ delivery_count: 2, message: { id: "m", channel: "c/d", from: "a", type: "t", data: null, ts: 1, attachments: ["AQI="] } }] })),
+    new Response(null, { status: 204 }),
+    new Response(JSON.stringify({ entries: [], next: "cursor" })),
+    new Response(JSON.stringify({ code: "rate_limited", message: "slow down", retry_after_ms: 5 }), { status: 429 }),
+    new Response("<html>bad gateway</html>", { status: 502 }),
+  ];
+  const fetch = async (url, init) => {
+    requests.push({ url, method: init.method, headers: init.headers, body: init.body });
+    return responses.shift();
+  };
+  const client = new HttpClient({ url: "http://h:1", apiKey: "k", apiKeyScope: "public", channelPassword: "pw", fetch });
+  const [delivery] = await client.inboxReceive("c/d", "bot", { max: 5, visibilityTimeoutMs: 1000 });
+  assert.equal(delivery.deliveryCount, 2);
+  assert.deepEqual([...delivery.message.attachments[0]], [1, 2]);
+  await client.inboxReject("c/d", "bot", "m", { requeue: false });
+  assert.deepEqual(await client.deadLetters("c/d", { recipient: "bot", limit: 2 }), { entries: [], next: "cursor" });
+  const limited = await client.inboxAck("c/d", "bot", "m").catch((e) => e);
+  assert.deepEqual([limited.code, limited.retryAfterMs, limited.fromServer], ["rate_limited", 5, true]);
+  const proxy = await client.deleteDeadLetter("c/d", "m").catch((e) => e);
+  assert.equal(proxy.code, "internal");
+  assert.match(proxy.message, /HTTP 502: <html>bad gateway/);
+  assert.deepEqual(
+    requests.map((r) => [r.method, r.url, r.body]),
+    [
+      ["POST", "http://h:1/v1/channels/c%2Fd/inbox/bot/receive?scope=public", '{"max":5,"visibility_timeout_ms":1000}'],
+      ["POST", "http://h:1/v1/channels/c%2Fd/inbox/bot/reject?scope=public", '{"id":"m","requeue":false}'],
+      ["GET", "http://h:1/v1/channels/c%2Fd/dead_letters?recipient=bot&limit=2&scope=public", undefined],
+      ["POST", "http://h:1/v1/channels/c%2Fd/inbox/bot/ack?scope=public", '{"id":"m"}'],
+      ["DELETE", "http://h:1/v1/channels/c%2Fd/dead_letters/m?scope=public", undefined],
+    ],
+  );
+  assert.deepEqual(requests[0].headers, { authorization: "Bearer k", "content-type": "application/json", "x-channel-password": "pw" });
+  assert.deepEqual(requests[2].headers, { authorization: "Bearer k", "x-channel-password": "pw" });
+
+  const hanging = new HttpClient({ url: "http://h:1", apiKey: "k", requestTimeoutMs: 20, fetch: (_url, init) => new Promise((_, reject) => init.signal.addEventListener("abort", () => reject(new Error("aborted")))) });
+  assert.equal((await hanging.inboxAck("c", "bot", "m").catch((e) => e)).code, "timeout");
 });
 
 test("errors carry stable codes; close-code ranges", () => {

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, WebRtcHelper, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, HttpClient, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -62,6 +62,42 @@ export async function usage(agent: AgentConnection): Promise<void> {
     void op;
   });
   await agent.connect({ channelName: "c", agentName: "a", apiKey: "k", storageEvents: true });
+  await agent.connect({ channelName: "c", agentName: "a", apiKey: "k", inbox: true });
+  agent.onInboxMessage(({ deliveryCount, message }: InboxMessage) => void [deliveryCount, agent.ack(message.id)]);
+  agent.addEventListener("inbox", (event) => {
+    const count: number = event.detail.deliveryCount;
+    const id: string = event.detail.message.id;
+    void [count, id];
+  });
+  for await (const { message, deliveryCount } of agent.inboxMessages()) {
+    await agent.reject(message.id, { reason: "cannot handle", requeue: deliveryCount < 3 });
+  }
+  agent.onReceipt((receipt: Receipt) => {
+    const status: ReceiptStatus = receipt.status;
+    const reason: string | undefined = receipt.reason;
+    void [status, reason, receipt.deliveryCount];
+  });
+  agent.addEventListener("receipt", (event) => {
+    const status: "delivered" | "acknowledged" | "rejected" | "dead_lettered" = event.detail.status;
+    void status;
+  });
+  await agent.send({ to: "bob", type: "task", data: { job: 1 }, receipt: true });
+  // @ts-expect-error: requeue is true or false
+  await agent.reject("m1", { requeue: "no" });
+  // @ts-expect-error: ack takes the message id
+  await agent.ack({ id: "m1" });
+  const http = new HttpClient({ url: "http://127.0.0.1:7400", apiKey: "k", apiKeyScope: "public", channelPassword: "pw" });
+  const leased: InboxMessage[] = await http.inboxReceive("c", "worker", { max: 10, visibilityTimeoutMs: 60_000 });
+  for (const { message } of leased) await http.inboxAck("c", "worker", message.id);
+  await http.inboxReject("c", "worker", "m1", { reason: "bad", requeue: false });
+  const dead: DeadLetterPage = await http.deadLetters("c", { recipient: "worker", limit: 10 });
+  const letter: DeadLetter | undefined = dead.entries[0];
+  const deadAt: number | undefined = letter?.deadAt;
+  const cursor: string | undefined = dead.next;
+  void [deadAt, cursor];
+  await http.deleteDeadLetter("c", "m1");
+  // @ts-expect-error: apiKey is required
+  void new HttpClient({ url: "http://127.0.0.1:7400" });
   // @ts-expect-error: values are JSON
   await agent.storage.put("k", new Date());
   // @ts-expect-error: `type` is required
