@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use switchboard_protocol::discovery::{AgentCard, Announce, Discover, Discovered, UpdateMetadata};
 use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvPage};
 use switchboard_protocol::{
     ErrorReply, Gap, HistoryPage, HistoryQuery, JoinReply, Message, Payload, PresenceDiff,
@@ -159,6 +160,25 @@ impl Channel {
         self.sender.ack(id).await
     }
 
+    /// Publishes this agent's capabilities and metadata to the tenant's directory (replacing
+    /// what it announced before); returns its card.
+    pub async fn announce(&self, announce: &Announce) -> Result<AgentCard> {
+        self.sender.announce(announce).await
+    }
+
+    /// Replaces this announced agent's metadata.
+    pub async fn update_metadata(
+        &self,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<AgentCard> {
+        self.sender.update_metadata(metadata).await
+    }
+
+    /// Finds the tenant's agents by capability, metadata and online status.
+    pub async fn discover(&self, query: &Discover) -> Result<Vec<AgentCard>> {
+        self.sender.discover(query).await
+    }
+
     /// Rejects an inbox message with a reason: it comes back until `max_rejections`, or goes to
     /// the dead letters at once when `requeue` is false.
     pub async fn reject(&self, id: &str, reason: Option<&str>, requeue: bool) -> Result<()> {
@@ -275,6 +295,30 @@ impl ChannelSender {
     pub async fn kv_list(&self, query: &KvList) -> Result<KvPage> {
         self.request(events::KV_LIST, Payload::json(query), true)
             .await
+    }
+
+    /// Announces this agent (see [`Channel::announce`]).
+    pub async fn announce(&self, announce: &Announce) -> Result<AgentCard> {
+        self.request(events::ANNOUNCE, Payload::json(announce), true)
+            .await
+    }
+
+    /// Replaces this agent's metadata (see [`Channel::update_metadata`]).
+    pub async fn update_metadata(
+        &self,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<AgentCard> {
+        let payload = UpdateMetadata { metadata };
+        self.request(events::UPDATE_METADATA, Payload::json(&payload), true)
+            .await
+    }
+
+    /// Finds agents (see [`Channel::discover`]).
+    pub async fn discover(&self, query: &Discover) -> Result<Vec<AgentCard>> {
+        let found: Discovered = self
+            .request(events::DISCOVER, Payload::json(query), true)
+            .await?;
+        Ok(found.agents)
     }
 
     /// Acknowledges an inbox message. An ack in flight when the connection drops is re-sent

@@ -358,6 +358,55 @@ impl HttpClient {
         check(self.send(request).await?).await.map(drop)
     }
 
+    /// Announces agent `name` (for backends that act as agents over HTTP).
+    pub async fn announce_agent(
+        &self,
+        name: &str,
+        announce: &switchboard_protocol::discovery::Announce,
+    ) -> Result<switchboard_protocol::discovery::AgentCard> {
+        let request = self
+            .request(Method::PUT, &["v1", "agents", name], Scope::Private)
+            .json(announce);
+        self.call(request).await
+    }
+
+    /// Replaces announced agent `name`'s metadata.
+    pub async fn update_agent_metadata(
+        &self,
+        name: &str,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<switchboard_protocol::discovery::AgentCard> {
+        let body = switchboard_protocol::discovery::UpdateMetadata { metadata };
+        let request = self
+            .request(Method::PATCH, &["v1", "agents", name], Scope::Private)
+            .json(&body);
+        self.call(request).await
+    }
+
+    /// Agent `name`'s card.
+    pub async fn agent(&self, name: &str) -> Result<switchboard_protocol::discovery::AgentCard> {
+        let request = self.request(Method::GET, &["v1", "agents", name], Scope::Private);
+        self.call(request).await
+    }
+
+    /// Removes agent `name`'s card from the directory.
+    pub async fn remove_agent(&self, name: &str) -> Result<()> {
+        let request = self.request(Method::DELETE, &["v1", "agents", name], Scope::Private);
+        check(self.send(request).await?).await.map(drop)
+    }
+
+    /// Finds the tenant's agents.
+    pub async fn discover(
+        &self,
+        query: &switchboard_protocol::discovery::Discover,
+    ) -> Result<Vec<switchboard_protocol::discovery::AgentCard>> {
+        let request = self
+            .request(Method::POST, &["v1", "agents", "discover"], Scope::Private)
+            .json(query);
+        let found: switchboard_protocol::discovery::Discovered = self.call(request).await?;
+        Ok(found.agents)
+    }
+
     /// Checks that the server answers `/healthz`.
     pub async fn health(&self) -> Result<()> {
         let request = self.request(Method::GET, &["healthz"], Scope::Private);

@@ -58,6 +58,9 @@ pub use http::{
 
 /// The wire types, re-exported so applications need not depend on the protocol crate.
 pub use switchboard_protocol as protocol;
+pub use switchboard_protocol::discovery::{
+    AgentCard, AgentChange, AgentUpdate, Announce, DISCOVERY_CHANNEL, Discover,
+};
 pub use switchboard_protocol::inbox::{
     Ack, DeadLetter, DeadLetterPage, DeadLetterQuery, InboxMessage, Receipt, ReceiptStatus,
     Receive, Reject,

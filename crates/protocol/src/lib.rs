@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod codes;
+pub mod discovery;
 pub mod frame;
 pub mod history;
 pub mod inbox;
@@ -82,6 +83,12 @@ pub mod events {
     pub const REJECT: &str = "reject";
     /// Switchboard: what happened to a message sent with `receipt: true` (server → its sender).
     pub const RECEIPT: &str = "receipt";
+    /// Switchboard: publish this agent's capabilities and metadata to the tenant's directory.
+    pub const ANNOUNCE: &str = "announce";
+    /// Switchboard: replace this announced agent's metadata.
+    pub const UPDATE_METADATA: &str = "update_metadata";
+    /// Switchboard: find the tenant's agents by capability and metadata.
+    pub const DISCOVER: &str = "discover";
     /// Switchboard: list the agents present.
     pub const PRESENCE: &str = "presence";
     /// Switchboard: a message delivered to the agent.

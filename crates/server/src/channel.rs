@@ -84,6 +84,8 @@ pub enum AckTo {
     },
     /// An HTTP handler waiting for the result.
     Http(oneshot::Sender<Result<PublishAck>>),
+    /// Nobody (the server's own messages).
+    Nobody,
 }
 
 impl AckTo {
@@ -123,6 +125,7 @@ impl AckTo {
             AckTo::Http(tx) => {
                 let _ = tx.send(result);
             }
+            AckTo::Nobody => {}
         }
     }
 }
@@ -172,6 +175,8 @@ struct Subscriber {
     kv_events: bool,
     /// Its inbox consumer, when it joined with `inbox`.
     inbox: Option<Consumer>,
+    /// Counts it online in the agent directory while it is here.
+    _online: Option<crate::discovery::Online>,
     /// While a joining agent replays history from disk, live frames wait here.
     catching_up: Option<Vec<WsFrame>>,
 }
@@ -405,6 +410,7 @@ impl Channel {
         join_ref: Option<&str>,
         reference: Option<&str>,
         params: &JoinParams,
+        online: Option<crate::discovery::Online>,
     ) -> Result<JoinOutcome> {
         let mut guard = self.state.lock();
         let s = &mut *guard;
@@ -499,6 +505,7 @@ impl Channel {
             relay: params.enable_webrtc_relay,
             kv_events: params.kv_events,
             inbox: None,
+            _online: online,
             catching_up: None,
         };
 

@@ -91,6 +91,8 @@ pub struct Limits {
     pub max_kv_value_bytes: usize,
     /// Most channel-storage keys per channel (0: no limit).
     pub max_kv_keys_per_channel: usize,
+    /// Agents one tenant may announce in its directory.
+    pub max_announced_agents_per_tenant: usize,
 }
 
 /// `[storage]`

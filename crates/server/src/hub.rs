@@ -61,6 +61,14 @@ impl Hub {
         self.channels.iter().map(|e| e.value().clone()).collect()
     }
 
+    /// A channel that is loaded now (not deleted); never touches the store.
+    pub fn loaded_channel(&self, tenant: &str, scope: Scope, name: &str) -> Option<Arc<Channel>> {
+        self.channels
+            .get(&ChannelKey::new(tenant, scope, name))
+            .filter(|ch| !ch.is_deleted())
+            .map(|ch| ch.clone())
+    }
+
     /// Finds a channel, loading it from the store; `None` if it does not exist.
     pub async fn find(
         &self,

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod error;
 pub mod hub;
 pub mod inbox;
@@ -69,6 +70,8 @@ pub struct App {
     pub rate_limits: Arc<rate_limit::RateLimits>,
     /// Usage per tenant and key.
     pub usage: usage::Usage,
+    /// Announced agents and their online status.
+    pub directory: Arc<discovery::Directory>,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -214,7 +217,15 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let rate_limits = Arc::new(rate_limit::RateLimits::new(&config.limits));
         let usage = usage::Usage::new(store.clone(), metrics.tenants.clone());
+        let (changes_tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let directory = discovery::Directory::load(
+            store.clone(),
+            config.limits.max_announced_agents_per_tenant,
+            changes_tx,
+        )
+        .map_err(storage_error)?;
         let app = Arc::new(App {
+            directory: Arc::new(directory),
             rate_limits,
             usage,
             config,
@@ -229,6 +240,7 @@ impl Server {
         });
         tokio::spawn(retention_loop(app.clone()));
         tokio::spawn(usage_loop(app.clone()));
+        tokio::spawn(discovery_loop(app.clone(), changes));
         let router = transport::router(app.clone());
         let serve = tokio::spawn(transport::serve(listener, router, shutdown_rx));
         tracing::info!(addr = %local_addr, data_dir = %app.config.server.data_dir.display(), "switchboard listening");
@@ -359,6 +371,33 @@ async fn complete_expired_channels(app: &App) {
         {
             tracing::warn!(channel = name, error = %e, "completing an expired team channel failed");
         }
+    }
+}
+
+/// Sends each directory change to the members of its tenant's discovery channel, if anyone
+/// is in it now (the message is ephemeral: nobody there, nothing to do).
+async fn discovery_loop(
+    app: Arc<App>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<discovery::Change>,
+) {
+    use switchboard_protocol::discovery::{AGENT_MESSAGE_TYPE, DISCOVERY_CHANNEL};
+    while let Some((tenant, update)) = changes.recv().await {
+        let Some(channel) = app.hub.loaded_channel(
+            &tenant,
+            switchboard_protocol::Scope::Private,
+            DISCOVERY_CHANNEL,
+        ) else {
+            continue;
+        };
+        let mut publish = switchboard_protocol::Publish::new(AGENT_MESSAGE_TYPE, &update);
+        publish.ephemeral = true;
+        channel.publish(
+            "switchboard",
+            &tenant,
+            None,
+            publish,
+            channel::AckTo::Nobody,
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the SDK against the real server on port 0 (one test binary).
 
+mod discovery;
 mod harness;
 mod http;
 mod inbox;

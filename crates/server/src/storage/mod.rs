@@ -6,9 +6,11 @@
 //! completes them in submission order (which is channel offset order). Reads use a pool of
 //! read-only connections and never wait for the writer.
 
+mod directory;
 mod inbox;
 mod sqlite;
 
+pub use directory::AgentRow;
 pub use inbox::{DeadRow, InboxRow, Outcome, Settle, Settled};
 pub use sqlite::{
     AppendDone, ChannelRow, CommitObserver, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore,
@@ -17,6 +19,7 @@ pub use sqlite::{
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
+    pub(crate) use super::directory::{delete_agent, load_agents, put_agent};
     pub(crate) use super::inbox::{
         dead_letters, delete_dead_letter, inbox_counts, inbox_lease, inbox_next_visible,
         inbox_prune, inbox_release, inbox_settle,

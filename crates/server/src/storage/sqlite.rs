@@ -114,6 +114,14 @@ CREATE TABLE IF NOT EXISTS inbox (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inbox_id ON inbox (channel_id, recipient, id);
 CREATE INDEX IF NOT EXISTS inbox_dead ON inbox (channel_id, dead_at, offset) WHERE dead_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS agents (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    capabilities TEXT NOT NULL,       -- JSON array
+    metadata TEXT NOT NULL,           -- JSON object
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
 ";
 
 /// A stored channel.

@@ -358,6 +358,7 @@ async fn publish(
         attachments: body.attachments,
         receipt: body.receipt,
     };
+    super::ws::refuse_system_channel(&name)?;
     let publish = validate_publish(publish, app.config.limits.max_message_bytes)?;
     who.allow(channel_request(
         Capability::Publish,

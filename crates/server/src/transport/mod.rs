@@ -1,6 +1,7 @@
 //! The outside world's ways in: the WebSocket endpoint, the HTTP API (channels, messages,
 //! tenants and keys) and the embedded browser assets, on one router.
 
+mod agents;
 mod assets;
 pub mod http;
 mod inbox;
@@ -23,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/socket/websocket", get(ws::upgrade))
         .merge(http::routes())
+        .merge(agents::routes())
         .merge(inbox::routes())
         .merge(keys::routes())
         .merge(usage::routes())

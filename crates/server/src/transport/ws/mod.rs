@@ -12,7 +12,7 @@
 
 mod session;
 
-pub use session::validate_publish;
+pub use session::{refuse_system_channel, validate_publish};
 
 use crate::App;
 use crate::connection::{ConnHandle, Outbound, Task, socket_error, text_frame};

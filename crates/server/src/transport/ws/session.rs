@@ -16,11 +16,12 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use switchboard_protocol::discovery::{DISCOVERY_CHANNEL, SYSTEM_CHANNEL_PREFIX, UpdateMetadata};
 use switchboard_protocol::inbox::MAX_REASON_LEN;
 use switchboard_protocol::limits::{MAX_EVENT_TYPES, MAX_ID_LEN, MAX_META_BYTES, MAX_TYPE_LEN};
 use switchboard_protocol::{
     Capability, CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Millis, Payload, Publish,
-    channel_of_topic, events, valid_name,
+    Scope, channel_of_topic, events, valid_name,
 };
 use tokio::sync::Semaphore;
 
@@ -360,6 +361,10 @@ impl Session {
                     .await;
             }
             events::ACK | events::REJECT => self.settle(frame),
+            events::ANNOUNCE | events::UPDATE_METADATA | events::DISCOVER => {
+                let result = self.directory(&frame).await;
+                self.reply(&frame, result).await;
+            }
             events::PRESENCE => {
                 let result = self.member(&frame.topic).and_then(|(channel, agent)| {
                     self.allow(Capability::Presence, &channel, &agent, None)?;
@@ -506,11 +511,16 @@ impl Session {
             }
             checked?;
         }
+        // Agents in the server's own channels (the discovery channel) are watchers, not
+        // online agents.
+        let online = (!name.starts_with(SYSTEM_CHANNEL_PREFIX))
+            .then(|| self.app.directory.track(&tenant, &params.agent_name));
         let outcome = channel.join(
             &self.conn,
             frame.join_ref.as_deref(),
             frame.reference.as_deref(),
             &params,
+            online,
         )?;
         let agent: Arc<str> = params.agent_name.as_str().into();
         self.joined.insert(
@@ -530,6 +540,41 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// `announce`, `update_metadata` and `discover`, for the joined agent.
+    async fn directory(&mut self, frame: &Frame) -> Result<serde_json::Value> {
+        let (_, agent) = self.member(&frame.topic)?;
+        let principal = self.principal.as_ref().expect("checked by dispatch");
+        let tenant = principal.tenant_id.clone();
+        let bad = |e: String| err!(InvalidPayload, "{} payload: {e}", frame.event);
+        let directory = &self.app.directory;
+        let value = match frame.event.as_str() {
+            events::ANNOUNCE => {
+                let announce = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(directory.announce(&tenant, &agent, announce).await?)
+            }
+            events::UPDATE_METADATA => {
+                let update: UpdateMetadata = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(
+                    directory
+                        .update_metadata(&tenant, &agent, update.metadata)
+                        .await?,
+                )
+            }
+            _ => {
+                principal.allow(channel_request(
+                    Capability::Presence,
+                    DISCOVERY_CHANNEL,
+                    Scope::Private,
+                    Some(&agent),
+                    None,
+                ))?;
+                let query = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(directory.discover(&tenant, &query)?)
+            }
+        };
+        value.map_err(Error::internal)
     }
 
     /// `ack` or `reject` of an inbox message. The reply comes once the settlement is
@@ -591,6 +636,7 @@ impl Session {
         }
         .and_then(|p| validate_publish(p, self.app.config.limits.max_message_bytes));
         let publish = match publish.and_then(|p| {
+            refuse_system_channel(channel.name())?;
             self.allow(Capability::Publish, &channel, &agent, Some(&p.kind))?;
             if let Some(meter) = &self.meter {
                 meter.publish(p.body_len())?;
@@ -627,6 +673,17 @@ impl Session {
             .tenant_id;
         channel.publish(&agent, tenant, Some(self.conn.id), publish, ack);
     }
+}
+
+/// Only the server publishes in `sys.` channels.
+pub fn refuse_system_channel(name: &str) -> Result<()> {
+    if name.starts_with(SYSTEM_CHANNEL_PREFIX) {
+        return Err(err!(
+            Forbidden,
+            "{SYSTEM_CHANNEL_PREFIX} channels are written by the server only"
+        ));
+    }
+    Ok(())
 }
 
 fn decode_binary_publish(bytes: &Bytes) -> Result<Publish> {
