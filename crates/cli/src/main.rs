@@ -34,6 +34,8 @@ enum Command {
     Kv(client::kv::KvArgs),
     /// Consume an agent's durable inbox, or read the dead letters.
     Inbox(client::inbox::InboxArgs),
+    /// Announce and discover the tenant's agents (over HTTP).
+    Agents(client::agents::AgentsArgs),
     /// Create, list and revoke tenants (admin key, or offline on a data directory).
     Tenants(admin::TenantsArgs),
     /// Create, list and revoke API keys (admin or tenant key, or offline on a data directory).
@@ -52,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Presence(args) => client::presence::run(args).await,
         Command::Kv(args) => client::kv::run(args).await,
         Command::Inbox(args) => client::inbox::run(args).await,
+        Command::Agents(args) => client::agents::run(args).await,
         Command::Tenants(args) => admin::tenants(args).await,
         Command::Keys(args) => admin::keys(args).await,
     };

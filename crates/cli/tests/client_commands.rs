@@ -390,3 +390,52 @@ async fn inbox_receive_and_dead_letters() {
     assert_eq!(dead[0]["reason"], "max_deliveries");
     assert_eq!(dead[0]["recipient"], "worker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_announce_discover_get_remove() {
+    let env = start().await;
+    let card = json_lines(
+        &env.ok(&[
+            "agents",
+            "announce",
+            "scribe",
+            "--capability",
+            "summarize",
+            "--capability",
+            "translate",
+            "--metadata",
+            r#"{"price":3,"status":"idle"}"#,
+        ])
+        .await,
+    );
+    assert_eq!(card[0]["name"], "scribe");
+    assert_eq!(card[0]["online"], false);
+    env.ok(&["agents", "announce", "painter", "--capability", "draw"])
+        .await;
+    let found = json_lines(
+        &env.ok(&[
+            "agents",
+            "discover",
+            "--capability",
+            "summarize",
+            "--filters",
+            r#"{"price":{"max":5}}"#,
+        ])
+        .await,
+    );
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["name"], "scribe");
+    let all = json_lines(&env.ok(&["agents", "discover", "--online", "false"]).await);
+    let names: Vec<&str> = all.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["painter", "scribe"]);
+    let got = json_lines(&env.ok(&["agents", "get", "painter"]).await);
+    assert_eq!(got[0]["capabilities"][0], "draw");
+    env.ok(&["agents", "remove", "painter"]).await;
+    let gone = env.run(&["agents", "get", "painter"]).await;
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).starts_with("error: not_found:"));
+    let bad = env
+        .run(&["agents", "discover", "--filters", "not json"])
+        .await;
+    assert!(!bad.status.success());
+}

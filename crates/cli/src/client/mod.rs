@@ -1,5 +1,6 @@
 //! The client subcommands: thin wrappers over the SDK that print JSON lines.
 
+pub mod agents;
 pub mod history;
 pub mod inbox;
 pub mod kv;
