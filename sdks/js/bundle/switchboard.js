@@ -24,11 +24,13 @@ var Switchboard = (() => {
   // src/browser.ts
   var browser_exports = {};
   __export(browser_exports, {
+    AGENT_MESSAGE_TYPE: () => AGENT_MESSAGE_TYPE,
     AgentConnection: () => AgentConnection,
     Call: () => Call,
     ChannelStorage: () => ChannelStorage,
     ClientErrorCodes: () => ClientErrorCodes,
     CloseCodes: () => CloseCodes,
+    DISCOVERY_CHANNEL: () => DISCOVERY_CHANNEL,
     ErrorCodes: () => ErrorCodes,
     HttpClient: () => HttpClient,
     SwitchboardError: () => SwitchboardError,
@@ -40,7 +42,8 @@ var Switchboard = (() => {
     httpBaseUrl: () => httpBaseUrl,
     randomId: () => randomId,
     shouldReconnect: () => shouldReconnect,
-    socketUrl: () => socketUrl
+    socketUrl: () => socketUrl,
+    watchAgents: () => watchAgents
   });
 
   // src/backoff.ts
@@ -298,6 +301,84 @@ var Switchboard = (() => {
     const message = readJsonMessage(header);
     message.attachments = attachments;
     return message;
+  }
+
+  // src/discovery.ts
+  var DISCOVERY_CHANNEL = "sys.discovery";
+  var AGENT_MESSAGE_TYPE = "agent";
+  var DISCOVERY_SENDER = "switchboard";
+  var AGENT_CHANGES = ["announced", "updated", "online", "offline", "removed"];
+  function readAgentCard(raw) {
+    const c = raw;
+    if (typeof c?.name !== "string" || !Array.isArray(c.capabilities) || !c.capabilities.every((x) => typeof x === "string") || typeof c.online !== "boolean" || typeof c.updated_at !== "number") {
+      throw new Error(`unreadable agent card: ${JSON.stringify(raw)}`);
+    }
+    return {
+      name: c.name,
+      capabilities: [...c.capabilities],
+      metadata: isObject(c.metadata) ? c.metadata : {},
+      online: c.online,
+      updatedAt: c.updated_at
+    };
+  }
+  function readAgentCards(raw) {
+    const agents = raw?.agents;
+    if (!Array.isArray(agents)) throw new Error(`unreadable discover reply: ${JSON.stringify(raw)}`);
+    return agents.map(readAgentCard);
+  }
+  function readAgentUpdate(raw) {
+    const u = raw;
+    if (!AGENT_CHANGES.includes(u?.change)) {
+      throw new Error(`unreadable agent update: ${JSON.stringify(raw)}`);
+    }
+    return { change: u.change, agent: readAgentCard(u.agent) };
+  }
+  function announcePayload(capabilities, metadata) {
+    if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === "string")) {
+      throw new SwitchboardError("invalid_argument", 'capabilities are an array of strings, e.g. ["translate"] (it may be empty)');
+    }
+    const payload = { capabilities: [...capabilities] };
+    if (metadata !== void 0) payload.metadata = checkMetadata(metadata);
+    return payload;
+  }
+  function updateMetadataPayload(metadata) {
+    return { metadata: checkMetadata(metadata) };
+  }
+  function discoverPayload(query) {
+    if (typeof query !== "object" || query === null || Array.isArray(query)) {
+      throw new SwitchboardError("invalid_argument", "discover() takes a query object {capability?, filters?, online?, limit?}");
+    }
+    const payload = {};
+    if (query.capability !== void 0) {
+      if (typeof query.capability !== "string") throw new SwitchboardError("invalid_argument", "capability is a string");
+      payload.capability = query.capability;
+    }
+    if (query.filters !== void 0) {
+      if (!isObject(query.filters)) {
+        throw new SwitchboardError("invalid_argument", 'filters is an object of conditions: {"field": value} or {"field": {min?, max?}}');
+      }
+      payload.filters = query.filters;
+    }
+    if (query.online !== void 0) {
+      if (typeof query.online !== "boolean") throw new SwitchboardError("invalid_argument", "online is true or false");
+      payload.online = query.online;
+    }
+    if (query.limit !== void 0) {
+      if (typeof query.limit !== "number" || !Number.isSafeInteger(query.limit) || query.limit < 1) {
+        throw new SwitchboardError("invalid_argument", `limit is an integer ≥ 1, not ${JSON.stringify(query.limit)}`);
+      }
+      payload.limit = query.limit;
+    }
+    return payload;
+  }
+  function checkMetadata(metadata) {
+    if (!isObject(metadata)) {
+      throw new SwitchboardError("invalid_argument", 'metadata is a JSON object (at most 4 KiB), e.g. {status: "idle"}');
+    }
+    return metadata;
+  }
+  function isObject(value) {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
   }
 
   // src/inbox.ts
@@ -585,6 +666,7 @@ var Switchboard = (() => {
       __publicField(this, "firstJoin");
       __publicField(this, "listeners", /* @__PURE__ */ new Set());
       __publicField(this, "inboxListeners", /* @__PURE__ */ new Set());
+      __publicField(this, "agentListeners", /* @__PURE__ */ new Set());
       __publicField(this, "closedWith");
       /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
        * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
@@ -673,6 +755,11 @@ var Switchboard = (() => {
     onReceipt(handler) {
       return this.on("receipt", handler);
     }
+    /** Calls `handler` for every change of the tenant's agent directory: `{change, agent}`. Only a
+     * connection to the `sys.discovery` channel gets them (`watchAgents` makes one). */
+    onAgentUpdate(handler) {
+      return this.on("agent", handler);
+    }
     /**
      * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
      * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
@@ -689,6 +776,15 @@ var Switchboard = (() => {
      */
     inboxMessages(options = {}) {
       return this.iterate(this.inboxListeners, options);
+    }
+    /**
+     * Every change of the tenant's agent directory from now on (on the `sys.discovery` channel), as
+     * an async iterator: `for await (const { change, agent } of watcher.agentUpdates())`. Changes
+     * are ephemeral: those made while the connection was down are not replayed (call `discover()`
+     * after a reconnect to catch up). Ends like `messages()`.
+     */
+    agentUpdates(options = {}) {
+      return this.iterate(this.agentListeners, options);
     }
     /** An async iterator fed by `listeners` (pushed to by the frame handlers, ended by `finish`). */
     iterate(listeners, options) {
@@ -852,6 +948,38 @@ var Switchboard = (() => {
      */
     async reject(id, options = {}) {
       await this.request("reject", rejectPayload(id, options), false);
+    }
+    /**
+     * Announces this agent in the tenant's directory: what it can do (`capabilities`, at most 32
+     * strings of 1–64 bytes) and anything else about it (`metadata`, a JSON object of at most
+     * 4 KiB). Replaces what it announced before; resolves with its card. The card is persisted
+     * (it outlives the connection); the agent is `online` while it is in any of the tenant's
+     * channels. Refusals: `invalid_payload`, `rate_limited` (the tenant holds
+     * `max_announced_agents_per_tenant` cards), `forbidden`. Re-sent after a reconnect when the
+     * reply was lost (it replaces the card with the same one).
+     */
+    async announce(capabilities, metadata) {
+      return readCard(await this.request("announce", announcePayload(capabilities, metadata), true));
+    }
+    /** Replaces this agent's metadata (its capabilities stay); resolves with its card. Rejects
+     * with `not_found` when the agent never announced itself. */
+    async updateMetadata(metadata) {
+      return readCard(await this.request("update_metadata", updateMetadataPayload(metadata), true));
+    }
+    /**
+     * Finds the tenant's announced agents, by name: those with `capability`, whose metadata meets
+     * every one of `filters` (`{"field": value}` equal, `{"field": {min?, max?}}` a number within
+     * the bounds; fields may be dotted paths such as `"stats.reputation"`), online or not
+     * (`online`), at most `limit` (1–1000, default 100). Temporary keys need the `presence`
+     * capability on the channel `sys.discovery`.
+     */
+    async discover(query = {}) {
+      const raw = await this.request("discover", discoverPayload(query), true);
+      try {
+        return readAgentCards(raw);
+      } catch (e) {
+        throw new SwitchboardError("internal", asError(e).message);
+      }
     }
     /** One page of history with every bound of the protocol's query (spec/protocol.md). */
     async history(query = {}) {
@@ -1109,6 +1237,23 @@ var Switchboard = (() => {
       if (!this.tracker.accept(message.offset)) return;
       this.emit("message", message);
       for (const listener of this.listeners) listener.push(message);
+      if (message.type === AGENT_MESSAGE_TYPE && message.from === DISCOVERY_SENDER && this.watchesDirectory) {
+        let update;
+        try {
+          update = readAgentUpdate(message.data);
+        } catch (e) {
+          this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+          return;
+        }
+        this.emit("agent", update);
+        for (const listener of this.agentListeners) listener.push(update);
+      }
+    }
+    /** Whether this is the tenant's discovery channel, where the server announces directory
+     * changes. */
+    get watchesDirectory() {
+      const options = this.resolved.options;
+      return options.channelName === DISCOVERY_CHANNEL && (options.apiKeyScope ?? "private") === "private";
     }
     onSignalFrame(payload) {
       const signal = payload;
@@ -1350,6 +1495,7 @@ var Switchboard = (() => {
       this.presenceTracker.clear();
       for (const listener of [...this.listeners]) listener.end(error);
       for (const listener of [...this.inboxListeners]) listener.end(error);
+      for (const listener of [...this.agentListeners]) listener.end(error);
       if (wasUp && info) {
         const detail = { code: info.code, reason: info.reason, willReconnect: false };
         if (error) detail.error = error;
@@ -1401,6 +1547,22 @@ var Switchboard = (() => {
       }
     }
   };
+  async function watchAgents(options, handler) {
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "watchAgents() takes an options object {url?, apiKey, …}");
+    }
+    const watcher = new AgentConnection();
+    if (handler) watcher.onAgentUpdate(handler);
+    await watcher.connect({
+      presence: false,
+      eventTypes: [AGENT_MESSAGE_TYPE],
+      ...options,
+      agentName: options.agentName ?? `watcher-${randomId().slice(0, 12)}`,
+      channelName: DISCOVERY_CHANNEL,
+      apiKeyScope: "private"
+    });
+    return watcher;
+  }
   async function resolveOptions(options) {
     if (typeof options !== "object" || options === null) {
       throw new SwitchboardError("invalid_argument", "connect() takes an options object");
@@ -1496,6 +1658,13 @@ var Switchboard = (() => {
     crypto.getRandomValues(bytes);
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
+  function readCard(raw) {
+    try {
+      return readAgentCard(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", asError(e).message);
+    }
+  }
   function asError(e) {
     if (e instanceof SwitchboardError) return e;
     return new SwitchboardError("internal", e instanceof Error ? e.message : String(e), { cause: e });
@@ -1584,10 +1753,45 @@ var Switchboard = (() => {
       }
       await this.call("DELETE", channelPath(channelName, "dead_letters", id));
     }
+    /**
+     * Announces agent `agentName` in the tenant's directory (for backends that act as agents, or
+     * register them): its `capabilities` and `metadata` (a JSON object, at most 4 KiB) replace
+     * what it announced before. Resolves with its card (`online` while an agent of that name is
+     * in one of the tenant's channels). Needs `publish` on `sys.discovery` as that agent.
+     */
+    async announceAgent(agentName, capabilities, metadata) {
+      return card(await this.call("PUT", agentPath(agentName), announcePayload(capabilities, metadata), void 0, false));
+    }
+    /** Replaces announced agent `agentName`'s metadata; resolves with its card, rejects with
+     * `not_found` when it never announced itself. */
+    async updateAgentMetadata(agentName, metadata) {
+      return card(await this.call("PATCH", agentPath(agentName), updateMetadataPayload(metadata), void 0, false));
+    }
+    /** Agent `agentName`'s card; rejects with `not_found` when it never announced itself (or was
+     * removed). */
+    async agent(agentName) {
+      return card(await this.call("GET", agentPath(agentName), void 0, void 0, false));
+    }
+    /** Removes agent `agentName`'s card from the directory (watchers see `removed`); rejects with
+     * `not_found` when there is none. */
+    async removeAgent(agentName) {
+      await this.call("DELETE", agentPath(agentName), void 0, void 0, false);
+    }
+    /** Finds the tenant's announced agents, by name, as `AgentConnection.discover` does. Needs
+     * `presence` on `sys.discovery`. */
+    async discover(query = {}) {
+      const raw = await this.call("POST", "/v1/agents/discover", discoverPayload(query), void 0, false);
+      try {
+        return readAgentCards(raw);
+      } catch (e) {
+        throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+      }
+    }
     /** Sends one request; resolves with the JSON body (`{}` for 204), rejects with the server's
-     * `{code, message}` as a `SwitchboardError`. */
-    async call(method, path, body, params = new URLSearchParams()) {
-      if (this.scope === "public") params.set("scope", "public");
+     * `{code, message}` as a `SwitchboardError`. `scoped`: the path names a channel, which is in
+     * the client's scope (the agent directory is always the tenant's). */
+    async call(method, path, body, params = new URLSearchParams(), scoped = true) {
+      if (scoped && this.scope === "public") params.set("scope", "public");
       const query = params.toString();
       const url = `${this.baseUrl}${path}${query ? `?${query}` : ""}`;
       const headers = { authorization: `Bearer ${this.apiKey}` };
@@ -1644,6 +1848,19 @@ var Switchboard = (() => {
       throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
     }
     return channelPath(channelName, "inbox", agentName, action);
+  }
+  function agentPath(agentName) {
+    if (typeof agentName !== "string" || agentName.length === 0) {
+      throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
+    }
+    return ["", "v1", "agents", agentName].map(encodeURIComponent).join("/");
+  }
+  function card(raw) {
+    try {
+      return readAgentCard(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+    }
   }
   function errorFromBody(status, text) {
     let body;

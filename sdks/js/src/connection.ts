@@ -30,14 +30,28 @@ import {
   readJsonMessage,
   type Frame,
 } from "./frame.js";
+import {
+  AGENT_MESSAGE_TYPE,
+  DISCOVERY_CHANNEL,
+  DISCOVERY_SENDER,
+  announcePayload,
+  discoverPayload,
+  readAgentCard,
+  readAgentCards,
+  readAgentUpdate,
+  updateMetadataPayload,
+} from "./discovery.js";
 import { ackPayload, readInboxMessage, readReceipt, rejectPayload } from "./inbox.js";
 import { PresenceTracker, presenceList } from "./presence.js";
 import { ChannelStorage, readStorageChange } from "./storage.js";
 import { OffsetTracker } from "./tracker.js";
 import type {
+  AgentCard,
+  AgentUpdate,
   ConnectInfo,
   ConnectOptions,
   DisconnectInfo,
+  DiscoverQuery,
   Gap,
   HistoryPage,
   HistoryQuery,
@@ -57,6 +71,7 @@ import type {
   SignalKind,
   SignalOptions,
   StorageChange,
+  WatchAgentsOptions,
   WebSocketConstructor,
 } from "./types.js";
 
@@ -89,6 +104,9 @@ export interface AgentConnectionEventMap {
   inbox: CustomEvent<InboxMessage>;
   /** What became of a direct message this agent sent with `receipt: true`. */
   receipt: CustomEvent<Receipt>;
+  /** A change of the tenant's agent directory (on the `sys.discovery` channel only, see
+   * `watchAgents`). The same change is also a `message` event of type `agent`. */
+  agent: CustomEvent<AgentUpdate>;
 }
 
 type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
@@ -119,7 +137,7 @@ interface Resolved {
   heartbeatMs: number;
 }
 
-/** An iterator's buffer (`messages()`, `inboxMessages()`). */
+/** An iterator's buffer (`messages()`, `inboxMessages()`, `agentUpdates()`). */
 interface Listener<T> {
   push(item: T): void;
   end(error?: SwitchboardError): void;
@@ -161,6 +179,7 @@ export class AgentConnection extends EventTarget {
   private firstJoin: { resolve: (r: JoinReply) => void; reject: (e: SwitchboardError) => void } | undefined;
   private listeners = new Set<Listener<Message>>();
   private inboxListeners = new Set<Listener<InboxMessage>>();
+  private agentListeners = new Set<Listener<AgentUpdate>>();
   private closedWith: SwitchboardError | undefined;
 
   /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
@@ -265,6 +284,12 @@ export class AgentConnection extends EventTarget {
     return this.on("receipt", handler);
   }
 
+  /** Calls `handler` for every change of the tenant's agent directory: `{change, agent}`. Only a
+   * connection to the `sys.discovery` channel gets them (`watchAgents` makes one). */
+  onAgentUpdate(handler: (update: AgentUpdate) => void): () => void {
+    return this.on("agent", handler);
+  }
+
   /**
    * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
    * Messages queue until read. The iteration ends after `disconnect()` and throws the error that
@@ -282,6 +307,16 @@ export class AgentConnection extends EventTarget {
    */
   inboxMessages(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<InboxMessage> {
     return this.iterate(this.inboxListeners, options);
+  }
+
+  /**
+   * Every change of the tenant's agent directory from now on (on the `sys.discovery` channel), as
+   * an async iterator: `for await (const { change, agent } of watcher.agentUpdates())`. Changes
+   * are ephemeral: those made while the connection was down are not replayed (call `discover()`
+   * after a reconnect to catch up). Ends like `messages()`.
+   */
+  agentUpdates(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<AgentUpdate> {
+    return this.iterate(this.agentListeners, options);
   }
 
   /** An async iterator fed by `listeners` (pushed to by the frame handlers, ended by `finish`). */
@@ -451,6 +486,41 @@ export class AgentConnection extends EventTarget {
    */
   async reject(id: string, options: RejectOptions = {}): Promise<void> {
     await this.request("reject", rejectPayload(id, options), false);
+  }
+
+  /**
+   * Announces this agent in the tenant's directory: what it can do (`capabilities`, at most 32
+   * strings of 1–64 bytes) and anything else about it (`metadata`, a JSON object of at most
+   * 4 KiB). Replaces what it announced before; resolves with its card. The card is persisted
+   * (it outlives the connection); the agent is `online` while it is in any of the tenant's
+   * channels. Refusals: `invalid_payload`, `rate_limited` (the tenant holds
+   * `max_announced_agents_per_tenant` cards), `forbidden`. Re-sent after a reconnect when the
+   * reply was lost (it replaces the card with the same one).
+   */
+  async announce(capabilities: string[], metadata?: Record<string, Json>): Promise<AgentCard> {
+    return readCard(await this.request("announce", announcePayload(capabilities, metadata), true));
+  }
+
+  /** Replaces this agent's metadata (its capabilities stay); resolves with its card. Rejects
+   * with `not_found` when the agent never announced itself. */
+  async updateMetadata(metadata: Record<string, Json>): Promise<AgentCard> {
+    return readCard(await this.request("update_metadata", updateMetadataPayload(metadata), true));
+  }
+
+  /**
+   * Finds the tenant's announced agents, by name: those with `capability`, whose metadata meets
+   * every one of `filters` (`{"field": value}` equal, `{"field": {min?, max?}}` a number within
+   * the bounds; fields may be dotted paths such as `"stats.reputation"`), online or not
+   * (`online`), at most `limit` (1–1000, default 100). Temporary keys need the `presence`
+   * capability on the channel `sys.discovery`.
+   */
+  async discover(query: DiscoverQuery = {}): Promise<AgentCard[]> {
+    const raw = await this.request("discover", discoverPayload(query), true);
+    try {
+      return readAgentCards(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", asError(e).message);
+    }
   }
 
   /** One page of history with every bound of the protocol's query (spec/protocol.md). */
@@ -773,6 +843,24 @@ export class AgentConnection extends EventTarget {
     if (!this.tracker.accept(message.offset)) return;
     this.emit("message", message);
     for (const listener of this.listeners) listener.push(message);
+    if (message.type === AGENT_MESSAGE_TYPE && message.from === DISCOVERY_SENDER && this.watchesDirectory) {
+      let update: AgentUpdate;
+      try {
+        update = readAgentUpdate(message.data);
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", asError(e).message));
+        return;
+      }
+      this.emit("agent", update);
+      for (const listener of this.agentListeners) listener.push(update);
+    }
+  }
+
+  /** Whether this is the tenant's discovery channel, where the server announces directory
+   * changes. */
+  private get watchesDirectory(): boolean {
+    const options = this.resolved!.options;
+    return options.channelName === DISCOVERY_CHANNEL && (options.apiKeyScope ?? "private") === "private";
   }
 
   private onSignalFrame(payload: unknown): void {
@@ -1047,6 +1135,7 @@ export class AgentConnection extends EventTarget {
     this.presenceTracker.clear();
     for (const listener of [...this.listeners]) listener.end(error);
     for (const listener of [...this.inboxListeners]) listener.end(error);
+    for (const listener of [...this.agentListeners]) listener.end(error);
     if (wasUp && info) {
       const detail: DisconnectInfo = { code: info.code, reason: info.reason, willReconnect: false };
       if (error) detail.error = error;
@@ -1110,6 +1199,36 @@ export class AgentConnection extends EventTarget {
 
 // -------------------------------------------------------------------------------------------------
 // Helpers
+
+/**
+ * Watches the tenant's agent directory: joins the `sys.discovery` channel (as `agentName`,
+ * default `watcher-<random>`; a watcher does not count as an online agent) and resolves with the
+ * connected `AgentConnection`, whose `agent` events (`onAgentUpdate`, `agentUpdates()`) tell
+ * every change: `{change: "announced" | "updated" | "online" | "offline" | "removed", agent}`.
+ * `handler`, when given, is registered before the join. It joins without presence and only for
+ * `agent` messages unless `presence`/`eventTypes` say otherwise; `disconnect()` it when done.
+ *
+ * ```js
+ * const watcher = await watchAgents({ url, apiKey }, ({ change, agent }) => console.log(change, agent.name));
+ * const everyone = await watcher.discover(); // the directory now; the handler tells what changes
+ * ```
+ */
+export async function watchAgents(options: WatchAgentsOptions, handler?: (update: AgentUpdate) => void): Promise<AgentConnection> {
+  if (typeof options !== "object" || options === null) {
+    throw new SwitchboardError("invalid_argument", "watchAgents() takes an options object {url?, apiKey, …}");
+  }
+  const watcher = new AgentConnection();
+  if (handler) watcher.onAgentUpdate(handler);
+  await watcher.connect({
+    presence: false,
+    eventTypes: [AGENT_MESSAGE_TYPE],
+    ...options,
+    agentName: options.agentName ?? `watcher-${randomId().slice(0, 12)}`,
+    channelName: DISCOVERY_CHANNEL,
+    apiKeyScope: "private",
+  });
+  return watcher;
+}
 
 async function resolveOptions(options: ConnectOptions): Promise<Resolved> {
   if (typeof options !== "object" || options === null) {
@@ -1212,6 +1331,14 @@ export function randomId(): string {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function readCard(raw: unknown): AgentCard {
+  try {
+    return readAgentCard(raw);
+  } catch (e) {
+    throw new SwitchboardError("internal", asError(e).message);
+  }
 }
 
 function asError(e: unknown): SwitchboardError {

@@ -1,15 +1,19 @@
 /**
  * `HttpClient`: the parts of the HTTP API (spec/protocol.md, "HTTP API") that a backend without
- * a socket needs for durable inboxes: lease an agent's inbox messages, acknowledge or reject
- * them, and read or delete the dead letters. Authenticates with a bearer key; uses `fetch`
+ * a socket needs for durable inboxes (lease an agent's inbox messages, acknowledge or reject
+ * them, and read or delete the dead letters) and for the agent directory (announce agents,
+ * update their metadata, read, discover and remove them). Authenticates with a bearer key; uses `fetch`
  * (Node 18+, browsers). The same calls as the Rust SDK's `HttpClient` (crates/client/src/http.rs).
  */
 
 import { SwitchboardError, isErrorReply } from "./errors.js";
+import { announcePayload, discoverPayload, readAgentCard, readAgentCards, updateMetadataPayload } from "./discovery.js";
 import { ackPayload, readDeadLetter, readInboxMessage, rejectPayload } from "./inbox.js";
 import type {
+  AgentCard,
   DeadLetterPage,
   DeadLetterQuery,
+  DiscoverQuery,
   InboxMessage,
   InboxReceiveOptions,
   Json,
@@ -27,7 +31,8 @@ export interface HttpClientOptions {
    * `/socket/websocket`, is accepted). In a browser it defaults to the page's origin. */
   url?: string;
   /** The API key (`sk_…`), sent as `Authorization: Bearer`. Temporary keys need the `inbox`
-   * capability (and may be limited to agent names). */
+   * capability for inboxes, `publish` (to write) or `presence` (to read) on `sys.discovery` for
+   * the agent directory, and may be limited to agent names. */
   apiKey: string;
   /** The channels' namespace: `private` (default, the key's tenant) or `public`. */
   apiKeyScope?: Scope;
@@ -40,7 +45,8 @@ export interface HttpClientOptions {
 }
 
 /**
- * A client of the HTTP API for inbox consumers that poll.
+ * A client of the HTTP API for inbox consumers that poll, and for backends that manage the
+ * agent directory.
  *
  * ```js
  * const http = new HttpClient({ url: "http://127.0.0.1:7400", apiKey });
@@ -140,10 +146,50 @@ export class HttpClient {
     await this.call("DELETE", channelPath(channelName, "dead_letters", id));
   }
 
+  /**
+   * Announces agent `agentName` in the tenant's directory (for backends that act as agents, or
+   * register them): its `capabilities` and `metadata` (a JSON object, at most 4 KiB) replace
+   * what it announced before. Resolves with its card (`online` while an agent of that name is
+   * in one of the tenant's channels). Needs `publish` on `sys.discovery` as that agent.
+   */
+  async announceAgent(agentName: string, capabilities: string[], metadata?: Record<string, Json>): Promise<AgentCard> {
+    return card(await this.call("PUT", agentPath(agentName), announcePayload(capabilities, metadata), undefined, false));
+  }
+
+  /** Replaces announced agent `agentName`'s metadata; resolves with its card, rejects with
+   * `not_found` when it never announced itself. */
+  async updateAgentMetadata(agentName: string, metadata: Record<string, Json>): Promise<AgentCard> {
+    return card(await this.call("PATCH", agentPath(agentName), updateMetadataPayload(metadata), undefined, false));
+  }
+
+  /** Agent `agentName`'s card; rejects with `not_found` when it never announced itself (or was
+   * removed). */
+  async agent(agentName: string): Promise<AgentCard> {
+    return card(await this.call("GET", agentPath(agentName), undefined, undefined, false));
+  }
+
+  /** Removes agent `agentName`'s card from the directory (watchers see `removed`); rejects with
+   * `not_found` when there is none. */
+  async removeAgent(agentName: string): Promise<void> {
+    await this.call("DELETE", agentPath(agentName), undefined, undefined, false);
+  }
+
+  /** Finds the tenant's announced agents, by name, as `AgentConnection.discover` does. Needs
+   * `presence` on `sys.discovery`. */
+  async discover(query: DiscoverQuery = {}): Promise<AgentCard[]> {
+    const raw = await this.call("POST", "/v1/agents/discover", discoverPayload(query), undefined, false);
+    try {
+      return readAgentCards(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+    }
+  }
+
   /** Sends one request; resolves with the JSON body (`{}` for 204), rejects with the server's
-   * `{code, message}` as a `SwitchboardError`. */
-  private async call(method: string, path: string, body?: Json, params = new URLSearchParams()): Promise<unknown> {
-    if (this.scope === "public") params.set("scope", "public");
+   * `{code, message}` as a `SwitchboardError`. `scoped`: the path names a channel, which is in
+   * the client's scope (the agent directory is always the tenant's). */
+  private async call(method: string, path: string, body?: Json, params = new URLSearchParams(), scoped = true): Promise<unknown> {
+    if (scoped && this.scope === "public") params.set("scope", "public");
     const query = params.toString();
     const url = `${this.baseUrl}${path}${query ? `?${query}` : ""}`;
     const headers: Record<string, string> = { authorization: `Bearer ${this.apiKey}` };
@@ -205,6 +251,21 @@ function inboxPath(channelName: string, agentName: string, action: string): stri
     throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
   }
   return channelPath(channelName, "inbox", agentName, action);
+}
+
+function agentPath(agentName: string): string {
+  if (typeof agentName !== "string" || agentName.length === 0) {
+    throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
+  }
+  return ["", "v1", "agents", agentName].map(encodeURIComponent).join("/");
+}
+
+function card(raw: unknown): AgentCard {
+  try {
+    return readAgentCard(raw);
+  } catch (e) {
+    throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+  }
 }
 
 function errorFromBody(status: number, text: string): SwitchboardError {

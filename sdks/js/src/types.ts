@@ -413,3 +413,58 @@ export interface DeadLetterPage {
   /** Set when `limit` cut the page short: pass it as `after` for the next page. */
   next?: string;
 }
+
+/** An announced agent of the tenant's directory. */
+export interface AgentCard {
+  /** Its agent name. */
+  name: string;
+  /** What it can do, as it announced (e.g. `["translate", "summarize"]`). */
+  capabilities: string[];
+  /** What else it announced: status, price, reputation… (a JSON object). */
+  metadata: Record<string, Json>;
+  /** Whether it is present in one of the tenant's channels now. */
+  online: boolean;
+  /** When it last announced or updated its metadata, milliseconds since the epoch. */
+  updatedAt: number;
+}
+
+/** What happened to an agent of the directory. */
+export type AgentChange = "announced" | "updated" | "online" | "offline" | "removed";
+
+/** A change of the tenant's agent directory, as the `sys.discovery` channel tells it. */
+export interface AgentUpdate {
+  /** `announced` (again), `updated` (its metadata), `online`, `offline`, `removed` (its card was
+   * deleted). */
+  change: AgentChange;
+  /** The agent as it is now (for `removed`: as it was). */
+  agent: AgentCard;
+}
+
+/** A numeric range condition of `discover`: the metadata value is a number within the bounds,
+ * both inclusive. */
+export interface NumericRange {
+  min?: number;
+  max?: number;
+}
+
+/** What `discover` looks for; every condition given must hold. */
+export interface DiscoverQuery {
+  /** Only agents that announced this capability. */
+  capability?: string;
+  /** Conditions on the metadata (at most 16), by field or dotted path (`"stats.reputation"`):
+   * a value (equal to it) or `{min?, max?}` (a number within the inclusive bounds; an object
+   * of numeric `min`/`max` is always a range). */
+  filters?: Record<string, Json | NumericRange>;
+  /** Only agents online (true) or offline (false). */
+  online?: boolean;
+  /** At most this many, by name (1–1000, default 100). */
+  limit?: number;
+}
+
+/** How `watchAgents` joins the tenant's `sys.discovery` channel: the options of
+ * `AgentConnection.connect` except the channel, which is that one. */
+export interface WatchAgentsOptions extends Omit<ConnectOptions, "channelName" | "agentName" | "apiKeyScope"> {
+  /** The watcher's name in the channel (default `watcher-<random>`); watchers are not counted
+   * as online agents. */
+  agentName?: string;
+}

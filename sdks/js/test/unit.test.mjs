@@ -193,6 +193,40 @@ test("HttpClient requests: paths, public scope, channel password, bodies; error 
   assert.equal((await hanging.inboxAck("c", "bot", "m").catch((e) => e)).code, "timeout");
 });
 
+test("HttpClient directory requests: /v1/agents paths (never scoped), bodies, camelCase cards", async () => {
+  const requests = [];
+  const wire = { name: "a:b@c", capabilities: ["x"], metadata: { n: 1 }, online: false, updated_at: 7 };
+  const card = { name: "a:b@c", capabilities: ["x"], metadata: { n: 1 }, online: false, updatedAt: 7 };
+  const responses = [
+    new Response(JSON.stringify(wire)),
+    new Response(JSON.stringify(wire)),
+    new Response(JSON.stringify(wire)),
+    new Response(null, { status: 204 }),
+    new Response(JSON.stringify({ agents: [wire] })),
+    new Response(JSON.stringify({ agents: "nope" })),
+  ];
+  const fetch = async (url, init) => {
+    requests.push([init.method, url, init.body]);
+    return responses.shift();
+  };
+  const client = new HttpClient({ url: "http://h:1", apiKey: "k", apiKeyScope: "public", fetch });
+  assert.deepEqual(await client.announceAgent("a:b@c", ["x"], { n: 1 }), card);
+  assert.deepEqual(await client.updateAgentMetadata("a:b@c", { n: 1 }), card);
+  assert.deepEqual(await client.agent("a:b@c"), card);
+  assert.equal(await client.removeAgent("a:b@c"), undefined);
+  const query = { capability: "x", filters: { "stats.n": { min: 1 }, tier: "gold" }, online: true, limit: 5 };
+  assert.deepEqual(await client.discover(query), [card]);
+  assert.equal((await client.discover().catch((e) => e)).code, "internal", "an unreadable reply");
+  assert.deepEqual(requests, [
+    ["PUT", "http://h:1/v1/agents/a%3Ab%40c", '{"capabilities":["x"],"metadata":{"n":1}}'],
+    ["PATCH", "http://h:1/v1/agents/a%3Ab%40c", '{"metadata":{"n":1}}'],
+    ["GET", "http://h:1/v1/agents/a%3Ab%40c", undefined],
+    ["DELETE", "http://h:1/v1/agents/a%3Ab%40c", undefined],
+    ["POST", "http://h:1/v1/agents/discover", JSON.stringify(query)],
+    ["POST", "http://h:1/v1/agents/discover", "{}"],
+  ]);
+});
+
 test("errors carry stable codes; close-code ranges", () => {
   const e = SwitchboardError.fromReply({ code: "rate_limited", message: "slow down", retry_after_ms: 250 }, 4000);
   assert.ok(e instanceof Error);

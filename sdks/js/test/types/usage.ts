@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, WebRtcHelper, HttpClient, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, HttpClient, watchAgents, DISCOVERY_CHANNEL, type AgentCard, type AgentUpdate, type AgentChange, type DiscoverQuery, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -96,6 +96,48 @@ export async function usage(agent: AgentConnection): Promise<void> {
   const cursor: string | undefined = dead.next;
   void [deadAt, cursor];
   await http.deleteDeadLetter("c", "m1");
+  const backend: AgentCard = await http.announceAgent("indexer", ["index"], { region: "eu" });
+  void backend.updatedAt;
+  await http.updateAgentMetadata("indexer", { region: "us" });
+  const fetched: AgentCard = await http.agent("indexer");
+  void fetched;
+  const discovered: AgentCard[] = await http.discover({ capability: "index", filters: { region: "us" } });
+  void discovered;
+  const removed: void = await http.removeAgent("indexer");
+  void removed;
+  const card: AgentCard = await agent.announce(["translate", "summarize"], { status: "idle", stats: { reputation: 4.8 } });
+  const updatedAt: number = card.updatedAt;
+  const online: boolean = card.online;
+  void [updatedAt, online, card.capabilities[0], card.metadata.status];
+  await agent.announce(["translate"]);
+  await agent.updateMetadata({ status: "busy" });
+  const query: DiscoverQuery = { capability: "translate", filters: { status: "idle", price: { max: 10 }, "stats.reputation": { min: 4.5 } }, online: true, limit: 10 };
+  const found: AgentCard[] = await agent.discover(query);
+  void found;
+  await agent.discover();
+  const watcher: AgentConnection = await watchAgents({ url: "http://127.0.0.1:7400", apiKey: "k" }, ({ change, agent: who }: AgentUpdate) => void [change, who.name]);
+  watcher.onAgentUpdate((update) => {
+    const change: AgentChange = update.change;
+    void change;
+  });
+  watcher.addEventListener("agent", (event) => {
+    const change: "announced" | "updated" | "online" | "offline" | "removed" = event.detail.change;
+    const name: string = event.detail.agent.name;
+    void [change, name];
+  });
+  for await (const { change, agent: who } of watcher.agentUpdates()) void [change, who.online];
+  const channel: string = DISCOVERY_CHANNEL;
+  void channel;
+  // @ts-expect-error: capabilities are an array of strings
+  await agent.announce("translate");
+  // @ts-expect-error: metadata is a JSON object
+  await agent.updateMetadata(["busy"]);
+  // @ts-expect-error: online is a boolean
+  await agent.discover({ online: "yes" });
+  // @ts-expect-error: watchAgents picks the channel itself
+  await watchAgents({ apiKey: "k", channelName: "lobby" });
+  // @ts-expect-error: watchAgents needs apiKey
+  await watchAgents({ url: "http://127.0.0.1:7400" });
   // @ts-expect-error: apiKey is required
   void new HttpClient({ url: "http://127.0.0.1:7400" });
   // @ts-expect-error: values are JSON
