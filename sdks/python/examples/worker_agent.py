@@ -1,6 +1,10 @@
 """A worker agent that consumes its durable inbox: tasks sent to it wait there while it is away
 (or busy, or restarting), and each one leaves the inbox only when the worker acknowledges it.
 
+On start the worker announces its capabilities (the operations it performs) in the tenant's
+agent directory. The asker discovers a worker by capability, online ones first; an announced
+worker that is offline still gets the task, which waits in its inbox.
+
 For every task the worker does the work (`uppercase` or `reverse` a text), sends the result to
 the task's sender, then acknowledges the task. A malformed task is rejected with a reason and
 without requeue, so it goes to the channel's dead letters instead of coming back; the sender,
@@ -13,7 +17,9 @@ The asker consumes its own inbox too, so a result that arrives while it is away 
 
     export SWITCHBOARD_API_KEY=$(cat switchboard-data/default.key)
     python worker_agent.py worker --name worker-1
-    python worker_agent.py ask --worker worker-1 --op uppercase "hello agents"
+    python worker_agent.py ask --op uppercase "hello agents"      # discovers worker-1
+    python worker_agent.py ask --worker worker-1 --op reverse "hello agents"
+    python worker_agent.py workers
     python worker_agent.py dead-letters
 """
 
@@ -31,6 +37,14 @@ import switchboard
 
 CHANNEL = "jobs"
 OPERATIONS: dict[str, Callable[[str], str]] = {"uppercase": str.upper, "reverse": lambda text: text[::-1]}
+
+
+class NoWorker(Exception):
+    """No agent announced the capability."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(f"no worker announced the capability {op!r}")
+        self.op = op
 
 
 class TaskFailed(Exception):
@@ -65,6 +79,9 @@ async def worker(url: str, api_key: str, name: str, tasks: int | None = None) ->
     many it completed."""
     completed = settled = 0
     async with await switchboard.connect(url, api_key, CHANNEL, name, inbox=True, presence=False, echo=False) as agent:
+        # The card stays in the directory after the worker leaves (shown offline): askers still
+        # find it, and their tasks wait in its inbox.
+        await agent.announce(list(OPERATIONS), {"channel": CHANNEL})
         async for delivery in agent.inbox():
             task = delivery.message
             again = f" (delivery {delivery.delivery_count})" if delivery.delivery_count > 1 else ""
@@ -86,15 +103,28 @@ async def worker(url: str, api_key: str, name: str, tasks: int | None = None) ->
     return completed
 
 
-async def ask(url: str, api_key: str, worker: str, op: str, text: str, name: str | None = None) -> str:
-    """Sends a task to `worker` (it waits in the worker's inbox if the worker is away) and
-    returns the result; raises TaskFailed when the worker rejects it."""
+async def find_worker(agent: switchboard.Agent, op: str) -> str:
+    """A worker that announced the capability `op`: an online one if there is one, else an
+    offline one (the task waits in its inbox). Raises NoWorker when nobody announced it."""
+    found = await agent.discover(op, online=True, limit=1) or await agent.discover(op, limit=1)
+    if not found:
+        raise NoWorker(op)
+    return found[0].name
+
+
+async def ask(
+    url: str, api_key: str, op: str, text: str, *, worker: str | None = None, name: str | None = None
+) -> str:
+    """Sends a task to `worker`, or to a worker discovered by the capability `op` (it waits in
+    the worker's inbox if the worker is away), and returns the result; raises NoWorker when no
+    worker announced `op`, TaskFailed when the worker rejects the task."""
     me = name or f"asker-{secrets.token_hex(3)}"
     async with await switchboard.connect(url, api_key, CHANNEL, me, inbox=True, presence=False, echo=False) as agent:
-        sent = await agent.send("task", {"op": op, "text": text}, to=worker, receipt=True)
+        target = worker or await find_worker(agent, op)
+        sent = await agent.send("task", {"op": op, "text": text}, to=target, receipt=True)
         async for event in agent.events():
             if isinstance(event, switchboard.Receipt) and event.id == sent.id:
-                print(f"task {sent.id}: {event.status}" + (f" ({event.reason})" if event.reason else ""))
+                print(f"task {sent.id} to {target}: {event.status}" + (f" ({event.reason})" if event.reason else ""))
                 if event.status == "dead_lettered":
                     raise TaskFailed(event.reason or "dead-lettered")
             elif isinstance(event, switchboard.InboxMessage):
@@ -107,6 +137,11 @@ async def ask(url: str, api_key: str, worker: str, op: str, text: str, name: str
             elif isinstance(event, switchboard.Kicked):
                 raise event.error
     raise switchboard.ClosedError("the channel ended before the result arrived")
+
+
+async def workers(url: str, api_key: str, op: str | None = None) -> list[switchboard.AgentCard]:
+    """The announced agents (with the capability `op` when given), by name."""
+    return await switchboard.HttpClient(url, api_key).discover(op)
 
 
 async def dead_letters(url: str, api_key: str) -> list[switchboard.DeadLetter]:
@@ -129,10 +164,12 @@ def main() -> None:
     w = sub.add_parser("worker")
     w.add_argument("--name", required=True)
     a = sub.add_parser("ask")
-    a.add_argument("--worker", required=True)
+    a.add_argument("--worker", help="the worker's agent name (default: discovered by the op)")
     a.add_argument("--op", required=True, help=f"one of {', '.join(OPERATIONS)}")
     a.add_argument("--name", help="the asker's agent name (results wait in its inbox)")
     a.add_argument("text")
+    ws = sub.add_parser("workers")
+    ws.add_argument("--op", help="only the workers that announced this operation")
     sub.add_parser("dead-letters")
     args = parser.parse_args()
     key = os.environ["SWITCHBOARD_API_KEY"]
@@ -140,9 +177,15 @@ def main() -> None:
         asyncio.run(worker(args.url, key, args.name))
     elif args.command == "ask":
         try:
-            print(asyncio.run(ask(args.url, key, args.worker, args.op, args.text, args.name)))
+            print(asyncio.run(ask(args.url, key, args.op, args.text, worker=args.worker, name=args.name)))
         except TaskFailed as e:
             raise SystemExit(f"the worker rejected the task: {e.reason}") from None
+        except NoWorker as e:
+            raise SystemExit(str(e)) from None
+    elif args.command == "workers":
+        for card in asyncio.run(workers(args.url, key, args.op)):
+            state = "online" if card.online else "offline"
+            print(f"{card.name} ({state}): {', '.join(card.capabilities)} {card.metadata}")
     else:
         for d in asyncio.run(dead_letters(args.url, key)):
             print(f"{d.message.id} {d.message.sender} → {d.recipient}: {d.reason} ({d.delivery_count} deliveries)")

@@ -76,11 +76,20 @@ async def test_worker_agent(server: ServerProcess) -> None:
     letters = await worker_agent.dead_letters(server.url, server.key)
     assert [(d.message.id, d.recipient) for d in letters] == [(bad.id, "worker-1")]
 
-    # The asker's side: a result, and a task the worker rejects.
+    # The worker announced its capabilities; its card stays after it left.
+    card = await switchboard.HttpClient(server.url, server.key).agent("worker-1")
+    assert (card.capabilities, card.metadata) == (["uppercase", "reverse"], {"channel": worker_agent.CHANNEL})
+    assert [c.name for c in await worker_agent.workers(server.url, server.key, "reverse")] == ["worker-1"]
+
+    # The asker's side: it discovers the worker by capability (whether the worker is up yet or
+    # not: its task waits in the inbox), gets a result; a task the worker rejects.
     worker = asyncio.create_task(worker_agent.worker(server.url, server.key, "worker-1", tasks=2))
-    ask = worker_agent.ask(server.url, server.key, "worker-1", "uppercase", "hello agents", name="bob")
+    ask = worker_agent.ask(server.url, server.key, "uppercase", "hello agents", name="bob")
     assert await asyncio.wait_for(ask, WAIT) == "HELLO AGENTS"
+    with pytest.raises(worker_agent.NoWorker):
+        await asyncio.wait_for(worker_agent.ask(server.url, server.key, "shout", "hi", name="cy"), WAIT)
+    shout = worker_agent.ask(server.url, server.key, "shout", "hi", worker="worker-1", name="cy")
     with pytest.raises(worker_agent.TaskFailed) as failed:
-        await asyncio.wait_for(worker_agent.ask(server.url, server.key, "worker-1", "shout", "hi", name="cy"), WAIT)
+        await asyncio.wait_for(shout, WAIT)
     assert failed.value.reason.startswith("unknown op 'shout'")
     assert await asyncio.wait_for(worker, WAIT) == 1

@@ -13,7 +13,9 @@ The connection reconnects by itself (exponential backoff with jitter), rejoins f
 offset it delivered and re-sends unacknowledged publishes under their ids, so the application
 sees neither a gap nor a duplicate. ``agent.storage`` is the channel's key-value store.
 Connected with ``inbox=True``, an agent consumes its durable inbox: ``agent.inbox()`` yields the
-direct messages that waited for it, to ``agent.ack`` or ``agent.reject``. ``switchboard.sync``
+direct messages that waited for it, to ``agent.ack`` or ``agent.reject``. ``agent.announce``
+puts the agent in the tenant's directory, ``agent.discover`` finds agents by capability and
+metadata, and ``client.watch_agents()`` follows the directory's changes. ``switchboard.sync``
 wraps it for blocking scripts; :class:`HttpClient` covers the HTTP API.
 """
 
@@ -22,6 +24,7 @@ from .agent import Agent, connect
 from .backoff import Backoff
 from .channel import Channel
 from .client import Client, ClientOptions, KeySource
+from .discovery import AgentWatcher
 from .errors import (
     AuthenticationError,
     ClosedError,
@@ -43,6 +46,11 @@ from .errors import (
 from .storage import ChannelStorage
 from .http import Capability, ChannelInfo, HttpClient, TemporaryKey
 from .types import (
+    AGENT_MESSAGE_TYPE,
+    DISCOVERY_CHANNEL,
+    AgentCard,
+    AgentChange,
+    AgentUpdate,
     ChannelEvent,
     DeadLetter,
     DeadLetterPage,
@@ -67,7 +75,13 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AGENT_MESSAGE_TYPE",
+    "DISCOVERY_CHANNEL",
     "Agent",
+    "AgentCard",
+    "AgentChange",
+    "AgentUpdate",
+    "AgentWatcher",
     "AuthenticationError",
     "Backoff",
     "Capability",

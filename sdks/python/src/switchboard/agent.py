@@ -2,18 +2,31 @@
 
 ``async with await switchboard.connect(url=..., api_key=..., channel_name=..., agent_name=...)``
 gives an :class:`Agent` that sends, receives and reads history and presence, and (connected
-with ``inbox=True``) consumes its durable inbox.
+with ``inbox=True``) consumes its durable inbox; it announces itself in the tenant's directory
+and discovers other agents by capability and metadata.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .channel import Channel
 from .client import Client, ClientOptions, KeySource
+from .discovery import AgentWatcher
 from .storage import ChannelStorage
-from .types import ChannelEvent, Direction, HistoryPage, InboxMessage, JoinReply, Message, PresenceState, PublishAck, Scope
+from .types import (
+    AgentCard,
+    ChannelEvent,
+    Direction,
+    HistoryPage,
+    InboxMessage,
+    JoinReply,
+    Message,
+    PresenceState,
+    PublishAck,
+    Scope,
+)
 
 
 class Agent:
@@ -111,6 +124,32 @@ class Agent:
     async def presence(self) -> PresenceState:
         """The agents present in the channel now."""
         return await self.channel.presence()
+
+    async def announce(self, capabilities: Sequence[str], metadata: Mapping[str, Any] | None = None) -> AgentCard:
+        """Announces this agent's ``capabilities`` and ``metadata`` in the tenant's directory,
+        replacing what it announced before; returns its card. See :meth:`Channel.announce`."""
+        return await self.channel.announce(capabilities, metadata)
+
+    async def update_metadata(self, metadata: Mapping[str, Any]) -> AgentCard:
+        """Replaces this announced agent's metadata; ``not_found`` when it never announced."""
+        return await self.channel.update_metadata(metadata)
+
+    async def discover(
+        self,
+        capability: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        online: bool | None = None,
+        limit: int | None = None,
+    ) -> list[AgentCard]:
+        """The tenant's announced agents that match, by name: ``capability``, metadata
+        ``filters`` (``{"field": value}`` or ``{"field": {"min": n, "max": n}}``, dotted paths
+        allowed), ``online``; see :meth:`Channel.discover`."""
+        return await self.channel.discover(capability, filters, online, limit)
+
+    async def watch_agents(self, agent_name: str | None = None) -> AgentWatcher:
+        """``async for update in await agent.watch_agents()``: the tenant's directory changes,
+        on this agent's connection; see :meth:`Client.watch_agents`."""
+        return await self.client.watch_agents(agent_name)
 
     async def close(self) -> None:
         """Leaves the channel and closes the connection."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,6 +13,7 @@ from .errors import ClosedError, ErrorCode, InvalidRequestError, SwitchboardErro
 from .storage import ChannelStorage
 from .tracker import OffsetTracker
 from .types import (
+    AgentCard,
     ChannelEvent,
     Direction,
     HistoryPage,
@@ -22,6 +23,7 @@ from .types import (
     Message,
     PresenceState,
     PublishAck,
+    agent_cards,
 )
 from . import frames
 
@@ -103,8 +105,9 @@ def random_id() -> str:
 
 class Channel:
     """A joined channel. Read its events with :meth:`events`, :meth:`messages` or (joined with
-    ``inbox=True``) :meth:`inbox`; publish, read history, ``ack`` and ``reject`` inbox messages
-    with the methods below; :meth:`leave` when done.
+    ``inbox=True``) :meth:`inbox`; publish, read history, ``ack`` and ``reject`` inbox messages,
+    ``announce`` this agent in the tenant's directory and ``discover`` others with the methods
+    below; :meth:`leave` when done.
 
     Events queue without bound until read: read them, or leave the channel.
     """
@@ -227,6 +230,44 @@ class Channel:
             payload["reason"] = reason
         await self.client.request(self._state, frames.REJECT, payload, retry=False)
 
+    async def announce(self, capabilities: Sequence[str], metadata: Mapping[str, Any] | None = None) -> AgentCard:
+        """Announces this agent in the tenant's directory: what it can do (``capabilities``, at
+        most 32 of 1–64 bytes each) and anything else about it (``metadata``, a JSON object of at
+        most 4 KiB), replacing what it announced before. Returns its card; the card is persisted
+        until removed (:meth:`HttpClient.remove_agent`), and its ``online`` status follows the
+        agent's presence in the tenant's channels.
+
+        Refusals: ``invalid_payload`` (:class:`~switchboard.InvalidRequestError`) for too many or
+        bad capabilities or too large metadata, ``rate_limited`` when the tenant has announced
+        the server's maximum of agents. Sent again after a reconnect (announcing twice is
+        harmless).
+        """
+        payload = announce_payload(capabilities, metadata)
+        return AgentCard.from_wire(await self.client.request(self._state, frames.ANNOUNCE, payload, retry=True))
+
+    async def update_metadata(self, metadata: Mapping[str, Any]) -> AgentCard:
+        """Replaces this announced agent's metadata (its capabilities stay) and returns its card;
+        :class:`~switchboard.NotFoundError` (``not_found``) when it never announced."""
+        payload = {"metadata": metadata_object(metadata)}
+        return AgentCard.from_wire(await self.client.request(self._state, frames.UPDATE_METADATA, payload, retry=True))
+
+    async def discover(
+        self,
+        capability: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        online: bool | None = None,
+        limit: int | None = None,
+    ) -> list[AgentCard]:
+        """The tenant's announced agents that match, sorted by name: those with ``capability``,
+        those ``online`` (``True``) or offline (``False``), and whose metadata satisfies every
+        filter. A filter is ``"field": value`` (equal) or ``"field": {"min": n, "max": n}``
+        (a number within the inclusive bounds, either bound optional); ``field`` may be a
+        dotted path into nested objects (``"stats.reputation"``). At most 16 filters; ``limit``
+        1–1000 (default 100), else ``invalid_payload``. Temporary keys need the ``presence``
+        capability on the channel ``sys.discovery``."""
+        query = discover_query(capability, filters, online, limit)
+        return agent_cards(await self.client.request(self._state, frames.DISCOVER, query, retry=True))
+
     async def next_event(self) -> ChannelEvent:
         """The next event; raises :class:`~switchboard.ClosedError` (or why the channel ended)
         once the stream has ended."""
@@ -297,6 +338,40 @@ def history_query(
     }
     query: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     query["direction"] = direction
+    return query
+
+
+def announce_payload(capabilities: Sequence[str], metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The wire ``announce`` (and ``PUT /v1/agents/{name}``) body."""
+    # A lone string is a sequence of characters: refuse it rather than announce its letters.
+    if isinstance(capabilities, (str, bytes)) or not all(isinstance(c, str) for c in capabilities):
+        raise InvalidRequestError("capabilities must be a list of strings", ErrorCode.INVALID_PAYLOAD)
+    payload: dict[str, Any] = {"capabilities": list(capabilities)}
+    if metadata is not None:
+        payload["metadata"] = metadata_object(metadata)
+    return payload
+
+
+def metadata_object(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Agent metadata is a JSON object."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequestError("metadata must be a JSON object (a dict)", ErrorCode.INVALID_PAYLOAD)
+    return dict(metadata)
+
+
+def discover_query(
+    capability: str | None, filters: Mapping[str, Any] | None, online: bool | None, limit: int | None
+) -> dict[str, Any]:
+    """The wire ``discover`` (and ``POST /v1/agents/discover``) body: only what is set."""
+    query: dict[str, Any] = {}
+    if capability is not None:
+        query["capability"] = capability
+    if filters:
+        query["filters"] = metadata_object(filters)
+    if online is not None:
+        query["online"] = online
+    if limit is not None:
+        query["limit"] = limit
     return query
 
 

@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
@@ -32,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from . import frames
 from .backoff import Backoff
 from .channel import Channel, ChannelState, End, Push
+from .discovery import AgentWatcher
 from .errors import (
     ClosedError,
     CloseCode,
@@ -50,6 +52,8 @@ from .errors import (
 )
 from .tracker import OffsetTracker
 from .types import (
+    AGENT_MESSAGE_TYPE,
+    DISCOVERY_CHANNEL,
     InboxMessage,
     JoinReply,
     Kicked,
@@ -318,6 +322,17 @@ class Client:
             self._leave(topic, state)
             raise RequestTimeoutError(f"no join reply within {self.options.request_timeout} s") from None
         return Channel(self, state)
+
+    async def watch_agents(self, agent_name: str | None = None) -> AgentWatcher:
+        """Joins the tenant's directory channel ``sys.discovery`` and returns the
+        :class:`AgentWatcher` that reads its changes (``announced``, ``updated``, ``online``,
+        ``offline``, ``removed``) as :class:`AgentUpdate` values: ``async for update in
+        watcher``. ``agent_name`` is the name to join as (default: a random ``watcher-…``); a
+        watcher is not counted online. Temporary keys need ``subscribe`` on ``sys.discovery``.
+        """
+        name = agent_name if agent_name is not None else f"watcher-{secrets.token_hex(4)}"
+        channel = await self.join(DISCOVERY_CHANNEL, name, presence=False, event_types=[AGENT_MESSAGE_TYPE])
+        return AgentWatcher(channel)
 
     async def reauthenticate(self) -> None:
         """Asks the key source for a fresh key and presents it on the live socket with an

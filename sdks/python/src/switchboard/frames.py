@@ -41,6 +41,9 @@ ACK = "ack"
 REJECT = "reject"
 NEW_MESSAGE = "new_message"
 RECEIPT = "receipt"
+ANNOUNCE = "announce"
+UPDATE_METADATA = "update_metadata"
+DISCOVER = "discover"
 
 KIND_PUSH = 0
 KIND_REPLY = 1

@@ -1,5 +1,6 @@
 """The HTTP API client: publish, history and presence without a socket, consuming an agent's
-durable inbox, dead letters, channel management, and minting temporary keys.
+durable inbox, dead letters, the agent directory (announce, discover), channel management, and
+minting temporary keys.
 
 For backends and scripts that cannot hold a socket. It uses only the standard library; each
 call runs in a worker thread so the event loop never blocks. The base URL is derived from the
@@ -12,14 +13,25 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from .channel import check_receipt, encode_attachments, history_query
+from .channel import announce_payload, check_receipt, discover_query, encode_attachments, history_query, metadata_object
 from .client import KeySource, http_base_url, resolve_key
 from .errors import ConnectionFailedError, ProtocolError, RequestTimeoutError, SwitchboardError, error_from_reply
-from .types import DeadLetterPage, Direction, HistoryPage, InboxMessage, PresenceState, PublishAck, Scope
+from .types import (
+    AgentCard,
+    DeadLetterPage,
+    Direction,
+    HistoryPage,
+    InboxMessage,
+    PresenceState,
+    PublishAck,
+    Scope,
+    agent_cards,
+)
 
 StoragePolicy = Literal["persistent", "ephemeral"]
 Capability = Literal["publish", "subscribe", "history", "presence", "kv", "signal", "stream", "inbox"]
@@ -205,6 +217,43 @@ class HttpClient:
         """Deletes one of this tenant's dead letters by message id; ``not_found`` when there is
         none."""
         await self._call("DELETE", ["v1", "channels", channel, "dead_letters", id], scope)
+
+    async def announce_agent(
+        self, name: str, capabilities: Sequence[str], metadata: Mapping[str, Any] | None = None
+    ) -> AgentCard:
+        """Announces agent ``name`` in the tenant's directory (``PUT /v1/agents/{name}``), for
+        backends that act as agents without a socket: replaces its card and returns it. The
+        card is ``online`` only while an agent of that name is present in one of the tenant's
+        channels. Refusals as for :meth:`Channel.announce`, and ``invalid_agent_name``."""
+        body = announce_payload(capabilities, metadata)
+        return AgentCard.from_wire(await self._call("PUT", ["v1", "agents", name], "private", body=body))
+
+    async def update_agent_metadata(self, name: str, metadata: Mapping[str, Any]) -> AgentCard:
+        """Replaces announced agent ``name``'s metadata (``PATCH /v1/agents/{name}``);
+        :class:`~switchboard.NotFoundError` (``not_found``) when it never announced."""
+        body = {"metadata": metadata_object(metadata)}
+        return AgentCard.from_wire(await self._call("PATCH", ["v1", "agents", name], "private", body=body))
+
+    async def agent(self, name: str) -> AgentCard:
+        """Agent ``name``'s card; ``not_found`` when it never announced (or was removed)."""
+        return AgentCard.from_wire(await self._call("GET", ["v1", "agents", name], "private"))
+
+    async def remove_agent(self, name: str) -> None:
+        """Deletes agent ``name``'s card from the directory (watchers see ``removed``);
+        ``not_found`` when there is none."""
+        await self._call("DELETE", ["v1", "agents", name], "private")
+
+    async def discover(
+        self,
+        capability: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        online: bool | None = None,
+        limit: int | None = None,
+    ) -> list[AgentCard]:
+        """The tenant's announced agents that match, by name (``POST /v1/agents/discover``);
+        the conditions are those of :meth:`Channel.discover`."""
+        body = discover_query(capability, filters, online, limit)
+        return agent_cards(await self._call("POST", ["v1", "agents", "discover"], "private", body=body))
 
     async def create_channel(
         self,

@@ -9,6 +9,9 @@
             ...
             worker.ack(item.id)
 
+    with switchboard.sync.connect(url, key, "jobs", "asker") as asker:
+        workers = asker.discover("translate", filters={"price": {"max": 10}}, online=True)
+
 Every call blocks until its reply; reconnects and resume happen in the background as with the
 asyncio API.
 """
@@ -17,16 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Union
 
 from .agent import Agent
 from .agent import connect as connect_async
 from .channel import Channel
 from .client import ClientOptions, KeySource
+from .discovery import AgentWatcher
 from .errors import ClosedError
 from .storage import ChannelStorage
 from .types import (
+    AgentCard,
+    AgentUpdate,
     ChannelEvent,
     Direction,
     HistoryPage,
@@ -117,6 +123,55 @@ class SyncStorage:
             if page.next is None:
                 return
             after = page.next
+
+
+class SyncAgentWatcher:
+    """The blocking twin of :class:`~switchboard.AgentWatcher`: the tenant's directory changes.
+    Closing it leaves the discovery channel; closing the agent ends it too."""
+
+    def __init__(self, runner: _LoopThread, watcher: AgentWatcher) -> None:
+        self._runner = runner
+        self.watcher = watcher
+        """The asyncio watcher underneath."""
+
+    def __enter__(self) -> SyncAgentWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def reconnects(self) -> int:
+        """How many rejoins after a dropped connection (the changes meanwhile were missed)."""
+        return self.watcher.reconnects
+
+    def next_update(self, timeout: float | None = None) -> AgentUpdate | None:
+        """The next directory change, or ``None`` when none arrives within ``timeout`` seconds.
+        Raises :class:`~switchboard.ClosedError` once the watcher is closed, or why the server
+        removed it."""
+
+        async def wait() -> AgentUpdate | None:
+            try:
+                return await asyncio.wait_for(self.watcher.next_update(), timeout)
+            except asyncio.TimeoutError:
+                return None
+
+        return self._runner.run(wait())
+
+    def __iter__(self) -> Iterator[AgentUpdate]:
+        """Blocks for each change; ends when the watcher is closed."""
+        while True:
+            try:
+                update = self.next_update()
+            except ClosedError:
+                return
+            if update is not None:
+                yield update
+
+    def close(self) -> None:
+        """Leaves the discovery channel."""
+        if self._runner.thread.is_alive():
+            self._runner.run(self.watcher.close())
 
 
 class SyncAgent:
@@ -210,6 +265,28 @@ class SyncAgent:
     def reject(self, id: str, reason: str | None = None, *, requeue: bool = True) -> None:
         """Rejects an inbox message; see :meth:`Channel.reject`."""
         self._runner.run(self.agent.reject(id, reason, requeue=requeue))
+
+    def announce(self, capabilities: Sequence[str], metadata: Mapping[str, Any] | None = None) -> AgentCard:
+        """Announces this agent in the tenant's directory; see :meth:`Channel.announce`."""
+        return self._runner.run(self.agent.announce(capabilities, metadata))
+
+    def update_metadata(self, metadata: Mapping[str, Any]) -> AgentCard:
+        """Replaces this announced agent's metadata; see :meth:`Channel.update_metadata`."""
+        return self._runner.run(self.agent.update_metadata(metadata))
+
+    def discover(
+        self,
+        capability: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        online: bool | None = None,
+        limit: int | None = None,
+    ) -> list[AgentCard]:
+        """The tenant's announced agents that match, by name; see :meth:`Channel.discover`."""
+        return self._runner.run(self.agent.discover(capability, filters, online, limit))
+
+    def watch_agents(self, agent_name: str | None = None) -> SyncAgentWatcher:
+        """Joins ``sys.discovery`` on this agent's connection; see :meth:`Client.watch_agents`."""
+        return SyncAgentWatcher(self._runner, self._runner.run(self.agent.watch_agents(agent_name)))
 
     def messages(self) -> Iterator[Message]:
         """Blocks for each message; ends when the channel ends."""

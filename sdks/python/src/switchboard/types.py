@@ -418,6 +418,84 @@ class DeadLetterPage:
         )
 
 
+DISCOVERY_CHANNEL = "sys.discovery"
+"""The tenant's private channel where the server announces every change of its agent directory,
+as ephemeral messages of type :data:`AGENT_MESSAGE_TYPE` from ``switchboard``. Agents may join
+it (they are not counted online there); only the server publishes in it."""
+AGENT_MESSAGE_TYPE = "agent"
+"""The message type of directory changes on :data:`DISCOVERY_CHANNEL`."""
+DISCOVERY_SENDER = "switchboard"
+"""The sender of directory changes."""
+
+AgentChange = Literal["announced", "updated", "online", "offline", "removed"]
+_AGENT_CHANGES: tuple[AgentChange, ...] = ("announced", "updated", "online", "offline", "removed")
+
+
+@dataclass(frozen=True)
+class AgentCard:
+    """An agent of the tenant's directory: what it announced, and whether it is online now."""
+
+    name: str
+    """Its agent name."""
+    capabilities: list[str]
+    """What it can do, e.g. ``["translate", "summarize"]``."""
+    metadata: dict[str, Any]
+    """Anything else it announced (status, price, reputation…): a JSON object."""
+    online: bool
+    """Whether it is present in one of the tenant's channels now (``sys.`` channels excepted)."""
+    updated_at: int
+    """When it last announced or updated its metadata, milliseconds since the Unix epoch."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> AgentCard:
+        what = "agent card"
+        capabilities = _get(obj, "capabilities", list, what)
+        if not all(isinstance(c, str) for c in capabilities):
+            raise ProtocolError(f"{what}: capabilities are not strings: {capabilities!r}")
+        return AgentCard(
+            name=_get(obj, "name", str, what),
+            capabilities=list(capabilities),
+            metadata=dict(_get(obj, "metadata", dict, what)),
+            online=_get(obj, "online", bool, what),
+            updated_at=_get(obj, "updated_at", int, what),
+        )
+
+
+def agent_cards(obj: Any) -> list[AgentCard]:
+    """The cards of a ``discover`` reply ``{agents: [card…]}``."""
+    return [AgentCard.from_wire(a) for a in _get(obj, "agents", list, "discover reply")]
+
+
+@dataclass(frozen=True)
+class AgentUpdate:
+    """A change of the tenant's agent directory, as announced on :data:`DISCOVERY_CHANNEL`.
+
+    ``change`` is ``announced`` (it announced itself, again or for the first time), ``updated``
+    (its metadata changed), ``online`` (it joined a first channel), ``offline`` (it left its
+    last one) or ``removed`` (its card was deleted); ``agent`` is its card as it is now (for
+    ``removed``: as it was).
+    """
+
+    change: AgentChange
+    agent: AgentCard
+
+    @staticmethod
+    def from_wire(obj: Any) -> AgentUpdate:
+        what = "agent update"
+        change = _get(obj, "change", str, what)
+        if change not in _AGENT_CHANGES:
+            raise ProtocolError(f"{what}: unknown change {change!r}")
+        return AgentUpdate(change=cast(AgentChange, change), agent=AgentCard.from_wire(_get(obj, "agent", dict, what)))
+
+    @staticmethod
+    def from_message(message: Message) -> AgentUpdate | None:
+        """The update a message of the discovery channel carries; ``None`` for a message that
+        is not a directory change."""
+        if message.type != AGENT_MESSAGE_TYPE or message.sender != DISCOVERY_SENDER:
+            return None
+        return AgentUpdate.from_wire(message.data)
+
+
 ChannelEvent = Union[
     Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked, StorageChange, InboxMessage, Receipt
 ]
