@@ -407,6 +407,46 @@ impl HttpClient {
         Ok(found.agents)
     }
 
+    /// Registers a webhook (original keys only); the reply holds its signing secret, shown
+    /// only here.
+    pub async fn create_webhook(
+        &self,
+        create: &switchboard_protocol::webhooks::CreateWebhook,
+    ) -> Result<switchboard_protocol::webhooks::CreatedWebhook> {
+        let request = self
+            .request(Method::POST, &["v1", "webhooks"], Scope::Private)
+            .json(create);
+        self.call(request).await
+    }
+
+    /// This tenant's webhooks.
+    pub async fn webhooks(&self) -> Result<Vec<switchboard_protocol::webhooks::Webhook>> {
+        let request = self.request(Method::GET, &["v1", "webhooks"], Scope::Private);
+        self.call(request).await
+    }
+
+    /// Deletes a webhook (its pending retries are dropped).
+    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+        let request = self.request(Method::DELETE, &["v1", "webhooks", id], Scope::Private);
+        check(self.send(request).await?).await.map(drop)
+    }
+
+    /// A webhook's newest `limit` delivery attempts, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<switchboard_protocol::webhooks::DeliveryLog> {
+        let request = self
+            .request(
+                Method::GET,
+                &["v1", "webhooks", id, "deliveries"],
+                Scope::Private,
+            )
+            .query(&[("limit", limit)]);
+        self.call(request).await
+    }
+
     /// Checks that the server answers `/healthz`.
     pub async fn health(&self) -> Result<()> {
         let request = self.request(Method::GET, &["healthz"], Scope::Private);

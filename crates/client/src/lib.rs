@@ -66,6 +66,10 @@ pub use switchboard_protocol::inbox::{
     Receive, Reject,
 };
 pub use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvOp, KvPage};
+pub use switchboard_protocol::webhooks::{
+    CreateWebhook, CreatedWebhook, DeliveryAttempt, DeliveryLog, Webhook, WebhookEvent,
+    WebhookPayload,
+};
 pub use switchboard_protocol::{
     ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply,
     Message, PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope,

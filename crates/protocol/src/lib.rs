@@ -19,6 +19,7 @@ pub mod message;
 pub mod presence;
 pub mod signal;
 pub mod usage;
+pub mod webhooks;
 pub mod websocket;
 
 pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};

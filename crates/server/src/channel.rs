@@ -12,12 +12,14 @@ use crate::error::{Error, Result, err};
 use crate::inbox::{Consumer, Settler};
 use crate::metrics::Metrics;
 use crate::storage::{ChannelRow, InboxWrite, SqliteStore, sqlite_queries};
+use crate::webhooks::Webhooks;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::history::Direction;
 use switchboard_protocol::limits::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use switchboard_protocol::webhooks::WebhookEvent;
 use switchboard_protocol::websocket::WsFrame;
 use switchboard_protocol::{
     ErrorCode, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply, Message,
@@ -271,6 +273,7 @@ pub struct Channel {
     head_tx: watch::Sender<u64>,
     pub(crate) store: Arc<SqliteStore>,
     metrics: Arc<Metrics>,
+    webhooks: Arc<Webhooks>,
     pub(crate) limits: ChannelLimits,
     verified_passwords: Mutex<HashSet<[u8; 32]>>,
 }
@@ -286,6 +289,7 @@ impl Channel {
         row: ChannelRow,
         store: Arc<SqliteStore>,
         metrics: Arc<Metrics>,
+        webhooks: Arc<Webhooks>,
         limits: ChannelLimits,
     ) -> Result<Arc<Channel>> {
         let (id, name, cache, window) = (
@@ -352,6 +356,7 @@ impl Channel {
             head_tx: watch::Sender::new(head),
             store,
             metrics,
+            webhooks,
             limits,
             verified_passwords: Mutex::new(HashSet::new()),
             row,
@@ -555,7 +560,14 @@ impl Channel {
                 agent.clone(),
             ));
         }
+        let occupied = s.subscribers.is_empty();
         s.agents.insert(agent, conn.id);
+        if occupied {
+            self.webhook(WebhookEvent::ChannelOccupied, None, || "{}".to_owned());
+        }
+        self.webhook(WebhookEvent::AgentJoined, None, || {
+            agent_data(&params.agent_name)
+        });
         match outcome {
             JoinOutcome::Live => {
                 frames.extend(state_frames);
@@ -594,6 +606,10 @@ impl Channel {
             s.agents.remove(&sub.agent);
         }
         self.queue_diff(s, None, Some(sub.presence.clone()));
+        self.webhook(WebhookEvent::AgentLeft, None, || agent_data(&sub.agent));
+        if s.subscribers.is_empty() {
+            self.webhook(WebhookEvent::ChannelVacated, None, || "{}".to_owned());
+        }
         Some(sub)
     }
 
@@ -649,6 +665,24 @@ impl Channel {
             &body,
         ));
         Ok(())
+    }
+
+    /// Tells the tenant's webhooks about `event` (private channels only).
+    pub(crate) fn webhook(
+        &self,
+        event: WebhookEvent,
+        message_type: Option<&str>,
+        data: impl FnOnce() -> String,
+    ) {
+        if !self.row.tenant_id.is_empty() {
+            self.webhooks.emit(
+                &self.row.tenant_id,
+                &self.row.name,
+                event,
+                message_type,
+                data,
+            );
+        }
     }
 
     /// Whether a persisted message to `to` goes to its inbox: when the agent is absent or
@@ -928,6 +962,7 @@ impl Channel {
 
     /// Runs on the store's writer thread once an append is durable (or failed).
     fn on_durable(&self, entry: Arc<Entry>, result: Result<()>, ack: AckTo) {
+        let message = entry.message.clone();
         let offset = entry
             .message
             .offset
@@ -949,6 +984,9 @@ impl Channel {
                     }
                 }
                 self.head_tx.send_replace(offset);
+                self.webhook(WebhookEvent::MessagePublished, Some(&message.kind), || {
+                    serde_json::to_string(&*message).expect("messages serialize")
+                });
                 ack.send(
                     Ok(PublishAck {
                         id,
@@ -1248,6 +1286,10 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+fn agent_data(agent: &str) -> String {
+    serde_json::json!({ "agent": agent }).to_string()
 }
 
 fn presence_state(s: &State) -> PresenceState {

@@ -23,6 +23,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[inbox]`
     pub inbox: InboxConfig,
+    /// `[webhooks]`
+    pub webhooks: WebhooksConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -114,6 +116,27 @@ pub struct StorageConfig {
     pub retention_interval_ms: u64,
     /// How often usage counters are written to the store, in milliseconds.
     pub usage_flush_ms: u64,
+}
+
+/// `[webhooks]`: delivery of events to the tenants' URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// How long one POST may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    /// Wait before the second attempt, in milliseconds; it doubles for each later one.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between attempts, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Deliveries waiting to be sent; events beyond are dropped (and counted), so webhook
+    /// trouble never slows message flow.
+    pub queue: usize,
+    /// POSTs in flight at once.
+    pub concurrency: usize,
+    /// Attempts kept in each webhook's delivery log.
+    pub log_per_webhook: u64,
 }
 
 /// `[inbox]`: durable inboxes (persisted direct messages that wait for `ack`).

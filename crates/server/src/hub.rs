@@ -32,6 +32,7 @@ pub struct Hub {
     channels: DashMap<ChannelKey, Arc<Channel>>,
     store: Arc<SqliteStore>,
     metrics: Arc<Metrics>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
     limits: ChannelLimits,
     default_max_messages: u64,
     default_max_age_secs: u64,
@@ -42,6 +43,7 @@ impl Hub {
     pub fn new(
         store: Arc<SqliteStore>,
         metrics: Arc<Metrics>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
         limits: ChannelLimits,
         default_max_messages: u64,
         default_max_age_secs: u64,
@@ -50,6 +52,7 @@ impl Hub {
             channels: DashMap::new(),
             store,
             metrics,
+            webhooks,
             limits,
             default_max_messages,
             default_max_age_secs,
@@ -206,8 +209,14 @@ impl Hub {
     }
 
     async fn install(&self, key: ChannelKey, row: ChannelRow) -> Result<Arc<Channel>> {
-        let loaded =
-            Channel::load(row, self.store.clone(), self.metrics.clone(), self.limits).await?;
+        let loaded = Channel::load(
+            row,
+            self.store.clone(),
+            self.metrics.clone(),
+            self.webhooks.clone(),
+            self.limits,
+        )
+        .await?;
         let channel = match self.channels.entry(key) {
             Entry::Occupied(e) => e.get().clone(),
             Entry::Vacant(e) => e.insert(loaded).clone(),

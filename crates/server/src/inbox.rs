@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_protocol::inbox::{DeadLetter, DeadLetterPage, DeadLetterQuery};
+use switchboard_protocol::webhooks::WebhookEvent;
 use switchboard_protocol::{Receipt, ReceiptStatus, events};
 use tokio::sync::{mpsc, oneshot};
 
@@ -99,6 +100,25 @@ impl Channel {
         let mut removed = 0;
         for settled in result.settled.iter().flatten().chain(&result.dead) {
             removed += u32::from(settled.removed());
+            let (event, reason) = match &settled.outcome {
+                Outcome::Acknowledged => (None, None),
+                Outcome::Rejected(reason) => (Some(WebhookEvent::InboxRejected), reason.as_deref()),
+                Outcome::DeadLettered(reason) => {
+                    (Some(WebhookEvent::InboxDeadLettered), Some(reason.as_str()))
+                }
+            };
+            if let Some(event) = event {
+                self.webhook(event, None, || {
+                    serde_json::json!({
+                        "id": settled.id,
+                        "from": settled.sender,
+                        "recipient": recipient,
+                        "delivery_count": settled.deliveries,
+                        "reason": reason,
+                    })
+                    .to_string()
+                });
+            }
             if settled.receipt {
                 let (status, reason) = match &settled.outcome {
                     Outcome::Acknowledged => (ReceiptStatus::Acknowledged, None),

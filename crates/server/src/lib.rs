@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod storage;
 pub mod transport;
 pub mod usage;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -72,6 +73,8 @@ pub struct App {
     pub usage: usage::Usage,
     /// Announced agents and their online status.
     pub directory: Arc<discovery::Directory>,
+    /// The tenants' webhooks.
+    pub webhooks: Arc<webhooks::Webhooks>,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -197,9 +200,12 @@ impl Server {
             max_per_tenant: config.limits.max_channels_per_tenant,
             inbox: config.inbox,
         };
+        let webhooks = webhooks::Webhooks::start(store.clone(), config.webhooks, metrics.clone())
+            .map_err(storage_error)?;
         let hub = Hub::new(
             store.clone(),
             metrics.clone(),
+            webhooks.clone(),
             limits,
             config.storage.retention_max_messages,
             config.storage.retention_max_age_secs,
@@ -226,6 +232,7 @@ impl Server {
         .map_err(storage_error)?;
         let app = Arc::new(App {
             directory: Arc::new(directory),
+            webhooks,
             rate_limits,
             usage,
             config,

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Per-tenant usage series (added to when usage is flushed).
     pub tenants: std::sync::Arc<crate::usage::TenantSeries>,
+    /// Webhook POSTs answered with 2xx.
+    pub webhook_delivered: Counter,
+    /// Webhook POSTs that failed (each attempt).
+    pub webhook_failed: Counter,
+    /// Webhook events dropped: the delivery queue was full, or retries ran out.
+    pub webhook_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +64,9 @@ impl Default for Metrics {
             fsync_seconds: latency(),
             slow_consumers: Counter::default(),
             tenants: Default::default(),
+            webhook_delivered: Counter::default(),
+            webhook_failed: Counter::default(),
+            webhook_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -97,6 +106,21 @@ impl Default for Metrics {
             "slow_consumers",
             "Connections closed because they could not keep up",
             m.slow_consumers.clone(),
+        );
+        registry.register(
+            "webhook_delivered",
+            "Webhook POSTs answered with a 2xx status",
+            m.webhook_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failed",
+            "Webhook POST attempts that failed",
+            m.webhook_failed.clone(),
+        );
+        registry.register(
+            "webhook_dropped",
+            "Webhook events given up: the queue was full or the attempts ran out",
+            m.webhook_dropped.clone(),
         );
         let t = &m.tenants;
         registry.register(

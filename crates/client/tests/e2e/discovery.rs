@@ -76,6 +76,13 @@ async fn agents_announce_and_are_discovered_by_capability_metadata_and_presence(
     assert_eq!(names(&b.discover(&busy).await.unwrap()), ["bob"]);
     let trusted = query(json!({"filters": {"stats.reputation": {"min": 4.5}}}));
     assert_eq!(names(&http.discover(&trusted).await.unwrap()), ["alice"]);
+    let mut cheaper = Map::new();
+    cheaper.insert("price".into(), json!(0.5));
+    let carol = http.update_agent_metadata("carol", cheaper).await.unwrap();
+    assert_eq!(
+        (carol.capabilities[0].as_str(), &carol.metadata["price"]),
+        ("draw", &json!(0.5))
+    );
     let offline = query(json!({"online": false}));
     assert_eq!(names(&http.discover(&offline).await.unwrap()), ["carol"]);
     let limited = query(json!({"limit": 2}));

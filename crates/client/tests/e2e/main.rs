@@ -7,3 +7,4 @@ mod inbox;
 mod messaging;
 mod resume;
 mod temporary_keys;
+mod webhooks;

@@ -9,6 +9,7 @@
 mod directory;
 mod inbox;
 mod sqlite;
+mod webhooks;
 
 pub use directory::AgentRow;
 pub use inbox::{DeadRow, InboxRow, Outcome, Settle, Settled};
@@ -16,6 +17,7 @@ pub use sqlite::{
     AppendDone, ChannelRow, CommitObserver, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore,
     StoreStats, TemporaryRow, TenantRow, UsageRow,
 };
+pub use webhooks::{AttemptRow, WebhookRow};
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
 pub(crate) mod sqlite_queries {
@@ -29,6 +31,9 @@ pub(crate) mod sqlite_queries {
         get_setting, history, insert_key, insert_temporary, insert_tenant, kv_delete, kv_get,
         kv_list, kv_prune, kv_put, load_keys, load_temporary, prune, prune_temporary, put_setting,
         recent, recent_ids, revoke_key, revoke_tenant, storage_of, usage_rows,
+    };
+    pub(crate) use super::webhooks::{
+        attempts, delete_webhook, insert_attempts, insert_webhook, load_webhooks,
     };
 }
 

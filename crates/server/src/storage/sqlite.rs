@@ -114,6 +114,29 @@ CREATE TABLE IF NOT EXISTS inbox (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inbox_id ON inbox (channel_id, recipient, id);
 CREATE INDEX IF NOT EXISTS inbox_dead ON inbox (channel_id, dead_at, offset) WHERE dead_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,             -- the HMAC key (needed to sign, so not hashed)
+    events TEXT NOT NULL,             -- JSON array of event names
+    channel TEXT,                     -- name, or prefix*
+    types TEXT,                       -- JSON array of message types
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    status INTEGER,
+    error TEXT,
+    duration_ms INTEGER NOT NULL,
+    will_retry INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_hook ON webhook_attempts (webhook_id, seq);
 CREATE TABLE IF NOT EXISTS agents (
     tenant_id TEXT NOT NULL,
     name TEXT NOT NULL,

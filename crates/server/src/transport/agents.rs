@@ -20,7 +20,10 @@ use switchboard_protocol::{Capability, Scope, valid_name};
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/agents/discover", post(discover))
-        .route("/v1/agents/{name}", get(card).put(announce).delete(remove))
+        .route(
+            "/v1/agents/{name}",
+            get(card).put(announce).patch(update).delete(remove),
+        )
 }
 
 fn allow(who: &Principal, operation: Capability, agent: Option<&str>) -> Result<()> {

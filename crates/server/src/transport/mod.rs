@@ -7,6 +7,7 @@ pub mod http;
 mod inbox;
 mod keys;
 mod usage;
+mod webhooks;
 pub mod ws;
 
 use crate::App;
@@ -28,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(inbox::routes())
         .merge(keys::routes())
         .merge(usage::routes())
+        .merge(webhooks::routes())
         .merge(assets::routes())
         .with_state(app)
 }
