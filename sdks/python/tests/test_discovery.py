@@ -217,11 +217,6 @@ async def test_agents_over_http(server: ServerProcess) -> None:
     assert bad_query.value.code == ErrorCode.INVALID_PAYLOAD
 
 
-@pytest.mark.xfail(
-    reason="the server does not route PATCH /v1/agents/{name} yet (spec and OpenAPI list it; it answers 405)",
-    raises=switchboard.SwitchboardError,
-    strict=False,
-)
 async def test_update_agent_metadata_over_http(server: ServerProcess) -> None:
     http = switchboard.HttpClient(server.url, server.key)
     card = await http.announce_agent("scribe", ["summarize"], {"lang": "en"})
