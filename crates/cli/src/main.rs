@@ -36,6 +36,8 @@ enum Command {
     Inbox(client::inbox::InboxArgs),
     /// Announce and discover the tenant's agents (over HTTP).
     Agents(client::agents::AgentsArgs),
+    /// Register, list and delete webhooks, and read their delivery logs (over HTTP).
+    Webhooks(client::webhooks::WebhooksArgs),
     /// Create, list and revoke tenants (admin key, or offline on a data directory).
     Tenants(admin::TenantsArgs),
     /// Create, list and revoke API keys (admin or tenant key, or offline on a data directory).
@@ -55,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Kv(args) => client::kv::run(args).await,
         Command::Inbox(args) => client::inbox::run(args).await,
         Command::Agents(args) => client::agents::run(args).await,
+        Command::Webhooks(args) => client::webhooks::run(args).await,
         Command::Tenants(args) => admin::tenants(args).await,
         Command::Keys(args) => admin::keys(args).await,
     };

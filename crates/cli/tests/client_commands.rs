@@ -439,3 +439,85 @@ async fn agents_announce_discover_get_remove() {
         .await;
     assert!(!bad.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_create_list_deliveries_delete() {
+    let env = start().await;
+    // A receiver that answers 204 to everything.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                // Read the head and the body (Content-Length), then answer.
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let created = json_lines(
+        &env.ok(&[
+            "webhooks",
+            "create",
+            &url,
+            "--event",
+            "message.published",
+            "--channel",
+            "orders-*",
+        ])
+        .await,
+    );
+    let id = created[0]["id"].as_str().unwrap().to_owned();
+    assert!(created[0]["secret"].as_str().unwrap().starts_with("whsec_"));
+    let listed = json_lines(&env.ok(&["webhooks", "list"]).await);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(
+        listed[0].get("secret").is_none(),
+        "the secret is shown once"
+    );
+    env.ok(&["send", "--channel", "orders-1", "--agent", "a", "1"])
+        .await;
+    let attempts = loop {
+        let attempts = json_lines(&env.ok(&["webhooks", "deliveries", &id]).await);
+        if !attempts.is_empty() {
+            break attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempts[0]["status"], 204);
+    assert_eq!(attempts[0]["event"], "message.published");
+    let bad = env
+        .run(&["webhooks", "create", &url, "--event", "nope"])
+        .await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown event"));
+    env.ok(&["webhooks", "delete", &id]).await;
+    assert!(json_lines(&env.ok(&["webhooks", "list"]).await).is_empty());
+}

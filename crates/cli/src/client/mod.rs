@@ -7,6 +7,7 @@ pub mod kv;
 pub mod listen;
 pub mod presence;
 pub mod send;
+pub mod webhooks;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
