@@ -9,6 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use switchboard_protocol::discovery::{AgentCard, Announce, Discover, Discovered, UpdateMetadata};
 use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvPage};
+use switchboard_protocol::stream::{
+    ChunkHeader, StreamAccept, StreamAck, StreamCancel, StreamClose, StreamOffer, StreamOpen,
+    StreamPosition,
+};
 use switchboard_protocol::{
     ErrorReply, Gap, HistoryPage, HistoryQuery, JoinReply, Message, Payload, PresenceDiff,
     PresenceState, Publish, PublishAck, events,
@@ -34,6 +38,29 @@ pub enum ChannelEvent {
     InboxMessage(switchboard_protocol::InboxMessage),
     /// What became of a message this agent sent with `receipt: true`.
     Receipt(switchboard_protocol::Receipt),
+    /// A stream for this agent: accept it (see [`crate::stream::Incoming`]).
+    StreamOffer(switchboard_protocol::stream::StreamOffer),
+    /// Bytes of an accepted stream, at `offset`.
+    StreamData {
+        /// The stream.
+        stream_id: String,
+        /// The offset of the first byte.
+        offset: u64,
+        /// The bytes.
+        bytes: bytes::Bytes,
+    },
+    /// Every byte of an accepted stream was sent; verify and acknowledge.
+    StreamEnd(switchboard_protocol::stream::StreamEnd),
+    /// (Sender) the recipient acknowledged this far.
+    StreamProgress(switchboard_protocol::stream::StreamProgress),
+    /// (Sender) the server holds this much durably.
+    StreamCheckpoint(switchboard_protocol::stream::StreamCheckpoint),
+    /// (Sender) the recipient has everything.
+    StreamComplete(switchboard_protocol::stream::StreamComplete),
+    /// A stream was cancelled by either side.
+    StreamCancelled(switchboard_protocol::stream::StreamCancelled),
+    /// A stream failed (e.g. `checksum_mismatch`).
+    StreamError(switchboard_protocol::stream::StreamError),
     /// Messages between the requested resume point and `first_available` are gone.
     Gap(Gap),
     /// The agent was removed from the channel (or its rejoin was refused); the stream ends next.
@@ -341,6 +368,82 @@ impl ChannelSender {
         };
         let _: serde_json::Value = self
             .request(events::REJECT, Payload::json(&payload), false)
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a stream to `open.to` (or, with `open.stream_id`, finds where one stands).
+    pub async fn stream_open(&self, open: &StreamOpen) -> Result<StreamPosition> {
+        self.request(events::STREAM_OPEN, Payload::json(open), true)
+            .await
+    }
+
+    /// Sends chunk `seq` of a stream. Re-sent after a reconnect: the server recognises a
+    /// chunk it has by its `seq`.
+    pub async fn stream_chunk(
+        &self,
+        stream_id: &str,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<StreamPosition> {
+        let header = ChunkHeader {
+            stream_id: stream_id.to_owned(),
+            seq,
+        };
+        let payload = Payload::Binary(switchboard_protocol::stream::encode(&header, bytes));
+        self.request(events::STREAM_CHUNK, payload, true).await
+    }
+
+    /// Closes a stream with the payload's SHA-256 (hex) and size.
+    pub async fn stream_close(
+        &self,
+        stream_id: &str,
+        checksum: &str,
+        total_size: u64,
+    ) -> Result<()> {
+        let close = StreamClose {
+            stream_id: stream_id.to_owned(),
+            checksum: checksum.to_owned(),
+            total_size,
+        };
+        let _: serde_json::Value = self
+            .request(events::STREAM_CLOSE, Payload::json(&close), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels a stream (sender or recipient).
+    pub async fn stream_cancel(&self, stream_id: &str, reason: Option<&str>) -> Result<()> {
+        let cancel = StreamCancel {
+            stream_id: stream_id.to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        let _: serde_json::Value = self
+            .request(events::STREAM_CANCEL, Payload::json(&cancel), false)
+            .await?;
+        Ok(())
+    }
+
+    /// (Recipient) starts receiving a stream's bytes from `offset`.
+    pub async fn stream_accept(&self, stream_id: &str, offset: u64) -> Result<StreamOffer> {
+        let accept = StreamAccept {
+            stream_id: stream_id.to_owned(),
+            offset,
+        };
+        self.request(events::STREAM_ACCEPT, Payload::json(&accept), false)
+            .await
+    }
+
+    /// (Recipient) acknowledges every byte before `offset`; `done` (after `stream_end`, with
+    /// the total size): everything arrived and the checksum was verified.
+    pub async fn stream_ack(&self, stream_id: &str, offset: u64, done: bool) -> Result<()> {
+        let ack = StreamAck {
+            stream_id: stream_id.to_owned(),
+            offset,
+            done,
+        };
+        let _: serde_json::Value = self
+            .request(events::STREAM_ACK, Payload::json(&ack), true)
             .await?;
         Ok(())
     }

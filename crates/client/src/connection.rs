@@ -712,6 +712,38 @@ impl Connection {
                     Err(e) => warn!(error = %e, "ignoring an unreadable kv_change"),
                 }
             }
+            events::STREAM_DATA => match &frame.payload {
+                Payload::Binary(bytes) => {
+                    match switchboard_protocol::stream::decode::<
+                        switchboard_protocol::stream::DataHeader,
+                    >(bytes)
+                    {
+                        Ok((header, bytes)) => {
+                            let _ = state.events.send(ChannelEvent::StreamData {
+                                stream_id: header.stream_id,
+                                offset: header.offset,
+                                bytes,
+                            });
+                        }
+                        Err(e) => warn!(error = %e, "ignoring an unreadable stream_data"),
+                    }
+                }
+                _ => warn!("ignoring a stream_data that is not binary"),
+            },
+            events::STREAM_OFFER
+            | events::STREAM_END
+            | events::STREAM_PROGRESS
+            | events::STREAM_CHECKPOINT
+            | events::STREAM_COMPLETE
+            | events::STREAM_CANCELLED
+            | events::STREAM_ERROR => match stream_event(&frame) {
+                Ok(event) => {
+                    let _ = state.events.send(event);
+                }
+                Err(e) => {
+                    warn!(error = %e, event = %frame.event, "ignoring an unreadable stream event")
+                }
+            },
             events::NEW_MESSAGE => {
                 match frame.payload.parse::<switchboard_protocol::InboxMessage>() {
                     Ok(m) => {
@@ -1017,6 +1049,19 @@ fn empty_object() -> Box<RawValue> {
 }
 
 /// Reads a `message` event: JSON in a text frame, the binary envelope in a binary one.
+fn stream_event(frame: &Frame) -> Result<ChannelEvent, String> {
+    let p = &frame.payload;
+    Ok(match frame.event.as_str() {
+        events::STREAM_OFFER => ChannelEvent::StreamOffer(p.parse()?),
+        events::STREAM_END => ChannelEvent::StreamEnd(p.parse()?),
+        events::STREAM_PROGRESS => ChannelEvent::StreamProgress(p.parse()?),
+        events::STREAM_CHECKPOINT => ChannelEvent::StreamCheckpoint(p.parse()?),
+        events::STREAM_COMPLETE => ChannelEvent::StreamComplete(p.parse()?),
+        events::STREAM_CANCELLED => ChannelEvent::StreamCancelled(p.parse()?),
+        _ => ChannelEvent::StreamError(p.parse()?),
+    })
+}
+
 pub(crate) fn decode_message(payload: &Payload) -> Result<Message, String> {
     match payload {
         Payload::Json(_) => payload.parse::<Message>(),

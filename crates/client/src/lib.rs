@@ -41,6 +41,7 @@ mod config;
 mod connection;
 mod error;
 mod http;
+pub mod stream;
 mod tracker;
 
 #[cfg(feature = "attenuate")]
@@ -66,6 +67,10 @@ pub use switchboard_protocol::inbox::{
     Receive, Reject,
 };
 pub use switchboard_protocol::kv::{KvChange, KvEntry, KvList, KvOp, KvPage};
+pub use switchboard_protocol::stream::{
+    StreamCancelled, StreamCheckpoint, StreamComplete, StreamEnd, StreamError, StreamOffer,
+    StreamOpen, StreamPosition, StreamProgress,
+};
 pub use switchboard_protocol::webhooks::{
     CreateWebhook, CreatedWebhook, DeliveryAttempt, DeliveryLog, Webhook, WebhookEvent,
     WebhookPayload,

@@ -98,6 +98,8 @@ error_codes! {
     TooManyKeys = "too_many_keys",
     /// The recipient's inbox holds `max_messages_per_agent` unacknowledged messages already.
     InboxFull = "inbox_full",
+    /// A stream's bytes do not match the checksum or size its sender closed it with.
+    ChecksumMismatch = "checksum_mismatch",
     /// The channel keeps no history (ephemeral-only storage policy).
     NoHistory = "no_history",
     /// The connection's outbound queue overflowed; reconnect and resume by offset.

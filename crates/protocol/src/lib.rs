@@ -18,6 +18,7 @@ pub mod limits;
 pub mod message;
 pub mod presence;
 pub mod signal;
+pub mod stream;
 pub mod usage;
 pub mod webhooks;
 pub mod websocket;
@@ -90,6 +91,34 @@ pub mod events {
     pub const UPDATE_METADATA: &str = "update_metadata";
     /// Switchboard: find the tenant's agents by capability and metadata.
     pub const DISCOVER: &str = "discover";
+    /// Switchboard streams (sender): open or resume a stream.
+    pub const STREAM_OPEN: &str = "stream_open";
+    /// Switchboard streams (sender): one chunk (binary push).
+    pub const STREAM_CHUNK: &str = "stream_chunk";
+    /// Switchboard streams (sender): the last chunk was sent; checksum and size.
+    pub const STREAM_CLOSE: &str = "stream_close";
+    /// Switchboard streams (either side): give up a stream.
+    pub const STREAM_CANCEL: &str = "stream_cancel";
+    /// Switchboard streams (recipient): send me the bytes from an offset on.
+    pub const STREAM_ACCEPT: &str = "stream_accept";
+    /// Switchboard streams (recipient): bytes received so far (window and checkpoint).
+    pub const STREAM_ACK: &str = "stream_ack";
+    /// Switchboard streams (server → recipient): a stream for it.
+    pub const STREAM_OFFER: &str = "stream_offer";
+    /// Switchboard streams (server → recipient): bytes (binary push).
+    pub const STREAM_DATA: &str = "stream_data";
+    /// Switchboard streams (server → recipient): every byte was sent.
+    pub const STREAM_END: &str = "stream_end";
+    /// Switchboard streams (server → sender): how far the recipient got.
+    pub const STREAM_PROGRESS: &str = "stream_progress";
+    /// Switchboard streams (server → sender): a durable resume point.
+    pub const STREAM_CHECKPOINT: &str = "stream_checkpoint";
+    /// Switchboard streams (server → both): the stream failed.
+    pub const STREAM_ERROR: &str = "stream_error";
+    /// Switchboard streams (server → both): the stream was cancelled.
+    pub const STREAM_CANCELLED: &str = "stream_cancelled";
+    /// Switchboard streams (server → sender): the recipient has every byte.
+    pub const STREAM_COMPLETE: &str = "stream_complete";
     /// Switchboard: list the agents present.
     pub const PRESENCE: &str = "presence";
     /// Switchboard: a message delivered to the agent.

@@ -41,11 +41,14 @@ pub enum WebhookEvent {
     /// An inbox message moved to the dead letters.
     #[serde(rename = "inbox.dead_lettered")]
     InboxDeadLettered,
+    /// A stream's recipient acknowledged its last byte.
+    #[serde(rename = "stream.completed")]
+    StreamCompleted,
 }
 
 impl WebhookEvent {
     /// Every event.
-    pub const ALL: [WebhookEvent; 7] = [
+    pub const ALL: [WebhookEvent; 8] = [
         WebhookEvent::ChannelOccupied,
         WebhookEvent::ChannelVacated,
         WebhookEvent::AgentJoined,
@@ -53,6 +56,7 @@ impl WebhookEvent {
         WebhookEvent::MessagePublished,
         WebhookEvent::InboxRejected,
         WebhookEvent::InboxDeadLettered,
+        WebhookEvent::StreamCompleted,
     ];
 
     /// The wire name.
@@ -65,6 +69,7 @@ impl WebhookEvent {
             WebhookEvent::MessagePublished => "message.published",
             WebhookEvent::InboxRejected => "inbox.rejected",
             WebhookEvent::InboxDeadLettered => "inbox.dead_lettered",
+            WebhookEvent::StreamCompleted => "stream.completed",
         }
     }
 }

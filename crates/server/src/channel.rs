@@ -729,21 +729,14 @@ impl Channel {
             }
         }
         for (sender, receipt) in receipts {
-            if let Some(sub) = s
-                .agents
-                .get(sender.as_str())
-                .and_then(|id| s.subscribers.get(id))
-            {
-                let body = serde_json::to_string(&receipt).expect("receipts serialize");
-                sub.conn.push(text_frame(
-                    sub.join_ref.as_deref(),
-                    None,
-                    &self.topic,
-                    events::RECEIPT,
-                    &body,
-                ));
-            }
+            let body = serde_json::to_string(&receipt).expect("receipts serialize");
+            push_to_agent(&s, &self.topic, &sender, events::RECEIPT, &body);
         }
+    }
+
+    /// Sends `agent` (if present) the event `event` with JSON `body`; false if it is absent.
+    pub(crate) fn send_to_agent(&self, agent: &str, event: &str, body: &str) -> bool {
+        push_to_agent(&self.state.lock(), &self.topic, agent, event, body)
     }
 
     /// Wakes `agent`'s inbox consumer, if one is present.
@@ -1285,6 +1278,19 @@ impl Channel {
             s.ring.pop_front();
         }
         Ok(())
+    }
+}
+
+fn push_to_agent(s: &State, topic: &str, agent: &str, event: &str, body: &str) -> bool {
+    match s.agents.get(agent).and_then(|id| s.subscribers.get(id)) {
+        Some(sub) => sub.conn.push(text_frame(
+            sub.join_ref.as_deref(),
+            None,
+            topic,
+            event,
+            body,
+        )),
+        None => false,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub inbox: InboxConfig,
     /// `[webhooks]`
     pub webhooks: WebhooksConfig,
+    /// `[streams]`
+    pub streams: StreamsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -116,6 +118,22 @@ pub struct StorageConfig {
     pub retention_interval_ms: u64,
     /// How often usage counters are written to the store, in milliseconds.
     pub usage_flush_ms: u64,
+}
+
+/// `[streams]`: large payloads spooled through the server.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// The largest stream, in bytes.
+    pub max_bytes: u64,
+    /// Streams open at once per channel.
+    pub max_open_per_channel: usize,
+    /// Bytes between durable checkpoints (fsync of the spool file and its position).
+    pub checkpoint_bytes: u64,
+    /// Bytes sent to a recipient beyond what it acknowledged.
+    pub window_bytes: u64,
+    /// A stream untouched this long (seconds) is deleted, finished or not.
+    pub idle_secs: u64,
 }
 
 /// `[webhooks]`: delivery of events to the tenants' URLs.

@@ -24,6 +24,7 @@ pub mod kv;
 pub mod metrics;
 pub mod rate_limit;
 pub mod storage;
+pub mod stream;
 pub mod transport;
 pub mod usage;
 pub mod webhooks;
@@ -75,6 +76,8 @@ pub struct App {
     pub directory: Arc<discovery::Directory>,
     /// The tenants' webhooks.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Streams in flight.
+    pub streams: stream::Streams,
     next_conn_id: AtomicU64,
     /// Flips to true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -230,7 +233,11 @@ impl Server {
             changes_tx,
         )
         .map_err(storage_error)?;
+        let streams = stream::Streams::load(dir.join("streams"), store.clone(), config.streams)
+            .await
+            .map_err(storage_error)?;
         let app = Arc::new(App {
+            streams,
             directory: Arc::new(directory),
             webhooks,
             rate_limits,
@@ -449,6 +456,7 @@ async fn retention_loop(app: Arc<App>) {
             }
             Err(e) => tracing::warn!(error = %e, "pruning inboxes failed"),
         }
+        app.streams.prune().await;
         if let Err(e) = app.keys.prune_expired().await {
             tracing::warn!(error = %e, "pruning expired temporary keys failed");
         }

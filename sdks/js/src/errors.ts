@@ -40,6 +40,7 @@ export const ErrorCodes = [
   "version_conflict",
   "too_many_keys",
   "inbox_full",
+  "checksum_mismatch",
   "no_history",
   "slow_consumer",
   "heartbeat_timeout",

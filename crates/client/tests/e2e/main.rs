@@ -6,5 +6,6 @@ mod http;
 mod inbox;
 mod messaging;
 mod resume;
+mod streams;
 mod temporary_keys;
 mod webhooks;

@@ -9,6 +9,7 @@
 mod directory;
 mod inbox;
 mod sqlite;
+mod streams;
 mod webhooks;
 
 pub use directory::AgentRow;
@@ -17,6 +18,7 @@ pub use sqlite::{
     AppendDone, ChannelRow, CommitObserver, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore,
     StoreStats, TemporaryRow, TenantRow, UsageRow,
 };
+pub use streams::StreamRow;
 pub use webhooks::{AttemptRow, WebhookRow};
 
 /// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
@@ -32,6 +34,7 @@ pub(crate) mod sqlite_queries {
         kv_list, kv_prune, kv_put, load_keys, load_temporary, prune, prune_temporary, put_setting,
         recent, recent_ids, revoke_key, revoke_tenant, storage_of, usage_rows,
     };
+    pub(crate) use super::streams::{delete_stream, load_streams, put_stream};
     pub(crate) use super::webhooks::{
         attempts, delete_webhook, insert_attempts, insert_webhook, load_webhooks,
     };

@@ -137,6 +137,18 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
     will_retry INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS webhook_attempts_hook ON webhook_attempts (webhook_id, seq);
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    channel_id INTEGER NOT NULL,
+    offer TEXT NOT NULL,              -- the stream_offer JSON (sender, recipient, name, size…)
+    recipient TEXT NOT NULL,
+    next_seq INTEGER NOT NULL,        -- durable position: the spool file holds `offset` bytes
+    offset INTEGER NOT NULL,
+    acked INTEGER NOT NULL,           -- the recipient's checkpoint
+    checksum TEXT,                    -- set once closed
+    total_size INTEGER,
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS agents (
     tenant_id TEXT NOT NULL,
     name TEXT NOT NULL,

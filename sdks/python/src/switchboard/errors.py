@@ -45,6 +45,7 @@ class ErrorCode(str, enum.Enum):
     VERSION_CONFLICT = "version_conflict"
     TOO_MANY_KEYS = "too_many_keys"
     INBOX_FULL = "inbox_full"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
     NO_HISTORY = "no_history"
     SLOW_CONSUMER = "slow_consumer"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
@@ -195,6 +196,7 @@ _CLASSES: dict[ErrorCode, type[SwitchboardError]] = {
     ErrorCode.VERSION_CONFLICT: ConflictError,
     ErrorCode.TOO_MANY_KEYS: RateLimitedError,
     ErrorCode.INBOX_FULL: RateLimitedError,
+    ErrorCode.CHECKSUM_MISMATCH: InvalidRequestError,
     ErrorCode.INVALID_AGENT_NAME: InvalidRequestError,
     ErrorCode.INVALID_CHANNEL_NAME: InvalidRequestError,
     ErrorCode.INVALID_TOPIC: InvalidRequestError,

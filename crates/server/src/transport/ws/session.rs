@@ -361,6 +361,15 @@ impl Session {
                     .await;
             }
             events::ACK | events::REJECT => self.settle(frame),
+            events::STREAM_OPEN
+            | events::STREAM_CHUNK
+            | events::STREAM_CLOSE
+            | events::STREAM_CANCEL
+            | events::STREAM_ACCEPT
+            | events::STREAM_ACK => {
+                let result = self.stream(&frame).await;
+                self.reply(&frame, result).await;
+            }
             events::ANNOUNCE | events::UPDATE_METADATA | events::DISCOVER => {
                 let result = self.directory(&frame).await;
                 self.reply(&frame, result).await;
@@ -522,6 +531,7 @@ impl Session {
             &params,
             online,
         )?;
+        self.app.streams.offer_pending(&channel, &params.agent_name);
         let agent: Arc<str> = params.agent_name.as_str().into();
         self.joined.insert(
             frame.topic.clone(),
@@ -540,6 +550,59 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The stream events of the joined agent (sender or recipient).
+    async fn stream(&mut self, frame: &Frame) -> Result<serde_json::Value> {
+        let (channel, agent) = self.member(&frame.topic)?;
+        self.allow(Capability::Stream, &channel, &agent, None)?;
+        let streams = &self.app.streams;
+        let bad = |e: String| err!(InvalidPayload, "{} payload: {e}", frame.event);
+        let value = match frame.event.as_str() {
+            events::STREAM_OPEN => {
+                let open = frame.payload.parse().map_err(bad)?;
+                serde_json::to_value(streams.open(&channel, &agent, open).await?)
+            }
+            events::STREAM_CHUNK => {
+                let Payload::Binary(bytes) = &frame.payload else {
+                    return Err(err!(
+                        InvalidPayload,
+                        "stream_chunk is a binary push: u32 header length, header JSON, bytes"
+                    ));
+                };
+                let (header, chunk) = switchboard_protocol::stream::decode(bytes)
+                    .map_err(|e| err!(InvalidPayload, "stream_chunk: {e}"))?;
+                if let Some(usage) = self.conn.usage.get() {
+                    usage.received(chunk.len());
+                }
+                serde_json::to_value(streams.chunk(&channel, &agent, header, chunk).await?)
+            }
+            events::STREAM_CLOSE => {
+                let close = frame.payload.parse().map_err(bad)?;
+                streams.close(&channel, &agent, close).await?;
+                Ok(serde_json::json!({}))
+            }
+            events::STREAM_CANCEL => {
+                let cancel = frame.payload.parse().map_err(bad)?;
+                streams.cancel(&channel, &agent, cancel).await?;
+                Ok(serde_json::json!({}))
+            }
+            events::STREAM_ACCEPT => {
+                let accept = frame.payload.parse().map_err(bad)?;
+                let join_ref = frame.join_ref.clone();
+                serde_json::to_value(
+                    streams
+                        .accept(&channel, &self.conn, join_ref, &agent, accept)
+                        .await?,
+                )
+            }
+            _ => {
+                let ack = frame.payload.parse().map_err(bad)?;
+                streams.ack(&channel, &agent, ack).await?;
+                Ok(serde_json::json!({}))
+            }
+        };
+        value.map_err(Error::internal)
     }
 
     /// `announce`, `update_metadata` and `discover`, for the joined agent.
