@@ -34,6 +34,10 @@ enum Command {
     Kv(client::kv::KvArgs),
     /// Consume an agent's durable inbox, or read the dead letters.
     Inbox(client::inbox::InboxArgs),
+    /// Send a file to an agent as a stream (resumable), with a progress bar.
+    SendFile(client::files::SendFileArgs),
+    /// Receive a file streamed to this agent (resumes into an existing --output).
+    ReceiveFile(client::files::ReceiveFileArgs),
     /// Announce and discover the tenant's agents (over HTTP).
     Agents(client::agents::AgentsArgs),
     /// Register, list and delete webhooks, and read their delivery logs (over HTTP).
@@ -57,6 +61,8 @@ async fn main() -> ExitCode {
         Command::Kv(args) => client::kv::run(args).await,
         Command::Inbox(args) => client::inbox::run(args).await,
         Command::Agents(args) => client::agents::run(args).await,
+        Command::SendFile(args) => client::files::send(args).await,
+        Command::ReceiveFile(args) => client::files::receive(args).await,
         Command::Webhooks(args) => client::webhooks::run(args).await,
         Command::Tenants(args) => admin::tenants(args).await,
         Command::Keys(args) => admin::keys(args).await,
