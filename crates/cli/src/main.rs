@@ -30,6 +30,8 @@ enum Command {
     History(client::history::HistoryArgs),
     /// Print the agents present in a channel (over HTTP), one JSON line per agent.
     Presence(client::presence::PresenceArgs),
+    /// Create (team channels too), show, complete and delete channels (over HTTP).
+    Channels(client::channels::ChannelsArgs),
     /// Read and write a channel's storage (over HTTP).
     Kv(client::kv::KvArgs),
     /// Consume an agent's durable inbox, or read the dead letters.
@@ -59,6 +61,7 @@ async fn main() -> ExitCode {
         Command::History(args) => client::history::run(args).await,
         Command::Presence(args) => client::presence::run(args).await,
         Command::Kv(args) => client::kv::run(args).await,
+        Command::Channels(args) => client::channels::run(args).await,
         Command::Inbox(args) => client::inbox::run(args).await,
         Command::Agents(args) => client::agents::run(args).await,
         Command::SendFile(args) => client::files::send(args).await,

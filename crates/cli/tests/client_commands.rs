@@ -521,3 +521,47 @@ async fn webhooks_create_list_deliveries_delete() {
     env.ok(&["webhooks", "delete", &id]).await;
     assert!(json_lines(&env.ok(&["webhooks", "list"]).await).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_create_team_get_complete_delete() {
+    let env = start().await;
+    let created = json_lines(
+        &env.ok(&[
+            "channels",
+            "create",
+            "huddle",
+            "--member",
+            "alice",
+            "--member",
+            "bob",
+            "--expires-in",
+            "3600",
+        ])
+        .await,
+    );
+    assert_eq!(created[0]["members"], serde_json::json!(["alice", "bob"]));
+    assert!(created[0]["expires_at"].as_i64().unwrap() > 0);
+    // Only members join.
+    let refused = env
+        .run(&["send", "--channel", "huddle", "--agent", "mallory", "1"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("error: not_a_member:"));
+    env.ok(&["send", "--channel", "huddle", "--agent", "alice", "1"])
+        .await;
+    let got = json_lines(&env.ok(&["channels", "get", "huddle"]).await);
+    assert_eq!(got[0]["head"], 1);
+    env.ok(&["channels", "complete", "huddle"]).await;
+    let gone = env.run(&["channels", "get", "huddle"]).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).starts_with("error: channel_not_found:"));
+
+    env.ok(&["channels", "create", "plain", "--ephemeral"])
+        .await;
+    let not_team = env.run(&["channels", "complete", "plain"]).await;
+    assert!(String::from_utf8_lossy(&not_team.stderr).starts_with("error: invalid_payload:"));
+    env.ok(&["channels", "delete", "plain"]).await;
+    let bad = env
+        .run(&["channels", "create", "x", "--expires-in", "5"])
+        .await;
+    assert!(!bad.status.success());
+}

@@ -1,6 +1,7 @@
 //! The client subcommands: thin wrappers over the SDK that print JSON lines.
 
 pub mod agents;
+pub mod channels;
 pub mod files;
 pub mod history;
 pub mod inbox;
