@@ -65,7 +65,8 @@ pub struct Stream {
     end: watch::Sender<Option<(String, u64)>>,
     /// Set when the stream is gone (completed, cancelled, failed).
     gone: watch::Sender<bool>,
-    channel: Mutex<Weak<Channel>>,
+    /// Its channel, once a session used the stream (`None` right after a restart).
+    channel: Mutex<Option<Weak<Channel>>>,
     reader: Mutex<Option<tokio::task::AbortHandle>>,
     touched: AtomicI64,
 }
@@ -95,14 +96,26 @@ impl Stream {
         }
     }
 
+    fn channel(&self) -> Option<Arc<Channel>> {
+        self.channel.lock().as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Whether its channel was deleted (or completed) since a session used the stream.
+    fn orphaned(&self) -> bool {
+        match &*self.channel.lock() {
+            Some(weak) => weak.upgrade().is_none_or(|c| c.is_deleted()),
+            None => false,
+        }
+    }
+
     fn touch(&self, channel: &Arc<Channel>) {
         self.touched.store(crate::now_ms(), Ordering::Relaxed);
-        *self.channel.lock() = Arc::downgrade(channel);
+        *self.channel.lock() = Some(Arc::downgrade(channel));
     }
 
     /// Tells `agent` (if present in the channel) about this stream.
     fn tell(&self, agent: &str, event: &str, body: &impl serde::Serialize) {
-        if let Some(channel) = self.channel.lock().upgrade() {
+        if let Some(channel) = self.channel() {
             let body = serde_json::to_string(body).expect("stream events serialize");
             channel.send_to_agent(agent, event, &body);
         }
@@ -194,7 +207,7 @@ impl Streams {
             acked: watch::Sender::new(row.acked.min(row.offset)),
             end: watch::Sender::new(end),
             gone: watch::Sender::new(false),
-            channel: Mutex::new(Weak::new()),
+            channel: Mutex::new(None),
             reader: Mutex::new(None),
             touched: AtomicI64::new(row.updated_at),
         })
@@ -315,7 +328,7 @@ impl Streams {
             acked: watch::Sender::new(0),
             end: watch::Sender::new(None),
             gone: watch::Sender::new(false),
-            channel: Mutex::new(Arc::downgrade(channel)),
+            channel: Mutex::new(Some(Arc::downgrade(channel))),
             reader: Mutex::new(None),
             touched: AtomicI64::new(crate::now_ms()),
         });
@@ -570,7 +583,7 @@ impl Streams {
             total_size: total,
         };
         stream.tell(&stream.offer.from, events::STREAM_COMPLETE, &complete);
-        if let Some(channel) = stream.channel.lock().upgrade() {
+        if let Some(channel) = stream.channel() {
             channel.webhook(WebhookEvent::StreamCompleted, None, || {
                 serde_json::json!({
                     "stream_id": stream.id,
@@ -625,17 +638,21 @@ impl Streams {
         }
     }
 
-    /// Deletes streams nobody touched for `idle_secs` (and those of deleted channels).
+    /// Deletes streams nobody touched for `idle_secs`, and those of deleted channels.
     pub async fn prune(&self) {
         let cutoff = crate::now_ms() - (self.config.idle_secs as i64).saturating_mul(1000);
         let idle: Vec<Arc<Stream>> = self
             .by_id
             .iter()
-            .filter(|s| s.touched.load(Ordering::Relaxed) < cutoff)
+            .filter(|s| s.touched.load(Ordering::Relaxed) < cutoff || s.orphaned())
             .map(|s| s.clone())
             .collect();
         for stream in idle {
-            let why = "the stream was idle too long and was deleted";
+            let why = if stream.orphaned() {
+                "the stream's channel was deleted"
+            } else {
+                "the stream was idle too long and was deleted"
+            };
             stream.tell(
                 &stream.offer.from,
                 events::STREAM_ERROR,

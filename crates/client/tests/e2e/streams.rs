@@ -351,3 +351,36 @@ async fn bad_streams_fail_with_clear_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn completing_a_team_channel_purges_its_streams() {
+    let s = TestServer::start_with(|c| c.storage.retention_interval_ms = 100).await;
+    let http = switchboard_client::HttpClient::new(&s.server().http_url(), s.key.clone()).unwrap();
+    let mut team = switchboard_client::CreateChannel::new("huddle");
+    team.members = Some(vec!["alice".into(), "bob".into()]);
+    http.create_channel(&team).await.unwrap();
+    let alice = s.client().await;
+    let a = alice.join("huddle", params("alice")).await.unwrap();
+    let open = StreamOpen {
+        to: "bob".into(),
+        ..StreamOpen::default()
+    };
+    let id = a.sender().stream_open(&open).await.unwrap().stream_id;
+    a.sender()
+        .stream_chunk(&id, 0, &payload(1000))
+        .await
+        .unwrap();
+    let spool = s.config.server.data_dir.join("streams");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 1);
+    http.complete_channel("huddle", switchboard_client::Scope::Private)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::fs::read_dir(&spool).unwrap().count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spool was not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
