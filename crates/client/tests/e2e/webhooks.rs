@@ -467,3 +467,56 @@ async fn webhooks_survive_a_restart() {
     verify(&created.secret, &r);
     assert_eq!(r.json()["data"]["channel"], "after");
 }
+
+#[tokio::test]
+async fn a_completed_stream_raises_stream_completed() {
+    use switchboard_client::stream::{self, Incoming, SendOptions};
+    let s = TestServer::start().await;
+    let http = HttpClient::new(&s.server().http_url(), s.key.clone()).unwrap();
+    let (url, mut rx) = receiver(0).await;
+    let created = http
+        .create_webhook(&hook(&url, &[WebhookEvent::StreamCompleted]))
+        .await
+        .unwrap();
+    let (alice, bob) = (s.client().await, s.client().await);
+    let a = alice.join("files", JoinParams::new("alice")).await.unwrap();
+    let mut b = bob.join("files", JoinParams::new("bob")).await.unwrap();
+    let options = SendOptions {
+        name: Some("notes.txt".into()),
+        ..SendOptions::default()
+    };
+    let sent = stream::send(&a.sender(), "bob", &b"hello, stream"[..], options, |_| {})
+        .await
+        .unwrap();
+    let sender = b.sender();
+    let mut incoming = None;
+    loop {
+        match tokio::time::timeout(WAIT, b.recv()).await.unwrap().unwrap() {
+            ChannelEvent::StreamOffer(offer) => {
+                incoming = Some(Incoming::accept(&sender, &offer, Vec::new()).await.unwrap());
+            }
+            ChannelEvent::StreamData { offset, bytes, .. } => {
+                let incoming = incoming.as_mut().unwrap();
+                incoming.data(&sender, offset, &bytes).await.unwrap();
+            }
+            ChannelEvent::StreamEnd(end) => {
+                let got = incoming
+                    .take()
+                    .unwrap()
+                    .finish(&sender, &end)
+                    .await
+                    .unwrap();
+                assert_eq!(got, b"hello, stream");
+                break;
+            }
+            _ => {}
+        }
+    }
+    let r = next(&mut rx).await;
+    verify(&created.secret, &r);
+    let body = r.json();
+    assert_eq!(body["event"], "stream.completed");
+    assert_eq!(body["data"]["stream_id"], sent.stream_id.as_str());
+    assert_eq!(body["data"]["total_size"], 13);
+    assert_eq!(body["data"]["name"], "notes.txt");
+}
