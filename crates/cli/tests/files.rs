@@ -201,3 +201,116 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, addr) = spawn_server(&data);
+    let env = Env {
+        url: format!("ws://{addr}"),
+        key: std::fs::read_to_string(data.join("default.key"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    };
+    let input = dir.path().join("in.bin");
+    write_payload(&input, 64);
+    let inp = input.to_str().unwrap();
+    let at = ["--channel", "files"];
+    let mut sender = env
+        .cmd(
+            &[
+                &["send-file", "--agent", "alice", "--to", "bob"],
+                &at[..],
+                &[inp],
+            ]
+            .concat(),
+        )
+        .spawn()
+        .unwrap();
+    // Freeze the server once part of the file is spooled, then kill the sender: an
+    // interruption in the middle of the upload.
+    let spool = data.join("streams");
+    loop {
+        let spooled: u64 = std::fs::read_dir(&spool)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if spooled >= 8 * MIB as u64 {
+            break;
+        }
+        assert!(
+            sender.try_wait().unwrap().is_none(),
+            "the sender ended early"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(server.id(), "-STOP");
+    sender.kill().unwrap();
+    let out = sender.wait_with_output().unwrap();
+    signal(server.id(), "-CONT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("st_"))
+        .unwrap_or_else(|| panic!("no stream id in {stderr}"))
+        .to_owned();
+
+    let output = dir.path().join("out.bin");
+    let receiver = env
+        .cmd(
+            &[
+                &["receive-file", "--agent", "bob"],
+                &at[..],
+                &["--output", output.to_str().unwrap()],
+            ]
+            .concat(),
+        )
+        .spawn()
+        .unwrap();
+    let resumed = env
+        .cmd(
+            &[
+                &[
+                    "send-file",
+                    "--agent",
+                    "alice",
+                    "--to",
+                    "bob",
+                    "--resume",
+                    &id,
+                ],
+                &at[..],
+                &[inp],
+            ]
+            .concat(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let received = receiver.wait_with_output().unwrap();
+    assert!(
+        received.status.success(),
+        "{}",
+        String::from_utf8_lossy(&received.stderr)
+    );
+    assert!(same_contents(&input, &output), "the file arrived intact");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

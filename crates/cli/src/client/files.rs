@@ -1,14 +1,14 @@
 //! `switchboard send-file` and `switchboard receive-file`: a file as a stream from one agent
 //! to another, with a progress bar on stderr and a JSON summary line on stdout.
 
-use super::{ChannelArgs, ConnectArgs, print_json_line};
+use super::{ChannelArgs, ConnectArgs, join_as, print_json_line};
 use anyhow::Context;
 use clap::Args;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use switchboard_client::stream::{self, Incoming, SendOptions};
-use switchboard_client::{ChannelEvent, JoinParams};
+use switchboard_client::stream::{self, Incoming};
+use switchboard_client::{ChannelEvent, JoinParams, StreamOpen};
 
 /// Arguments of `switchboard send-file`.
 #[derive(Debug, Args)]
@@ -127,24 +127,29 @@ pub async fn send(args: SendFileArgs) -> anyhow::Result<()> {
     params.password = args.target.password.clone();
     params.scope = args.target.scope.into();
     params.presence = false;
-    let mut channel = client.join(&args.target.channel, params).await?;
+    let mut channel = join_as(&client, &args.target.channel, params).await?;
     let sender = channel.sender();
     let mut bar = Progress::new("sending ", Some(size));
     let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-    let sent = match &args.resume {
-        Some(id) => stream::resume(&sender, id, reader, |n| bar.update(n)).await?,
+    let id = match &args.resume {
+        Some(id) => id.clone(),
         None => {
-            let options = SendOptions {
+            let open = StreamOpen {
+                to: args.to.clone(),
                 name: args
                     .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned()),
                 size: Some(size),
-                ..SendOptions::default()
+                ..StreamOpen::default()
             };
-            stream::send(&sender, &args.to, reader, options, |n| bar.update(n)).await?
+            sender.stream_open(&open).await?.stream_id
         }
     };
+    eprintln!("stream {id} (if interrupted: send-file --resume {id})");
+    let sent = stream::resume(&sender, &id, reader, |n| bar.update(n))
+        .await
+        .with_context(|| format!("sending stream {id} failed; run again with --resume {id}"))?;
     bar.finish();
     if !args.no_wait {
         let mut delivered = Progress::new("delivered", Some(sent.total_size));
@@ -196,7 +201,7 @@ pub async fn receive(args: ReceiveFileArgs) -> anyhow::Result<()> {
     params.password = args.target.password.clone();
     params.scope = args.target.scope.into();
     params.presence = false;
-    let mut channel = client.join(&args.target.channel, params).await?;
+    let mut channel = join_as(&client, &args.target.channel, params).await?;
     let sender = channel.sender();
     let offer = loop {
         let event = tokio::select! {

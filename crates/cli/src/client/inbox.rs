@@ -1,6 +1,6 @@
 //! `switchboard inbox …`: consume an agent's inbox, and read the dead letters.
 
-use super::{ChannelArgs, ConnectArgs, print_json_line};
+use super::{ChannelArgs, ConnectArgs, join_as, print_json_line};
 use clap::{Args, Subcommand};
 use switchboard_client::{ChannelEvent, DeadLetterQuery, JoinParams};
 
@@ -81,7 +81,7 @@ async fn receive(
     params.scope = target.scope.into();
     params.inbox = true;
     params.presence = false;
-    let mut channel = client.join(&target.channel, params).await?;
+    let mut channel = join_as(&client, &target.channel, params).await?;
     let mut seen = 0u64;
     let outcome = loop {
         let event = tokio::select! {

@@ -1,6 +1,6 @@
 //! `switchboard listen`: join a channel and print each message as one JSON line.
 
-use super::{ChannelArgs, ConnectArgs, print_json_line};
+use super::{ChannelArgs, ConnectArgs, join_as, print_json_line};
 use clap::Args;
 use switchboard_client::{ChannelEvent, GapReason, JoinParams};
 
@@ -38,7 +38,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     if !args.types.is_empty() {
         params.event_types = Some(args.types.clone());
     }
-    let mut channel = client.join(&args.target.channel, params).await?;
+    let mut channel = join_as(&client, &args.target.channel, params).await?;
     let mut seen = 0u64;
     let outcome = loop {
         let event = tokio::select! {

@@ -80,6 +80,36 @@ impl From<ScopeArg> for Scope {
     }
 }
 
+/// Joins `channel`, waiting up to 10 s while the agent name is still held by an earlier
+/// session of this agent (a process that was just killed: the server drops its connection a
+/// moment later).
+pub async fn join_as(
+    client: &Client,
+    channel: &str,
+    params: switchboard_client::JoinParams,
+) -> anyhow::Result<switchboard_client::Channel> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut told = false;
+    loop {
+        match client.join(channel, params.clone()).await {
+            Err(e)
+                if e.code() == Some(switchboard_client::ErrorCode::AgentNameTaken)
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    eprintln!(
+                        "note: {:?} is in use in {channel}; waiting up to 10 s for that session to end",
+                        params.agent_name
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Writes one JSON line to stdout and flushes it, so pipes see each line at once.
 pub fn print_json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let line = serde_json::to_string(value)?;
