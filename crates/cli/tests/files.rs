@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::spawn_server;
+use common::{Guard, spawn_server};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -92,7 +92,7 @@ impl Env {
 fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut server, addr) = spawn_server(&data);
+    let (server, addr) = spawn_server(&data);
     let env = Env {
         url: format!("ws://{addr}"),
         key: std::fs::read_to_string(data.join("default.key"))
@@ -117,6 +117,7 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
             .concat(),
         )
         .spawn()
+        .map(Guard::new)
         .unwrap();
     let sender = env
         .cmd(
@@ -128,6 +129,7 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
             .concat(),
         )
         .spawn()
+        .map(Guard::new)
         .unwrap();
 
     // Kill the receiver once a fifth of the file arrived; a new one resumes after its bytes.
@@ -138,7 +140,7 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
             break;
         }
         if receiver.try_wait().unwrap().is_some() {
-            let out = receiver.wait_with_output().unwrap();
+            let out = receiver.output();
             panic!(
                 "the receiver ended early: {} {}",
                 String::from_utf8_lossy(&out.stdout),
@@ -172,7 +174,7 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
     assert_eq!(summary["from"], "alice");
     assert_eq!(summary["name"], "in.bin");
 
-    let sent = sender.wait_with_output().unwrap();
+    let sent = sender.output();
     assert!(
         sent.status.success(),
         "{}",
@@ -198,8 +200,6 @@ fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes()
     // Nothing is left behind in the spool.
     let spool: Vec<_> = std::fs::read_dir(data.join("streams")).unwrap().collect();
     assert!(spool.is_empty(), "{spool:?}");
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -214,7 +214,7 @@ fn signal(pid: u32, sig: &str) {
 fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut server, addr) = spawn_server(&data);
+    let (server, addr) = spawn_server(&data);
     let env = Env {
         url: format!("ws://{addr}"),
         key: std::fs::read_to_string(data.join("default.key"))
@@ -236,6 +236,7 @@ fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
             .concat(),
         )
         .spawn()
+        .map(Guard::new)
         .unwrap();
     // Freeze the server once part of the file is spooled, then kill the sender: an
     // interruption in the middle of the upload.
@@ -259,7 +260,7 @@ fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
     }
     signal(server.id(), "-STOP");
     sender.kill().unwrap();
-    let out = sender.wait_with_output().unwrap();
+    let out = sender.output();
     signal(server.id(), "-CONT");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let id = stderr
@@ -279,6 +280,7 @@ fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
             .concat(),
         )
         .spawn()
+        .map(Guard::new)
         .unwrap();
     let resumed = env
         .cmd(
@@ -304,13 +306,11 @@ fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    let received = receiver.wait_with_output().unwrap();
+    let received = receiver.output();
     assert!(
         received.status.success(),
         "{}",
         String::from_utf8_lossy(&received.stderr)
     );
     assert!(same_contents(&input, &output), "the file arrived intact");
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
