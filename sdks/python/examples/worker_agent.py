@@ -1,19 +1,26 @@
-"""A worker agent that consumes its durable inbox: tasks sent to it wait there while it is away
-(or busy, or restarting), and each one leaves the inbox only when the worker acknowledges it.
+"""A worker agent that announces a capability, takes tasks from its inbox, streams progress
+and a result back, and acks.
 
-On start the worker announces its capabilities (the operations it performs) in the tenant's
-agent directory. The asker discovers a worker by capability, online ones first; an announced
-worker that is offline still gets the task, which waits in its inbox.
+Tasks sent to the worker wait in its durable inbox while it is away (or busy, or restarting),
+and each one leaves the inbox only when the worker acknowledges it. On start the worker
+announces its capabilities (the operations it performs) in the tenant's agent directory. The
+asker discovers a worker by capability, online ones first; an announced worker that is offline
+still gets the task, which waits in its inbox.
 
-For every task the worker does the work (`uppercase` or `reverse` a text), sends the result to
-the task's sender, then acknowledges the task. A malformed task is rejected with a reason and
-without requeue, so it goes to the channel's dead letters instead of coming back; the sender,
-who asked for receipts, hears `dead_lettered` with that reason. A task the worker took but did
-not settle (it crashed, or its connection dropped) comes back with `delivery_count + 1`, so the
-result is published under an id derived from the task's: a redelivered task's result is
-deduplicated by the server instead of sent twice.
+For every task the worker does the work (`uppercase` or `reverse` a text), tells the task's
+sender how it is going with ephemeral `progress` messages (best effort: dropped while the asker
+is away), sends the result back as a **stream** (`text/plain`, the task's id in the stream's
+metadata), and only then acknowledges the task. When `send_stream` returns the result is on
+the server, verified by its SHA-256 and durable, so it survives the worker going away: the
+server offers it to the asker, on every join until it is received, and an asker cut off
+half-way resumes from the bytes it has. The asker reads the progress, receives the stream and
+verifies it.
 
-The asker consumes its own inbox too, so a result that arrives while it is away waits for it.
+A malformed task is rejected with a reason and without requeue, so it goes to the channel's
+dead letters instead of coming back; the sender, who asked for receipts, hears `dead_lettered`
+with that reason. A task the worker took but did not settle (it crashed, or its connection
+dropped) comes back with `delivery_count + 1` and may be answered twice: the asker takes the
+stream of the task it waits for and cancels result streams it does not wait for.
 
     export SWITCHBOARD_API_KEY=$(cat switchboard-data/default.key)
     python worker_agent.py worker --name worker-1
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
+import io
 import os
 import secrets
 from collections.abc import Callable
@@ -55,8 +62,9 @@ class TaskFailed(Exception):
         self.reason = reason
 
 
-def perform(task: switchboard.Message) -> str:
-    """The work itself; raises ValueError, with the reason, for a malformed task."""
+def perform(task: switchboard.Message) -> tuple[str, str]:
+    """The work itself: the operation and its output. Raises ValueError, with the reason, for a
+    malformed task."""
     if task.type != "task":
         raise ValueError(f"not a task: type `{task.type}`")
     if not isinstance(task.data, dict):
@@ -66,12 +74,16 @@ def perform(task: switchboard.Message) -> str:
         raise ValueError(f"unknown op {op!r}: use one of {', '.join(OPERATIONS)}")
     if not isinstance(text, str):
         raise ValueError("malformed task: `text` is not a string")
-    return OPERATIONS[op](text)
+    return op, OPERATIONS[op](text)
 
 
-def result_id(task_id: str) -> str:
-    """The result's message id, the same for every delivery of one task."""
-    return "result-" + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+async def report(agent: switchboard.Agent, task: switchboard.Message, stage: str, **more: Any) -> None:
+    """Tells the task's sender how its task is going: an ephemeral `progress` message, dropped
+    when the sender is not in the channel (the result stream waits for it anyway)."""
+    try:
+        await agent.send("progress", {"task": task.id, "stage": stage, **more}, to=task.sender, ephemeral=True)
+    except switchboard.NotFoundError:
+        pass  # agent_not_present
 
 
 async def worker(url: str, api_key: str, name: str, tasks: int | None = None) -> int:
@@ -86,17 +98,29 @@ async def worker(url: str, api_key: str, name: str, tasks: int | None = None) ->
             task = delivery.message
             again = f" (delivery {delivery.delivery_count})" if delivery.delivery_count > 1 else ""
             try:
-                output = perform(task)
+                op, output = perform(task)
             except ValueError as e:
                 # Retrying cannot fix a malformed task: dead-letter it now, with the reason.
                 await agent.reject(task.id, str(e), requeue=False)
                 print(f"rejected {task.id} from {task.sender}{again}: {e}")
             else:
-                await agent.send("result", {"task": task.id, "output": output}, to=task.sender, id=result_id(task.id))
+                await report(agent, task, "working")
+                result = output.encode()
+                # The result goes back as a stream: any size, checked by SHA-256, and kept on the
+                # server (durably, once this returns) until the asker has received it.
+                sent = await agent.send_stream(
+                    task.sender,
+                    result,
+                    name=f"{op}.txt",
+                    content_type="text/plain; charset=utf-8",
+                    meta={"task": task.id, "op": op},
+                    on_progress=lambda held: print(f"  result of {task.id}: {held}/{len(result)} bytes up"),
+                )
+                await report(agent, task, "sent", stream_id=sent.stream_id, size=sent.total_size)
                 # Only now: a crash before this line means the task comes back, not that it is lost.
                 await agent.ack(task.id)
                 completed += 1
-                print(f"done {task.id} for {task.sender}{again}")
+                print(f"done {task.id} for {task.sender}{again}: stream {sent.stream_id}")
             settled += 1
             if tasks is not None and settled >= tasks:
                 break
@@ -116,10 +140,11 @@ async def ask(
     url: str, api_key: str, op: str, text: str, *, worker: str | None = None, name: str | None = None
 ) -> str:
     """Sends a task to `worker`, or to a worker discovered by the capability `op` (it waits in
-    the worker's inbox if the worker is away), and returns the result; raises NoWorker when no
-    worker announced `op`, TaskFailed when the worker rejects the task."""
+    the worker's inbox if the worker is away), and returns the result the worker streams back;
+    raises NoWorker when no worker announced `op`, TaskFailed when the worker rejects the task.
+    One `ask` at a time per asker name: result streams for other tasks are cancelled."""
     me = name or f"asker-{secrets.token_hex(3)}"
-    async with await switchboard.connect(url, api_key, CHANNEL, me, inbox=True, presence=False, echo=False) as agent:
+    async with await switchboard.connect(url, api_key, CHANNEL, me, presence=False, echo=False) as agent:
         target = worker or await find_worker(agent, op)
         sent = await agent.send("task", {"op": op, "text": text}, to=target, receipt=True)
         async for event in agent.events():
@@ -127,13 +152,19 @@ async def ask(
                 print(f"task {sent.id} to {target}: {event.status}" + (f" ({event.reason})" if event.reason else ""))
                 if event.status == "dead_lettered":
                     raise TaskFailed(event.reason or "dead-lettered")
-            elif isinstance(event, switchboard.InboxMessage):
-                result = event.message
-                # Results of this agent's earlier tasks are settled too, so they stop coming back.
-                await agent.ack(result.id)
-                data: Any = result.data
-                if result.type == "result" and isinstance(data, dict) and data.get("task") == sent.id:
-                    return str(data["output"])
+            elif isinstance(event, switchboard.Message) and event.type == "progress":
+                progress: Any = event.data
+                if isinstance(progress, dict) and progress.get("task") == sent.id:
+                    print(f"task {sent.id}: {progress.get('stage')}")
+            elif isinstance(event, switchboard.StreamOffer):
+                if event.meta.get("task") != sent.id:
+                    # A result this asker no longer waits for (a duplicate after a redelivery,
+                    # or one of an earlier run): refuse it, so the server forgets it.
+                    await agent.cancel_stream(event.stream_id, "not waiting for this result")
+                    continue
+                result = io.BytesIO()
+                await agent.receive_stream(event, result, on_progress=lambda n: print(f"result: {n} bytes"))
+                return result.getvalue().decode()
             elif isinstance(event, switchboard.Kicked):
                 raise event.error
     raise switchboard.ClosedError("the channel ended before the result arrived")
@@ -166,7 +197,7 @@ def main() -> None:
     a = sub.add_parser("ask")
     a.add_argument("--worker", help="the worker's agent name (default: discovered by the op)")
     a.add_argument("--op", required=True, help=f"one of {', '.join(OPERATIONS)}")
-    a.add_argument("--name", help="the asker's agent name (results wait in its inbox)")
+    a.add_argument("--name", help="the asker's agent name (its result streams wait for it on the server)")
     a.add_argument("text")
     ws = sub.add_parser("workers")
     ws.add_argument("--op", help="only the workers that announced this operation")

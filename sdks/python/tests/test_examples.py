@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 
@@ -50,28 +52,40 @@ def test_notify(server: ServerProcess) -> None:
 async def test_worker_agent(server: ServerProcess) -> None:
     # Tasks sent while the worker is away wait in its inbox; the sender asks for receipts.
     async with await switchboard.connect(
-        server.url, server.key, worker_agent.CHANNEL, "ann", inbox=True, presence=False, echo=False
+        server.url, server.key, worker_agent.CHANNEL, "ann", presence=False, echo=False
     ) as ann:
         good = await ann.send("task", {"op": "reverse", "text": "inbox"}, to="worker-1", receipt=True)
         bad = await ann.send("task", {"op": "reverse", "text": 42}, to="worker-1", receipt=True)
         completed = await asyncio.wait_for(worker_agent.worker(server.url, server.key, "worker-1", tasks=2), WAIT)
         assert completed == 1
+        # The worker is gone: its progress came live, its result waits on the server as a stream.
         receipts: dict[str, list[switchboard.Receipt]] = {good.id: [], bad.id: []}
-        results: list[switchboard.InboxMessage] = []
-        while len(results) < 1 or len(receipts[good.id]) < 2 or len(receipts[bad.id]) < 2:
+        progress: list[Any] = []
+        results: dict[str, tuple[switchboard.StreamOffer, bytes]] = {}
+        while len(results) < 1 or len(receipts[good.id]) < 2 or len(receipts[bad.id]) < 2 or len(progress) < 2:
             event = await asyncio.wait_for(ann.channel.next_event(), WAIT)
             if isinstance(event, switchboard.Receipt):
                 receipts[event.id].append(event)
-            elif isinstance(event, switchboard.InboxMessage):
-                results.append(event)
-                await ann.ack(event.id)
+            elif isinstance(event, switchboard.Message):
+                assert (event.type, event.sender, event.ephemeral) == ("progress", "worker-1", True)
+                progress.append(event.data)
+            elif isinstance(event, switchboard.StreamOffer):
+                sink = io.BytesIO()
+                await asyncio.wait_for(ann.receive_stream(event, sink), WAIT)
+                results[event.stream_id] = (event, sink.getvalue())
         assert [r.status for r in receipts[good.id]] == ["delivered", "acknowledged"]
         assert [(r.status, r.reason) for r in receipts[bad.id]] == [
             ("delivered", None),
             ("dead_lettered", "malformed task: `text` is not a string"),
         ]
-        assert [(m.message.type, m.message.sender, m.message.data) for m in results] == [
-            ("result", "worker-1", {"task": good.id, "output": "xobni"})
+        [(offer, output)] = results.values()
+        assert (offer.sender, offer.name, offer.content_type, offer.meta, offer.size) == (
+            "worker-1", "reverse.txt", "text/plain; charset=utf-8", {"task": good.id, "op": "reverse"}, 5
+        )
+        assert output == b"xobni"
+        assert progress == [
+            {"task": good.id, "stage": "working"},
+            {"task": good.id, "stage": "sent", "stream_id": offer.stream_id, "size": 5},
         ]
     letters = await worker_agent.dead_letters(server.url, server.key)
     assert [(d.message.id, d.recipient) for d in letters] == [(bad.id, "worker-1")]

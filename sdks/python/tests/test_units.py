@@ -1,10 +1,14 @@
-"""Pure pieces: the frame codec, envelopes, backoff, the offset tracker, URLs, and the error
-codes kept in step with the protocol crate and the spec."""
+"""Pure pieces: the frame codec, envelopes (attachments and streams), a stream's receiving
+logic, backoff, the offset tracker, URLs, and the error codes kept in step with the protocol
+crate and the spec."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 import struct
+from typing import cast
 
 import pytest
 
@@ -14,7 +18,21 @@ from switchboard.backoff import Backoff
 from switchboard.client import http_base_url, socket_url, valid_name
 from switchboard.errors import CloseCode, ErrorCode, error_for, error_from_reply
 from switchboard.tracker import OffsetTracker
-from switchboard.types import DeadLetter, DeadLetterPage, Gap, InboxMessage, JoinReply, Message, Receipt
+from switchboard.streams import Incoming
+from switchboard.types import (
+    DeadLetter,
+    DeadLetterPage,
+    Gap,
+    InboxMessage,
+    JoinReply,
+    Message,
+    Receipt,
+    StreamCancelled,
+    StreamData,
+    StreamEnd,
+    StreamError,
+    StreamOffer,
+)
 
 from harness import REPO
 
@@ -212,3 +230,86 @@ def test_inbox_wire_shapes() -> None:
     )
     assert page.next == "c1" and page.entries[0] == DeadLetter(Message.from_wire(message), "bob", 1, 1, "rejected", 7)
     assert error_for(ErrorCode.INBOX_FULL, "full").__class__ is switchboard.RateLimitedError
+
+
+def test_stream_envelopes_and_events() -> None:
+    chunk = frames.encode_stream_envelope({"stream_id": "st_1", "seq": 3}, b"\x00abc")
+    (length,) = struct.unpack(">I", chunk[:4])
+    assert chunk[4 : 4 + length] == b'{"stream_id":"st_1","seq":3}' and chunk[4 + length :] == b"\x00abc"
+    header, data = frames.decode_stream_envelope(chunk)
+    assert (header, data) == ({"stream_id": "st_1", "seq": 3}, b"\x00abc")
+    for bad in [b"\x00\x00", b"\x00\x00\x00\x09{}", b"\x00\x00\x00\x02[]"]:
+        with pytest.raises(frames.FrameError):
+            frames.decode_stream_envelope(bad)
+    # A server `stream_data` push: kind 0, join_ref, topic, event, then the envelope.
+    push = bytes([0, 1, 13, 11]) + b"4" + b"channel:files" + b"stream_data"
+    push += frames.encode_stream_envelope({"stream_id": "st_1", "offset": 10}, b"xyz")
+    frame = frames.decode_binary(push)
+    assert (frame.join_ref, frame.topic, frame.event) == ("4", "channel:files", "stream_data")
+    assert StreamData.from_wire(*frames.decode_stream_envelope(frame.payload)) == StreamData("st_1", 10, b"xyz")
+
+    offer = StreamOffer.from_wire({"stream_id": "st_1", "from": "alice", "acked": 5, "meta": {"k": 1}})
+    assert offer == StreamOffer("st_1", "alice", None, None, None, {"k": 1}, 5)
+    failed = StreamError.from_wire({"stream_id": "st_1", "code": "checksum_mismatch", "message": "no"})
+    assert failed.code == ErrorCode.CHECKSUM_MISMATCH
+    assert isinstance(failed.error(), switchboard.InvalidRequestError)
+    cancelled = StreamCancelled.from_wire({"stream_id": "st_1", "by": "bob"})
+    assert isinstance(cancelled.error(), switchboard.StreamCancelledError) and cancelled.error().code is None
+    with pytest.raises(switchboard.ProtocolError):
+        StreamOffer.from_wire({"stream_id": "st_1"})
+
+
+class _FakeStreamChannel:
+    """Records the stream requests an Incoming makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    async def stream_accept(self, stream_id: str, offset: int = 0) -> None:
+        self.calls.append(("accept", offset))
+
+    async def stream_ack(self, stream_id: str, offset: int, done: bool = False) -> None:
+        self.calls.append(("ack", offset, done))
+
+    async def stream_cancel(self, stream_id: str, reason: str | None = None) -> None:
+        self.calls.append(("cancel",))
+
+    def _stream_ended(self, outcome: object) -> None:
+        self.calls.append(("ended",))
+
+
+async def test_incoming_skips_what_it_has_acks_every_mib_and_verifies() -> None:
+    fake = _FakeStreamChannel()
+    channel = cast(switchboard.Channel, fake)
+    data = bytes(range(256)) * 9000  # 2.2 MiB
+    offer = StreamOffer("st_1", "alice")
+    sink = io.BytesIO()
+    incoming = await Incoming.resume(channel, offer, sink, io.BytesIO(data[:1000]))
+    assert (incoming.received, fake.calls) == (1000, [("accept", 1000)])
+    # Bytes sent again from an earlier offset are skipped; a gap is an error.
+    await incoming.data(0, data[:1500])
+    await incoming.data(1500, data[1500:2000])
+    with pytest.raises(switchboard.ProtocolError):
+        await incoming.data(3000, data[3000:4000])
+    step = 256 * 1024
+    for at in range(2000, len(data), step):
+        await incoming.data(at, data[at : at + step])
+    assert [c for c in fake.calls if c[0] == "ack"] == [("ack", 2000 + 4 * step, False), ("ack", 2000 + 8 * step, False)]
+    received = await incoming.finish(StreamEnd("st_1", hashlib.sha256(data).hexdigest().upper(), len(data)))
+    assert (received.total_size, received.resumed_from) == (len(data), 1000)
+    assert fake.calls[-2:] == [("ack", len(data), True), ("ended",)]
+    assert data[:1000] + sink.getvalue() == data
+
+    # The recipient checks the checksum itself: a mismatch cancels the stream.
+    incoming = await Incoming.accept(channel, offer, io.BytesIO())
+    await incoming.data(0, b"abc")
+    with pytest.raises(switchboard.InvalidRequestError) as mismatch:
+        await incoming.finish(StreamEnd("st_1", hashlib.sha256(b"abd").hexdigest(), 3))
+    assert mismatch.value.code == ErrorCode.CHECKSUM_MISMATCH and fake.calls[-1] == ("cancel",)
+
+
+def test_stream_events_match_the_protocol_crate() -> None:
+    source = (REPO / "crates" / "protocol" / "src" / "lib.rs").read_text()
+    rust = dict(re.findall(r'pub const (STREAM_\w+): &str = "(\w+)";', source))
+    assert len(rust) == 14
+    assert {name: getattr(frames, name) for name in rust} == rust

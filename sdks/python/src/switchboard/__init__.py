@@ -15,11 +15,13 @@ sees neither a gap nor a duplicate. ``agent.storage`` is the channel's key-value
 Connected with ``inbox=True``, an agent consumes its durable inbox: ``agent.inbox()`` yields the
 direct messages that waited for it, to ``agent.ack`` or ``agent.reject``. ``agent.announce``
 puts the agent in the tenant's directory, ``agent.discover`` finds agents by capability and
-metadata, and ``client.watch_agents()`` follows the directory's changes. ``switchboard.sync``
+metadata, and ``client.watch_agents()`` follows the directory's changes. ``agent.send_stream``
+and ``agent.send_file`` send large payloads as resumable streams, with progress, that the
+recipient takes with ``agent.receive_stream`` (verified by SHA-256). ``switchboard.sync``
 wraps it for blocking scripts; :class:`HttpClient` covers the HTTP API.
 """
 
-from . import sync
+from . import streams, sync
 from .agent import Agent, connect
 from .backoff import Backoff
 from .channel import Channel
@@ -40,10 +42,12 @@ from .errors import (
     RateLimitedError,
     RemovedError,
     RequestTimeoutError,
+    StreamCancelledError,
     SwitchboardError,
     UnavailableError,
 )
 from .storage import ChannelStorage
+from .streams import Incoming, ProgressCallback, StreamSink, StreamSource
 from .http import Capability, ChannelInfo, HttpClient, TemporaryKey
 from .types import (
     AGENT_MESSAGE_TYPE,
@@ -66,10 +70,23 @@ from .types import (
     PublishAck,
     Receipt,
     ReceiptStatus,
+    Received,
     Reconnected,
+    Sent,
     StorageChange,
     StorageEntry,
     StoragePage,
+    StreamCancelled,
+    StreamCheckpoint,
+    StreamComplete,
+    StreamData,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    StreamOffer,
+    StreamOutcome,
+    StreamPosition,
+    StreamProgress,
 )
 
 __version__ = "0.1.0"
@@ -103,6 +120,7 @@ __all__ = [
     "HistoryPage",
     "HttpClient",
     "InboxMessage",
+    "Incoming",
     "InvalidRequestError",
     "JoinReply",
     "KeySource",
@@ -113,20 +131,38 @@ __all__ = [
     "PresenceDiff",
     "PresenceMeta",
     "PresenceState",
+    "ProgressCallback",
     "ProtocolError",
     "PublishAck",
     "RateLimitedError",
     "Receipt",
     "ReceiptStatus",
+    "Received",
     "Reconnected",
     "RemovedError",
     "RequestTimeoutError",
+    "Sent",
     "StorageChange",
     "StorageEntry",
     "StoragePage",
+    "StreamCancelled",
+    "StreamCancelledError",
+    "StreamCheckpoint",
+    "StreamComplete",
+    "StreamData",
+    "StreamEnd",
+    "StreamError",
+    "StreamEvent",
+    "StreamOffer",
+    "StreamOutcome",
+    "StreamPosition",
+    "StreamProgress",
+    "StreamSink",
+    "StreamSource",
     "SwitchboardError",
     "TemporaryKey",
     "UnavailableError",
     "connect",
+    "streams",
     "sync",
 ]

@@ -3,11 +3,13 @@
 ``async with await switchboard.connect(url=..., api_key=..., channel_name=..., agent_name=...)``
 gives an :class:`Agent` that sends, receives and reads history and presence, and (connected
 with ``inbox=True``) consumes its durable inbox; it announces itself in the tenant's directory
-and discovers other agents by capability and metadata.
+and discovers other agents by capability and metadata; it sends and receives streams (large
+payloads and files, with progress, resumable).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ from .channel import Channel
 from .client import Client, ClientOptions, KeySource
 from .discovery import AgentWatcher
 from .storage import ChannelStorage
+from .streams import ProgressCallback, StreamSink, StreamSource
 from .types import (
     AgentCard,
     ChannelEvent,
@@ -25,7 +28,11 @@ from .types import (
     Message,
     PresenceState,
     PublishAck,
+    Received,
     Scope,
+    Sent,
+    StreamComplete,
+    StreamOffer,
 )
 
 
@@ -87,8 +94,8 @@ class Agent:
         return self.channel.messages()
 
     def events(self) -> AsyncIterator[ChannelEvent]:
-        """Messages, inbox messages, receipts, and presence, storage change, gap and reconnect
-        events, in order."""
+        """Messages, inbox messages, receipts, stream events (offers, progress, completion…),
+        and presence, storage change, gap and reconnect events, in order."""
         return self.channel.events()
 
     def inbox(self) -> AsyncIterator[InboxMessage]:
@@ -145,6 +152,69 @@ class Agent:
         ``filters`` (``{"field": value}`` or ``{"field": {"min": n, "max": n}}``, dotted paths
         allowed), ``online``; see :meth:`Channel.discover`."""
         return await self.channel.discover(capability, filters, online, limit)
+
+    async def send_stream(
+        self,
+        to: str,
+        source: StreamSource,
+        *,
+        name: str | None = None,
+        size: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends a large payload (bytes, a path, a binary file, an async iterator of bytes) to
+        agent ``to`` as a stream; returns once the server holds and verified all of it. See
+        :meth:`Channel.send_stream`."""
+        return await self.channel.send_stream(
+            to, source, name=name, size=size, content_type=content_type, meta=meta, on_progress=on_progress
+        )
+
+    async def send_file(
+        self,
+        to: str,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends the file at ``path`` as a stream named after it; see :meth:`Channel.send_file`."""
+        return await self.channel.send_file(
+            to, path, name=name, content_type=content_type, meta=meta, on_progress=on_progress
+        )
+
+    async def resume_stream(
+        self, stream_id: str, source: StreamSource, *, on_progress: ProgressCallback | None = None
+    ) -> Sent:
+        """Continues sending a stream this agent opened, from where the server holds it; see
+        :meth:`Channel.resume_stream`."""
+        return await self.channel.resume_stream(stream_id, source, on_progress=on_progress)
+
+    async def receive_stream(
+        self,
+        offer: StreamOffer,
+        sink: StreamSink,
+        *,
+        on_progress: ProgressCallback | None = None,
+        resume: bool = False,
+    ) -> Received:
+        """Receives an offered stream into a path or a binary file, verifies it and acknowledges
+        it (``resume=True``: after the bytes the sink holds); see
+        :meth:`Channel.receive_stream`."""
+        return await self.channel.receive_stream(offer, sink, on_progress=on_progress, resume=resume)
+
+    async def wait_stream(self, stream_id: str) -> StreamComplete:
+        """Waits until the recipient of a stream this agent sent has verified all of it; see
+        :meth:`Channel.wait_stream`."""
+        return await self.channel.wait_stream(stream_id)
+
+    async def cancel_stream(self, stream_id: str, reason: str | None = None) -> None:
+        """Cancels a stream (as its sender or its recipient): both sides get
+        :class:`StreamCancelled`."""
+        await self.channel.stream_cancel(stream_id, reason)
 
     async def watch_agents(self, agent_name: str | None = None) -> AgentWatcher:
         """``async for update in await agent.watch_agents()``: the tenant's directory changes,

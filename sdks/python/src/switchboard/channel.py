@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import mimetypes
+import os
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ClosedError, ErrorCode, InvalidRequestError, SwitchboardError
+from .errors import ClosedError, ConflictError, ErrorCode, InvalidRequestError, SwitchboardError
+from . import frames, streams
 from .storage import ChannelStorage
+from .streams import ProgressCallback, StreamSink, StreamSource
 from .tracker import OffsetTracker
 from .types import (
     AgentCard,
@@ -23,12 +28,25 @@ from .types import (
     Message,
     PresenceState,
     PublishAck,
+    Received,
+    Sent,
+    StreamCancelled,
+    StreamComplete,
+    StreamData,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    StreamOffer,
+    StreamOutcome,
+    StreamPosition,
     agent_cards,
 )
-from . import frames
 
 if TYPE_CHECKING:
     from .client import Client
+
+MAX_STREAM_OUTCOMES = 1024
+"""How many ended streams a channel remembers for :meth:`Channel.wait_stream`."""
 
 
 @dataclass
@@ -84,6 +102,41 @@ class ChannelState:
     """Pushes waiting for the (re)join."""
     events: asyncio.Queue[ChannelEvent | End] = field(default_factory=asyncio.Queue)
     ended: End | None = None
+    stream_routes: dict[str, asyncio.Queue[StreamEvent | End]] = field(default_factory=dict)
+    """Streams being received by :meth:`Channel.receive_stream`: their events go there instead
+    of to ``events``."""
+    stream_outcomes: OrderedDict[str, StreamOutcome] = field(default_factory=OrderedDict)
+    """How the latest streams of this agent ended (complete, cancelled, failed), for
+    :meth:`Channel.wait_stream`; at most ``MAX_STREAM_OUTCOMES``."""
+    stream_waiters: dict[str, list[asyncio.Future[StreamOutcome]]] = field(default_factory=dict)
+
+    def stream_ended(self, outcome: StreamOutcome) -> None:
+        """Records how a stream ended and wakes those waiting for it."""
+        self.stream_outcomes[outcome.stream_id] = outcome
+        self.stream_outcomes.move_to_end(outcome.stream_id)
+        while len(self.stream_outcomes) > MAX_STREAM_OUTCOMES:
+            self.stream_outcomes.popitem(last=False)
+        for waiter in self.stream_waiters.pop(outcome.stream_id, []):
+            if not waiter.done():
+                waiter.set_result(outcome)
+
+    def is_stale(self, event: object) -> bool:
+        """An offer or bytes of a stream that has ended (e.g. an offer repeated on a rejoin
+        while the stream was being received): nothing to do with it any more."""
+        return isinstance(event, (StreamOffer, StreamData, StreamEnd)) and event.stream_id in self.stream_outcomes
+
+    def deliver_stream(self, event: StreamEvent) -> None:
+        """Hands a stream event to the receiver of its stream, or to the event stream; records
+        how the stream ended, and drops stale ones."""
+        if isinstance(event, (StreamComplete, StreamCancelled, StreamError)):
+            self.stream_ended(event)
+        elif self.is_stale(event):
+            return
+        route = self.stream_routes.get(event.stream_id)
+        if route is not None:
+            route.put_nowait(event)
+        else:
+            self.events.put_nowait(event)
 
     def end(self, error: SwitchboardError) -> None:
         """Fails the channel's waiting requests and ends its event stream."""
@@ -96,6 +149,13 @@ class ChannelState:
         if self.ended is None:
             self.ended = End("closed", str(error), error)
             self.events.put_nowait(self.ended)
+            for route in self.stream_routes.values():
+                route.put_nowait(self.ended)
+            for waiters in self.stream_waiters.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+            self.stream_waiters.clear()
 
 
 def random_id() -> str:
@@ -106,8 +166,9 @@ def random_id() -> str:
 class Channel:
     """A joined channel. Read its events with :meth:`events`, :meth:`messages` or (joined with
     ``inbox=True``) :meth:`inbox`; publish, read history, ``ack`` and ``reject`` inbox messages,
-    ``announce`` this agent in the tenant's directory and ``discover`` others with the methods
-    below; :meth:`leave` when done.
+    ``announce`` this agent in the tenant's directory and ``discover`` others, send and receive
+    streams (:meth:`send_stream`, :meth:`receive_stream`) with the methods below; :meth:`leave`
+    when done.
 
     Events queue without bound until read: read them, or leave the channel.
     """
@@ -268,21 +329,259 @@ class Channel:
         query = discover_query(capability, filters, online, limit)
         return agent_cards(await self.client.request(self._state, frames.DISCOVER, query, retry=True))
 
+    # ------------------------------------------------------------------------------------------
+    # Streams
+
+    async def send_stream(
+        self,
+        to: str,
+        source: StreamSource,
+        *,
+        name: str | None = None,
+        size: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends a large payload to agent ``to`` in this channel as a stream, and returns once
+        the server holds all of it and has checked its SHA-256 and size (:class:`Sent`); the
+        recipient gets a :class:`StreamOffer` at once, or when it next joins.
+
+        ``source`` is ``bytes``, a path (``str`` or ``os.PathLike``), a binary file object
+        (read from its current position) or an async iterator of ``bytes``. ``size`` defaults
+        to the length of bytes, of the file at a path, or of what remains of a seekable file
+        object; ``name``, ``content_type`` and
+        ``meta`` (a JSON object of at most 4 KiB) describe the payload to the recipient.
+        ``on_progress(offset)`` is called with the bytes the server holds after each chunk.
+
+        Chunks of 256 KiB go out 8 at a time, hashed as they are read. A dropped connection is
+        survived: the chunks in flight are sent again after the reconnect and the server keeps
+        each once. After a failure (the process died, the server restarted, a request timed
+        out), :meth:`resume_stream` continues from what the server holds. Raises
+        :class:`~switchboard.StreamCancelledError` when the recipient cancels,
+        ``checksum_mismatch`` when the bytes the server received differ from what was read.
+        """
+        return await streams.send(
+            self, to, source, name=name, size=size, content_type=content_type, meta=meta, on_progress=on_progress
+        )
+
+    async def send_file(
+        self,
+        to: str,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends the file at ``path`` as a stream (see :meth:`send_stream`), named after the
+        file (unless ``name`` is given), with its size and its media type guessed from the name
+        (unless ``content_type`` is given)."""
+        path = os.fspath(path)
+        if name is None:
+            name = os.path.basename(path)
+        if content_type is None:
+            content_type = mimetypes.guess_type(name)[0]
+        return await self.send_stream(
+            to, path, name=name, content_type=content_type, meta=meta, on_progress=on_progress
+        )
+
+    async def resume_stream(
+        self, stream_id: str, source: StreamSource, *, on_progress: ProgressCallback | None = None
+    ) -> Sent:
+        """Continues sending stream ``stream_id``, which this agent opened, from where the server
+        holds it (after a failure, a restart of this process or of the server). ``source`` must
+        yield the same payload from its start: the part the server holds is read again only to
+        rebuild the checksum. ``not_found`` when the stream is gone (completed, cancelled,
+        failed, or idle too long)."""
+        return await streams.resume(self, stream_id, source, on_progress=on_progress)
+
+    async def receive_stream(
+        self,
+        offer: StreamOffer,
+        sink: StreamSink,
+        *,
+        on_progress: ProgressCallback | None = None,
+        resume: bool = False,
+    ) -> Received:
+        """Receives the stream of ``offer`` into ``sink`` (a path, or a binary file object
+        written from its current position) and returns once every byte arrived, the SHA-256
+        and size were verified, and the stream was acknowledged (the sender gets
+        :class:`StreamComplete`).
+
+        While it runs, this stream's events (:class:`StreamData`, :class:`StreamEnd`, a new
+        offer after a reconnect) are consumed here rather than delivered by :meth:`events`;
+        other events keep flowing there. It acknowledges every MiB (the recipient's
+        checkpoint, and the server's flow-control window) and calls ``on_progress(received)``
+        with the bytes received so far. A dropped connection is survived: after the rejoin it
+        accepts the stream again from the bytes it has.
+
+        ``resume=True`` continues into a sink that holds the first bytes already, from an
+        earlier attempt (this process or another): the file at the path, or the file object
+        read from its start, is hashed and the stream is accepted from its length; the rest is
+        appended. Without it, a path is truncated first.
+
+        Raises ``checksum_mismatch`` (:class:`InvalidRequestError`; the stream is cancelled)
+        when the bytes do not match, :class:`~switchboard.StreamCancelledError` when either side
+        cancels, the error of a :class:`StreamError`, and whatever ``on_progress`` raises (the
+        stream stays on the server: resume it later).
+        """
+        return await streams.receive(self, offer, sink, on_progress=on_progress, resume=resume)
+
+    async def wait_stream(self, stream_id: str) -> StreamComplete:
+        """Waits until the recipient of stream ``stream_id`` (sent by this agent) has all of it
+        and verified it: returns the :class:`StreamComplete` (at once if it came already; the
+        channel remembers how its latest 1024 streams ended). Raises
+        :class:`~switchboard.StreamCancelledError` when it was cancelled, the error of its
+        :class:`StreamError` when it failed. The server reports completion to the sender while
+        it is in the channel: one that completes while the connection is down is missed, so
+        bound the wait with ``asyncio.wait_for``. The events are still delivered by
+        :meth:`events`."""
+        state = self._state
+        outcome = state.stream_outcomes.get(stream_id)
+        if outcome is None:
+            if state.ended is not None:
+                raise state.ended.error or ClosedError(state.ended.reason)
+            waiter: asyncio.Future[StreamOutcome] = asyncio.get_running_loop().create_future()
+            state.stream_waiters.setdefault(stream_id, []).append(waiter)
+            try:
+                outcome = await waiter
+            finally:
+                waiters = state.stream_waiters.get(stream_id)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del state.stream_waiters[stream_id]
+        if isinstance(outcome, StreamComplete):
+            return outcome
+        raise outcome.error()
+
+    def stream_outcome(self, stream_id: str) -> StreamComplete | StreamCancelled | StreamError | None:
+        """How stream ``stream_id`` ended, if this channel saw it end (it remembers the latest
+        1024); ``None`` otherwise."""
+        return self._state.stream_outcomes.get(stream_id)
+
+    async def stream_open(
+        self,
+        to: str,
+        *,
+        name: str | None = None,
+        size: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> StreamPosition:
+        """(Low level, sender) ``stream_open``: opens a stream to ``to``; the recipient gets a
+        :class:`StreamOffer`. Not sent again after a reconnect (a second open would open a
+        second stream): one in flight then fails with :class:`~switchboard.DisconnectedError`.
+        Refusals: ``invalid_agent_name``, ``invalid_payload`` (to itself, name or content type
+        over 256 bytes, meta over 4 KiB), ``message_too_large`` (``size`` over the server's
+        ``max_bytes``), ``rate_limited`` (too many open streams in the channel)."""
+        payload: dict[str, Any] = {"to": to}
+        optional = {"name": name, "size": size, "content_type": content_type}
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        if meta:
+            payload["meta"] = metadata_object(meta)
+        return StreamPosition.from_wire(await self.client.request(self._state, frames.STREAM_OPEN, payload, retry=False))
+
+    async def stream_position(self, stream_id: str) -> StreamPosition:
+        """(Low level, sender) ``stream_open`` with a ``stream_id``: where a stream this agent
+        opened stands on the server (``next_seq``, ``offset``), to continue it. ``not_found``
+        when it is gone or not this agent's."""
+        payload = {"to": "", "stream_id": stream_id}
+        return StreamPosition.from_wire(await self.client.request(self._state, frames.STREAM_OPEN, payload, retry=True))
+
+    async def stream_chunk(self, stream_id: str, seq: int, data: bytes | bytearray | memoryview) -> StreamPosition:
+        """(Low level, sender) ``stream_chunk``: sends chunk ``seq`` (0, 1, 2… in order; at most
+        the frame limit, the SDK sends 256 KiB) and returns the position once it is written.
+        Sent again after a reconnect: the server acknowledges a chunk it has without writing it
+        twice. ``invalid_payload`` for a gap in the ``seq`` or a closed stream,
+        ``message_too_large`` beyond the server's ``max_bytes``, ``forbidden`` from the
+        recipient, ``not_found`` for an unknown stream."""
+        return StreamPosition.from_wire(await self.client.reply(self.start_chunk(stream_id, seq, data), frames.STREAM_CHUNK))
+
+    def start_chunk(self, stream_id: str, seq: int, data: bytes | bytearray | memoryview) -> asyncio.Future[Any]:
+        """Sends chunk ``seq`` now without waiting: the future of its reply (the wire
+        position), to await with ``client.reply``; lets a sender keep several in flight."""
+        payload = frames.encode_stream_envelope({"stream_id": stream_id, "seq": seq}, data)
+        return self.client.start_request(self._state, frames.STREAM_CHUNK, payload, retry=True)
+
+    async def stream_close(self, stream_id: str, checksum: str, total_size: int) -> None:
+        """(Low level, sender) ``stream_close``: no more chunks; the server checks the hex
+        SHA-256 and the size of what it received. On a mismatch the stream fails for both
+        sides (:class:`StreamError`) and this raises ``checksum_mismatch``. Sent again after a
+        reconnect."""
+        payload = {"stream_id": stream_id, "checksum": checksum, "total_size": total_size}
+        await self.client.request(self._state, frames.STREAM_CLOSE, payload, retry=True)
+
+    async def stream_cancel(self, stream_id: str, reason: str | None = None) -> None:
+        """Cancels a stream (its sender or its recipient): both get :class:`StreamCancelled`
+        and the server deletes it. ``not_found`` for a stream that is gone."""
+        payload: dict[str, Any] = {"stream_id": stream_id}
+        if reason is not None:
+            payload["reason"] = reason
+        await self.client.request(self._state, frames.STREAM_CANCEL, payload, retry=False)
+
+    async def stream_accept(self, stream_id: str, offset: int = 0) -> StreamOffer:
+        """(Low level, recipient) ``stream_accept``: the server pushes the stream's bytes from
+        ``offset`` (to resume: the bytes this agent has) as :class:`StreamData` events, at most
+        4 MiB beyond the last :meth:`stream_ack`, then :class:`StreamEnd`. Returns the offer.
+        Not sent again after a reconnect (the stream is offered again on the rejoin: accept
+        it again then)."""
+        payload = {"stream_id": stream_id, "offset": offset}
+        return StreamOffer.from_wire(await self.client.request(self._state, frames.STREAM_ACCEPT, payload, retry=False))
+
+    async def stream_ack(self, stream_id: str, offset: int, done: bool = False) -> None:
+        """(Low level, recipient) ``stream_ack``: every byte before ``offset`` is safely
+        received (the recipient's checkpoint; the sender gets :class:`StreamProgress`, and the
+        window moves). ``done=True``, after :class:`StreamEnd` with ``offset`` its total size
+        and the checksum verified, completes the stream. Sent again after a reconnect."""
+        payload: dict[str, Any] = {"stream_id": stream_id, "offset": offset}
+        if done:
+            payload["done"] = True
+        await self.client.request(self._state, frames.STREAM_ACK, payload, retry=True)
+
+    def _route_stream(self, stream_id: str) -> asyncio.Queue[StreamEvent | End]:
+        """Takes the events of ``stream_id`` away from :meth:`events`, into the queue returned
+        (until :meth:`_unroute_stream`)."""
+        state = self._state
+        if stream_id in state.stream_routes:
+            raise ConflictError(f"stream {stream_id} is being received already on this channel")
+        if state.ended is not None:
+            raise state.ended.error or ClosedError(state.ended.reason)
+        route: asyncio.Queue[StreamEvent | End] = asyncio.Queue()
+        state.stream_routes[stream_id] = route
+        return route
+
+    def _unroute_stream(self, stream_id: str, route: asyncio.Queue[StreamEvent | End]) -> None:
+        if self._state.stream_routes.get(stream_id) is route:
+            del self._state.stream_routes[stream_id]
+
+    def _stream_ended(self, outcome: StreamOutcome) -> None:
+        """Records how a stream ended as seen from here (the recipient completing it)."""
+        self._state.stream_ended(outcome)
+
     async def next_event(self) -> ChannelEvent:
         """The next event; raises :class:`~switchboard.ClosedError` (or why the channel ended)
         once the stream has ended."""
-        item = await self._state.events.get()
-        if isinstance(item, End):
-            # Put it back so every later reader ends too.
-            self._state.events.put_nowait(item)
-            raise item.error or ClosedError(item.reason)
-        return item
+        while True:
+            item = await self._state.events.get()
+            if isinstance(item, End):
+                # Put it back so every later reader ends too.
+                self._state.events.put_nowait(item)
+                raise item.error or ClosedError(item.reason)
+            if not self._state.is_stale(item):
+                return item
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Every event in the order the server sent it: messages (replayed or live, never a
         duplicate), inbox messages (joined with ``inbox=True``), receipts (for publishes with
         ``receipt=True``), presence state and diffs, storage changes (joined with
-        ``storage_events=True``), gaps, reconnect notices, and a final
+        ``storage_events=True``), stream events (:class:`StreamOffer` for the recipient;
+        :class:`StreamProgress`, :class:`StreamCheckpoint`, :class:`StreamComplete` for the
+        sender; :class:`StreamCancelled` and :class:`StreamError` for both; :class:`StreamData`
+        and :class:`StreamEnd` of streams accepted with the low-level :meth:`stream_accept`,
+        while those of a :meth:`receive_stream` go to it), gaps, reconnect notices, and a final
         :class:`~switchboard.Kicked` when the server removed the agent. Ends when the channel
         ends."""
         while True:

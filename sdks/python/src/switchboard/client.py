@@ -6,7 +6,9 @@ and await futures; the task alone reads the socket. When the socket drops, the t
 with jittered exponential backoff (asking the key source for a fresh key each time), rejoins every
 channel from the last offset it delivered, and re-sends the publishes that had no reply yet under
 their original ids (the server deduplicates them), so the application sees neither a gap nor a
-duplicate. This mirrors the Rust SDK (``crates/client/src/connection.rs``).
+duplicate. Stream chunks in flight are re-sent the same way (the server keeps each ``seq`` once),
+and the stream events of a stream being received go to its receiver
+(:meth:`Channel.receive_stream`) rather than to the channel's event queue. This mirrors the Rust SDK (``crates/client/src/connection.rs``).
 
 With a callable key source, a temporary key (``tk_…``) is kept alive in place: when the server
 warns with ``key_expiring``, the task asks the key source for a fresh key and presents it with an
@@ -64,6 +66,15 @@ from .types import (
     Reconnected,
     Scope,
     StorageChange,
+    StreamCancelled,
+    StreamCheckpoint,
+    StreamComplete,
+    StreamData,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    StreamOffer,
+    StreamProgress,
 )
 
 log = logging.getLogger("switchboard")
@@ -359,6 +370,12 @@ class Client:
         ``payload`` is JSON-able, or ``bytes`` for a binary push. ``retry``: safe to send again
         after a reconnect (reads, and publishes with an id).
         """
+        return await self.reply(self.start_request(state, event, payload, retry), event)
+
+    def start_request(self, state: ChannelState, event: str, payload: Any, retry: bool) -> asyncio.Future[Any]:
+        """Sends (or queues, while disconnected) a push now, in the order of the calls, and
+        returns the future of its reply's ``response``; await it with :meth:`reply`. Lets a
+        caller keep several requests in flight (stream chunks)."""
         self._check_open()
         size = (len(payload) if isinstance(payload, bytes) else len(json.dumps(payload, separators=(",", ":"))))
         size += len(state.topic) + FRAME_OVERHEAD
@@ -371,6 +388,10 @@ class Client:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._next_seq += 1
         self._send_or_queue(Push(self._next_seq, state.topic, event, payload, retry, future))
+        return future
+
+    async def reply(self, future: asyncio.Future[Any], event: str) -> Any:
+        """Waits for the reply of a :meth:`start_request` (at most the request timeout)."""
         try:
             return await asyncio.wait_for(future, self.options.request_timeout)
         except asyncio.TimeoutError:
@@ -666,6 +687,13 @@ class Client:
                 state.events.put_nowait(InboxMessage.from_wire(frame.payload))
             elif frame.event == frames.RECEIPT:
                 state.events.put_nowait(Receipt.from_wire(frame.payload))
+            elif frame.event == frames.STREAM_DATA:
+                if not isinstance(frame.payload, bytes):
+                    raise ProtocolError("stream_data is not a binary push")
+                header, data = frames.decode_stream_envelope(frame.payload)
+                state.deliver_stream(StreamData.from_wire(header, data))
+            elif frame.event in _STREAM_EVENTS:
+                state.deliver_stream(_STREAM_EVENTS[frame.event](frame.payload))
             elif frame.event == frames.KICKED:
                 error = error_from_reply(frame.payload)
                 state.kicked = error
@@ -825,6 +853,16 @@ class Client:
                 state.events.put_nowait(Kicked(error))
             state.end(error)
 
+
+_STREAM_EVENTS: dict[str, Callable[[Any], StreamEvent]] = {
+    frames.STREAM_OFFER: StreamOffer.from_wire,
+    frames.STREAM_END: StreamEnd.from_wire,
+    frames.STREAM_PROGRESS: StreamProgress.from_wire,
+    frames.STREAM_CHECKPOINT: StreamCheckpoint.from_wire,
+    frames.STREAM_COMPLETE: StreamComplete.from_wire,
+    frames.STREAM_CANCELLED: StreamCancelled.from_wire,
+    frames.STREAM_ERROR: StreamError.from_wire,
+}
 
 _KEY_REFUSED = frozenset({ErrorCode.INVALID_KEY, ErrorCode.KEY_REVOKED, ErrorCode.KEY_EXPIRED})
 

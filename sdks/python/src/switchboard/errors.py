@@ -167,6 +167,19 @@ class DisconnectedError(SwitchboardError):
     publish) was in flight: it may or may not have taken effect."""
 
 
+class StreamCancelledError(SwitchboardError):
+    """A stream was cancelled (by its sender or its recipient) while this side was sending or
+    receiving it."""
+
+    def __init__(self, stream_id: str, by: str, reason: str | None = None) -> None:
+        why = f": {reason}" if reason else ""
+        super().__init__(f"stream {stream_id} was cancelled by {by}{why}")
+        self.stream_id = stream_id
+        self.by = by
+        """The agent that cancelled it."""
+        self.reason = reason
+
+
 class ClosedError(SwitchboardError):
     """The client (or the channel) is closed."""
 

@@ -2,7 +2,9 @@
 
 Text frames are JSON arrays ``[join_ref, ref, topic, event, payload]``. Binary frames start with
 a kind byte and one length byte per string field. Messages with attachments travel as the
-*binary envelope*: ``u32 big-endian header length | header JSON | attachment bytes…``.
+*binary envelope*: ``u32 big-endian header length | header JSON | attachment bytes…``; stream
+chunks (``stream_chunk``) and stream bytes (``stream_data``) use the same layout with one run of
+bytes after the header.
 Pure functions, no I/O.
 """
 
@@ -44,6 +46,20 @@ RECEIPT = "receipt"
 ANNOUNCE = "announce"
 UPDATE_METADATA = "update_metadata"
 DISCOVER = "discover"
+STREAM_OPEN = "stream_open"
+STREAM_CHUNK = "stream_chunk"
+STREAM_CLOSE = "stream_close"
+STREAM_CANCEL = "stream_cancel"
+STREAM_ACCEPT = "stream_accept"
+STREAM_ACK = "stream_ack"
+STREAM_OFFER = "stream_offer"
+STREAM_DATA = "stream_data"
+STREAM_END = "stream_end"
+STREAM_PROGRESS = "stream_progress"
+STREAM_CHECKPOINT = "stream_checkpoint"
+STREAM_COMPLETE = "stream_complete"
+STREAM_CANCELLED = "stream_cancelled"
+STREAM_ERROR = "stream_error"
 
 KIND_PUSH = 0
 KIND_REPLY = 1
@@ -171,3 +187,26 @@ def decode_envelope(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
     if pos != len(data):
         raise FrameError("bytes left over after the attachments")
     return header, attachments
+
+
+def encode_stream_envelope(header: dict[str, Any], data: bytes | bytearray | memoryview) -> bytes:
+    """A stream envelope (``stream_chunk``): ``u32 big-endian header length | header JSON |
+    bytes``."""
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join((struct.pack(">I", len(text)), text, data))
+
+
+def decode_stream_envelope(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Splits a stream envelope (``stream_data``) into its header and its bytes."""
+    if len(data) < 4:
+        raise FrameError("stream envelope shorter than its 4-byte header length")
+    (length,) = struct.unpack(">I", data[:4])
+    if 4 + length > len(data):
+        raise FrameError("stream envelope header truncated")
+    try:
+        header = json.loads(data[4 : 4 + length])
+    except ValueError as e:
+        raise FrameError(f"stream envelope header: {e}") from None
+    if not isinstance(header, dict):
+        raise FrameError("stream envelope header is not an object")
+    return header, bytes(data[4 + length :])

@@ -12,6 +12,14 @@
     with switchboard.sync.connect(url, key, "jobs", "asker") as asker:
         workers = asker.discover("translate", filters={"price": {"max": 10}}, online=True)
 
+    with switchboard.sync.connect(url, key, "files", "uploader") as up:
+        sent = up.send_file("archiver", "backup.tar", on_progress=print)
+
+    with switchboard.sync.connect(url, key, "files", "archiver") as down:
+        offer = down.next_stream_offer(timeout=60)
+        if offer is not None:
+            down.receive_stream(offer, f"incoming/{offer.stream_id}")
+
 Every call blocks until its reply; reconnects and resume happen in the background as with the
 asyncio API.
 """
@@ -19,6 +27,7 @@ asyncio API.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Union
@@ -28,8 +37,9 @@ from .agent import connect as connect_async
 from .channel import Channel
 from .client import ClientOptions, KeySource
 from .discovery import AgentWatcher
-from .errors import ClosedError
+from .errors import ClosedError, RequestTimeoutError
 from .storage import ChannelStorage
+from .streams import ProgressCallback, StreamSink, StreamSource
 from .types import (
     AgentCard,
     AgentUpdate,
@@ -41,13 +51,17 @@ from .types import (
     Message,
     PresenceState,
     PublishAck,
+    Received,
     Scope,
+    Sent,
     StorageEntry,
     StoragePage,
+    StreamComplete,
+    StreamOffer,
 )
 
 T = TypeVar("T")
-M = TypeVar("M", bound=Union[Message, InboxMessage])
+M = TypeVar("M", bound=Union[Message, InboxMessage, StreamOffer])
 
 
 class _LoopThread:
@@ -283,6 +297,80 @@ class SyncAgent:
     ) -> list[AgentCard]:
         """The tenant's announced agents that match, by name; see :meth:`Channel.discover`."""
         return self._runner.run(self.agent.discover(capability, filters, online, limit))
+
+    def send_stream(
+        self,
+        to: str,
+        source: StreamSource,
+        *,
+        name: str | None = None,
+        size: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends a large payload to ``to`` as a stream; see :meth:`Channel.send_stream`.
+        ``on_progress`` runs on the SDK's loop thread; an async iterator ``source`` is iterated
+        there too."""
+        return self._runner.run(
+            self.agent.send_stream(
+                to, source, name=name, size=size, content_type=content_type, meta=meta, on_progress=on_progress
+            )
+        )
+
+    def send_file(
+        self,
+        to: str,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Sent:
+        """Sends a file as a stream; see :meth:`Channel.send_file`."""
+        return self._runner.run(
+            self.agent.send_file(to, path, name=name, content_type=content_type, meta=meta, on_progress=on_progress)
+        )
+
+    def resume_stream(self, stream_id: str, source: StreamSource, *, on_progress: ProgressCallback | None = None) -> Sent:
+        """Continues sending a stream this agent opened; see :meth:`Channel.resume_stream`."""
+        return self._runner.run(self.agent.resume_stream(stream_id, source, on_progress=on_progress))
+
+    def next_stream_offer(self, timeout: float | None = None) -> StreamOffer | None:
+        """The next stream offered to this agent (other events are skipped), or ``None`` when
+        none arrives within ``timeout`` seconds. Raises :class:`~switchboard.ClosedError` once
+        the channel has ended."""
+        return self._runner.run(_next_of(self.agent.channel, StreamOffer, timeout))
+
+    def receive_stream(
+        self,
+        offer: StreamOffer,
+        sink: StreamSink,
+        *,
+        on_progress: ProgressCallback | None = None,
+        resume: bool = False,
+    ) -> Received:
+        """Receives an offered stream into a path or a binary file; see
+        :meth:`Channel.receive_stream`. ``on_progress`` runs on the SDK's loop thread."""
+        return self._runner.run(self.agent.receive_stream(offer, sink, on_progress=on_progress, resume=resume))
+
+    def wait_stream(self, stream_id: str, timeout: float | None = None) -> StreamComplete:
+        """Waits until the recipient of a stream this agent sent has verified it; see
+        :meth:`Channel.wait_stream`. Raises :class:`~switchboard.RequestTimeoutError` after
+        ``timeout`` seconds."""
+
+        async def wait() -> StreamComplete:
+            try:
+                return await asyncio.wait_for(self.agent.wait_stream(stream_id), timeout)
+            except asyncio.TimeoutError:
+                raise RequestTimeoutError(f"stream {stream_id} did not complete within {timeout} s") from None
+
+        return self._runner.run(wait())
+
+    def cancel_stream(self, stream_id: str, reason: str | None = None) -> None:
+        """Cancels a stream (as its sender or its recipient); see :meth:`Agent.cancel_stream`."""
+        self._runner.run(self.agent.cancel_stream(stream_id, reason))
 
     def watch_agents(self, agent_name: str | None = None) -> SyncAgentWatcher:
         """Joins ``sys.discovery`` on this agent's connection; see :meth:`Client.watch_agents`."""

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, cast
 
-from .errors import ProtocolError, SwitchboardError
+from .errors import ProtocolError, StreamCancelledError, SwitchboardError, error_for, parse_code
 
 Scope = Literal["private", "public"]
 Direction = Literal["forward", "backward"]
@@ -496,7 +496,255 @@ class AgentUpdate:
         return AgentUpdate.from_wire(message.data)
 
 
+def _meta(obj: Any, what: str) -> dict[str, Any]:
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ProtocolError(f"{what}: meta is not an object: {meta!r}")
+    return dict(meta)
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a stream stands on the server: the reply to ``stream_open`` and ``stream_chunk``."""
+
+    stream_id: str
+    next_seq: int
+    """The ``seq`` of the next chunk to send."""
+    offset: int
+    """Bytes the server holds (the next chunk's first byte)."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamPosition:
+        what = "stream position"
+        return StreamPosition(
+            stream_id=_get(obj, "stream_id", str, what),
+            next_seq=_get(obj, "next_seq", int, what),
+            offset=_get(obj, "offset", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class StreamOffer:
+    """A stream for this agent (the recipient): receive it with :meth:`Channel.receive_stream`,
+    or refuse it with :meth:`Channel.stream_cancel`.
+
+    Sent when the stream opens, and again on every join of the recipient while the stream
+    exists (after a reconnect too), with ``acked``: how far the recipient got.
+    """
+
+    stream_id: str
+    sender: str
+    """The sending agent (``from`` on the wire)."""
+    name: str | None = None
+    """The payload's name, e.g. a file name."""
+    size: int | None = None
+    """The size the sender announced, when it did."""
+    content_type: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """The sender's metadata (a JSON object)."""
+    acked: int = 0
+    """Bytes the recipient acknowledged already: a resume starts at most here."""
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamOffer:
+        what = "stream offer"
+        return StreamOffer(
+            stream_id=_get(obj, "stream_id", str, what),
+            sender=_get(obj, "from", str, what),
+            name=_get(obj, "name", str, what, optional=True),
+            size=_get(obj, "size", int, what, optional=True),
+            content_type=_get(obj, "content_type", str, what, optional=True),
+            meta=_meta(obj, what),
+            acked=_get(obj, "acked", int, what, optional=True) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class StreamData:
+    """Bytes of a stream this agent accepted, starting at ``offset`` (for applications that
+    receive with the low-level methods; :meth:`Channel.receive_stream` consumes them itself)."""
+
+    stream_id: str
+    offset: int
+    data: bytes
+
+    @staticmethod
+    def from_wire(header: Any, data: bytes) -> StreamData:
+        what = "stream data"
+        return StreamData(
+            stream_id=_get(header, "stream_id", str, what), offset=_get(header, "offset", int, what), data=data
+        )
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Every byte of an accepted stream was sent (the recipient verifies, then acknowledges with
+    ``done``)."""
+
+    stream_id: str
+    checksum: str
+    """Hex SHA-256 of the whole payload."""
+    total_size: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamEnd:
+        what = "stream end"
+        return StreamEnd(
+            stream_id=_get(obj, "stream_id", str, what),
+            checksum=_get(obj, "checksum", str, what),
+            total_size=_get(obj, "total_size", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """(Sender) the recipient acknowledged ``offset`` bytes: its checkpoint."""
+
+    stream_id: str
+    offset: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamProgress:
+        what = "stream progress"
+        return StreamProgress(stream_id=_get(obj, "stream_id", str, what), offset=_get(obj, "offset", int, what))
+
+
+@dataclass(frozen=True)
+class StreamCheckpoint:
+    """(Sender) the server made the bytes up to ``offset`` (chunks before ``next_seq``) durable:
+    after a server restart, :meth:`Channel.resume_stream` continues from here."""
+
+    stream_id: str
+    next_seq: int
+    offset: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamCheckpoint:
+        what = "stream checkpoint"
+        return StreamCheckpoint(
+            stream_id=_get(obj, "stream_id", str, what),
+            next_seq=_get(obj, "next_seq", int, what),
+            offset=_get(obj, "offset", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class StreamComplete:
+    """(Sender) the recipient has every byte and verified the checksum; the server forgot the
+    stream."""
+
+    stream_id: str
+    total_size: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamComplete:
+        what = "stream complete"
+        return StreamComplete(
+            stream_id=_get(obj, "stream_id", str, what), total_size=_get(obj, "total_size", int, what)
+        )
+
+
+@dataclass(frozen=True)
+class StreamCancelled:
+    """(Both sides) the stream was cancelled by agent ``by``; it is gone."""
+
+    stream_id: str
+    by: str
+    reason: str | None = None
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamCancelled:
+        what = "stream cancelled"
+        return StreamCancelled(
+            stream_id=_get(obj, "stream_id", str, what),
+            by=_get(obj, "by", str, what),
+            reason=_get(obj, "reason", str, what, optional=True),
+        )
+
+    def error(self) -> SwitchboardError:
+        """The exception that stands for it: :class:`~switchboard.StreamCancelledError`."""
+        return StreamCancelledError(self.stream_id, self.by, self.reason)
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """(Both sides) the stream failed and is gone: ``code`` ``checksum_mismatch`` (the bytes do
+    not match what the sender closed it with), ``not_found`` (idle too long)…
+
+    An event, not an exception: :meth:`error` is the exception."""
+
+    stream_id: str
+    code: Any
+    """An :class:`~switchboard.ErrorCode` (or the code's text, for codes this version lacks)."""
+    message: str
+
+    @staticmethod
+    def from_wire(obj: Any) -> StreamError:
+        what = "stream error"
+        return StreamError(
+            stream_id=_get(obj, "stream_id", str, what),
+            code=parse_code(_get(obj, "code", str, what)),
+            message=_get(obj, "message", str, what, optional=True) or "",
+        )
+
+    def error(self) -> SwitchboardError:
+        """The exception of its code (``checksum_mismatch``: :class:`InvalidRequestError`)."""
+        return error_for(self.code, f"stream {self.stream_id} failed: {self.message}")
+
+
+StreamOutcome = Union[StreamComplete, StreamCancelled, StreamError]
+"""How a stream ended."""
+
+StreamEvent = Union[
+    StreamOffer, StreamData, StreamEnd, StreamProgress, StreamCheckpoint, StreamComplete, StreamCancelled, StreamError
+]
+"""An event of one stream."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A stream that was sent and closed: the server holds every byte and checked them against
+    ``checksum`` and ``total_size``. The recipient may not have them yet (see
+    :meth:`Channel.wait_stream`)."""
+
+    stream_id: str
+    total_size: int
+    checksum: str
+    """Hex SHA-256 of the payload."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """A stream that was received whole, verified against its SHA-256 and size, and
+    acknowledged (its sender got :class:`StreamComplete`)."""
+
+    stream_id: str
+    total_size: int
+    checksum: str
+    """Hex SHA-256 of the payload."""
+    resumed_from: int = 0
+    """Bytes the sink held already when it started (a resume), 0 otherwise."""
+
+
 ChannelEvent = Union[
-    Message, PresenceState, PresenceDiff, Gap, Reconnected, Kicked, StorageChange, InboxMessage, Receipt
+    Message,
+    PresenceState,
+    PresenceDiff,
+    Gap,
+    Reconnected,
+    Kicked,
+    StorageChange,
+    InboxMessage,
+    Receipt,
+    StreamOffer,
+    StreamData,
+    StreamEnd,
+    StreamProgress,
+    StreamCheckpoint,
+    StreamComplete,
+    StreamCancelled,
+    StreamError,
 ]
 """Something that happened in a joined channel, in the order the server sent it."""
