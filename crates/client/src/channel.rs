@@ -372,9 +372,12 @@ impl ChannelSender {
         Ok(())
     }
 
-    /// Opens a stream to `open.to` (or, with `open.stream_id`, finds where one stands).
+    /// Opens a stream to `open.to` (or, with `open.stream_id`, finds where one stands). A new
+    /// stream's open in flight when the connection drops fails with [`Error::Disconnected`]
+    /// rather than being re-sent (which could open a second stream); a resume is re-sent.
     pub async fn stream_open(&self, open: &StreamOpen) -> Result<StreamPosition> {
-        self.request(events::STREAM_OPEN, Payload::json(open), true)
+        let retry = open.stream_id.is_some();
+        self.request(events::STREAM_OPEN, Payload::json(open), retry)
             .await
     }
 
