@@ -91,6 +91,7 @@ var Switchboard = (() => {
     "version_conflict",
     "too_many_keys",
     "inbox_full",
+    "checksum_mismatch",
     "no_history",
     "slow_consumer",
     "heartbeat_timeout",
@@ -116,7 +117,10 @@ var Switchboard = (() => {
     /** The call's arguments are wrong (checked before anything is sent). */
     "invalid_argument",
     /** A WebRTC call ended (hung up, declined, failed, the peer left) before it connected. */
-    "call_ended"
+    "call_ended",
+    /** A stream was cancelled (by either side, `cancelStream`) while it was being sent or
+     * received. */
+    "cancelled"
   ];
   var SwitchboardError = class _SwitchboardError extends Error {
     constructor(code, message, options = {}) {
@@ -301,6 +305,23 @@ var Switchboard = (() => {
     const message = readJsonMessage(header);
     message.attachments = attachments;
     return message;
+  }
+  function encodeStreamEnvelope(header, bytes) {
+    const json = encoder.encode(JSON.stringify(header));
+    const out = new Uint8Array(4 + json.length + bytes.length);
+    new DataView(out.buffer).setUint32(0, json.length, false);
+    out.set(json, 4);
+    out.set(bytes, 4 + json.length);
+    return out;
+  }
+  function decodeStreamEnvelope(envelope) {
+    if (envelope.length < 4) throw new Error("envelope shorter than its length prefix");
+    const view = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);
+    const headerLength = view.getUint32(0, false);
+    if (4 + headerLength > envelope.length) throw new Error("envelope header runs past the frame");
+    const header = JSON.parse(decoder.decode(envelope.subarray(4, 4 + headerLength)));
+    if (typeof header !== "object" || header === null || Array.isArray(header)) throw new Error("envelope header is not an object");
+    return { header, bytes: envelope.subarray(4 + headerLength) };
   }
 
   // src/discovery.ts
@@ -591,6 +612,602 @@ var Switchboard = (() => {
     return value;
   }
 
+  // src/sha256.ts
+  var K = Int32Array.from([
+    1116352408,
+    1899447441,
+    3049323471,
+    3921009573,
+    961987163,
+    1508970993,
+    2453635748,
+    2870763221,
+    3624381080,
+    310598401,
+    607225278,
+    1426881987,
+    1925078388,
+    2162078206,
+    2614888103,
+    3248222580,
+    3835390401,
+    4022224774,
+    264347078,
+    604807628,
+    770255983,
+    1249150122,
+    1555081692,
+    1996064986,
+    2554220882,
+    2821834349,
+    2952996808,
+    3210313671,
+    3336571891,
+    3584528711,
+    113926993,
+    338241895,
+    666307205,
+    773529912,
+    1294757372,
+    1396182291,
+    1695183700,
+    1986661051,
+    2177026350,
+    2456956037,
+    2730485921,
+    2820302411,
+    3259730800,
+    3345764771,
+    3516065817,
+    3600352804,
+    4094571909,
+    275423344,
+    430227734,
+    506948616,
+    659060556,
+    883997877,
+    958139571,
+    1322822218,
+    1537002063,
+    1747873779,
+    1955562222,
+    2024104815,
+    2227730452,
+    2361852424,
+    2428436474,
+    2756734187,
+    3204031479,
+    3329325298
+  ]);
+  var Sha256 = class {
+    constructor() {
+      __publicField(this, "h", Int32Array.from([
+        1779033703,
+        3144134277,
+        1013904242,
+        2773480762,
+        1359893119,
+        2600822924,
+        528734635,
+        1541459225
+      ]));
+      __publicField(this, "w", new Int32Array(64));
+      __publicField(this, "block", new Uint8Array(64));
+      __publicField(this, "buffered", 0);
+      /** Bytes hashed so far (exact up to 2^53). */
+      __publicField(this, "length", 0);
+      __publicField(this, "finished", false);
+    }
+    update(bytes) {
+      if (this.finished) throw new Error("the hash was already read");
+      this.length += bytes.length;
+      let pos = 0;
+      if (this.buffered > 0) {
+        const take = Math.min(64 - this.buffered, bytes.length);
+        this.block.set(bytes.subarray(0, take), this.buffered);
+        this.buffered += take;
+        pos = take;
+        if (this.buffered < 64) return;
+        this.compress(this.block, 0);
+        this.buffered = 0;
+      }
+      for (; pos + 64 <= bytes.length; pos += 64) this.compress(bytes, pos);
+      if (pos < bytes.length) {
+        this.block.set(bytes.subarray(pos), 0);
+        this.buffered = bytes.length - pos;
+      }
+    }
+    hex() {
+      if (this.finished) throw new Error("the hash was already read");
+      const bits = this.length * 8;
+      const pad = new Uint8Array((this.buffered < 56 ? 56 : 120) - this.buffered + 8);
+      pad[0] = 128;
+      const view = new DataView(pad.buffer);
+      view.setUint32(pad.length - 8, Math.floor(bits / 4294967296), false);
+      view.setUint32(pad.length - 4, bits >>> 0, false);
+      this.update(pad);
+      this.finished = true;
+      let out = "";
+      for (const word of this.h) out += (word >>> 0).toString(16).padStart(8, "0");
+      return out;
+    }
+    compress(bytes, at) {
+      const w = this.w;
+      for (let i = 0; i < 16; i++) {
+        const j = at + i * 4;
+        w[i] = bytes[j] << 24 | bytes[j + 1] << 16 | bytes[j + 2] << 8 | bytes[j + 3];
+      }
+      for (let i = 16; i < 64; i++) {
+        const a2 = w[i - 15];
+        const b2 = w[i - 2];
+        const s0 = (a2 >>> 7 | a2 << 25) ^ (a2 >>> 18 | a2 << 14) ^ a2 >>> 3;
+        const s1 = (b2 >>> 17 | b2 << 15) ^ (b2 >>> 19 | b2 << 13) ^ b2 >>> 10;
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1 | 0;
+      }
+      const h = this.h;
+      let a = h[0];
+      let b = h[1];
+      let c = h[2];
+      let d = h[3];
+      let e = h[4];
+      let f = h[5];
+      let g = h[6];
+      let k = h[7];
+      for (let i = 0; i < 64; i++) {
+        const s1 = (e >>> 6 | e << 26) ^ (e >>> 11 | e << 21) ^ (e >>> 25 | e << 7);
+        const ch = e & f ^ ~e & g;
+        const t1 = k + s1 + ch + K[i] + w[i] | 0;
+        const s0 = (a >>> 2 | a << 30) ^ (a >>> 13 | a << 19) ^ (a >>> 22 | a << 10);
+        const maj = a & b ^ a & c ^ b & c;
+        const t2 = s0 + maj | 0;
+        k = g;
+        g = f;
+        f = e;
+        e = d + t1 | 0;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2 | 0;
+      }
+      h[0] = h[0] + a | 0;
+      h[1] = h[1] + b | 0;
+      h[2] = h[2] + c | 0;
+      h[3] = h[3] + d | 0;
+      h[4] = h[4] + e | 0;
+      h[5] = h[5] + f | 0;
+      h[6] = h[6] + g | 0;
+      h[7] = h[7] + k | 0;
+    }
+  };
+  var nodeCreateHash;
+  function nodeHash() {
+    if (nodeCreateHash === void 0) {
+      nodeCreateHash = null;
+      try {
+        const proc = globalThis.process;
+        const crypto2 = proc?.getBuiltinModule?.("node:crypto");
+        if (typeof crypto2?.createHash === "function") nodeCreateHash = crypto2.createHash;
+      } catch {
+      }
+    }
+    return nodeCreateHash;
+  }
+  function createSha256() {
+    const createHash = nodeHash();
+    if (!createHash) return new Sha256();
+    const hash = createHash("sha256");
+    return {
+      update: (bytes) => void hash.update(bytes),
+      hex: () => hash.digest("hex")
+    };
+  }
+
+  // src/stream.ts
+  var CHUNK_BYTES = 256 * 1024;
+  var IN_FLIGHT = 8;
+  var ACK_EVERY = 1024 * 1024;
+  var Abort = class {
+    constructor() {
+      __publicField(this, "error");
+      __publicField(this, "promise");
+      __publicField(this, "rejectWith", () => void 0);
+      this.promise = new Promise((_, reject) => {
+        this.rejectWith = reject;
+      });
+      this.promise.catch(() => void 0);
+    }
+    fail(error) {
+      if (this.error) return;
+      this.error = error;
+      this.rejectWith(error);
+    }
+    /** `promise`, unless the stream fails first. */
+    race(promise) {
+      return Promise.race([promise, this.promise]);
+    }
+  };
+  function cancelledError(event) {
+    const why = event.reason === void 0 ? "" : `: ${event.reason}`;
+    return new SwitchboardError("cancelled", `stream ${event.streamId} was cancelled by ${event.by}${why}`);
+  }
+  var ByteReader = class _ByteReader {
+    constructor(pull, stop) {
+      __publicField(this, "pull", pull);
+      __publicField(this, "stop", stop);
+      __publicField(this, "leftover");
+      __publicField(this, "ended", false);
+    }
+    /** A reader of `source`; throws `invalid_argument` for anything else. */
+    static of(source) {
+      if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+        let bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
+        return new _ByteReader(
+          async () => {
+            const b = bytes;
+            bytes = void 0;
+            return b;
+          },
+          async () => void 0
+        );
+      }
+      if (isBlob(source)) {
+        let pos = 0;
+        return new _ByteReader(
+          async () => {
+            if (pos >= source.size) return void 0;
+            const piece = source.slice(pos, pos + CHUNK_BYTES);
+            pos += CHUNK_BYTES;
+            return new Uint8Array(await piece.arrayBuffer());
+          },
+          async () => void 0
+        );
+      }
+      if (isReadableStream(source)) {
+        const reader = source.getReader();
+        return new _ByteReader(
+          async () => {
+            const { value, done } = await reader.read();
+            return done ? void 0 : chunkBytes(value);
+          },
+          () => reader.cancel()
+        );
+      }
+      if (typeof source === "object" && source !== null && typeof source[Symbol.asyncIterator] === "function") {
+        const iterator = source[Symbol.asyncIterator]();
+        return new _ByteReader(
+          async () => {
+            const { value, done } = await iterator.next();
+            return done ? void 0 : chunkBytes(value);
+          },
+          async () => {
+            await iterator.return?.();
+          }
+        );
+      }
+      throw new SwitchboardError(
+        "invalid_argument",
+        "a stream's source is a Uint8Array, an ArrayBuffer, a Blob, a ReadableStream or an async iterable of Uint8Arrays"
+      );
+    }
+    /** The next `max` bytes (fewer only at the end; empty once everything was read). */
+    async read(max) {
+      const parts = [];
+      let filled = 0;
+      while (filled < max && !this.ended) {
+        let piece = this.leftover ?? await this.pull();
+        this.leftover = void 0;
+        if (piece === void 0) {
+          this.ended = true;
+          break;
+        }
+        if (piece.length > max - filled) {
+          this.leftover = piece.subarray(max - filled);
+          piece = piece.subarray(0, max - filled);
+        }
+        if (piece.length === 0) continue;
+        parts.push(piece);
+        filled += piece.length;
+      }
+      return concat(parts, filled);
+    }
+    /** Stops reading (cancels a `ReadableStream`, returns an iterator). Does not wait: a source
+     * that hangs must not hold up the failure it is closed for. */
+    close() {
+      if (this.ended) return;
+      this.ended = true;
+      void this.stop().catch(() => void 0);
+    }
+  };
+  function isBlob(value) {
+    return typeof Blob !== "undefined" && value instanceof Blob;
+  }
+  function isReadableStream(value) {
+    return typeof value === "object" && value !== null && typeof value.getReader === "function";
+  }
+  function chunkBytes(value) {
+    if (value instanceof Uint8Array) return value;
+    if (value instanceof ArrayBuffer) return new Uint8Array(value);
+    if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    throw new SwitchboardError("invalid_argument", `a stream's source yielded ${typeof value}, not bytes (Uint8Array)`);
+  }
+  function concat(parts, length) {
+    if (parts.length === 1) return parts[0];
+    const out = new Uint8Array(length);
+    let pos = 0;
+    for (const p of parts) {
+      out.set(p, pos);
+      pos += p.length;
+    }
+    return out;
+  }
+  function describeSource(source) {
+    if (source instanceof Uint8Array || source instanceof ArrayBuffer) return { size: source.byteLength };
+    if (isBlob(source)) {
+      const described = { size: source.size };
+      const name = source.name;
+      if (typeof name === "string" && name.length > 0) described.name = name;
+      if (source.type) described.contentType = source.type;
+      return described;
+    }
+    return {};
+  }
+  async function pump(request, streamId, reader, hasher, position, abort, progress) {
+    let { seq, offset: total } = position;
+    let held = position.offset;
+    const inFlight = [];
+    try {
+      let eof = false;
+      for (; ; ) {
+        while (!eof && inFlight.length < IN_FLIGHT) {
+          const chunk = await abort.race(reader.read(CHUNK_BYTES));
+          if (chunk.length === 0) {
+            eof = true;
+            break;
+          }
+          hasher.update(chunk);
+          total += chunk.length;
+          const sent = request("stream_chunk", encodeStreamEnvelope({ stream_id: streamId, seq }, chunk), true).then((reply) => {
+            const { offset } = readPosition(reply);
+            if (offset > held) {
+              held = offset;
+              progress({ streamId, offset });
+            }
+          }).catch((e) => abort.fail(e));
+          inFlight.push(sent);
+          seq += 1;
+        }
+        const next = inFlight.shift();
+        if (next === void 0) break;
+        await abort.race(next);
+        if (abort.error) throw abort.error;
+      }
+      const checksum = hasher.hex();
+      await abort.race(request("stream_close", { stream_id: streamId, checksum, total_size: total }, true));
+      return { streamId, totalSize: total, checksum };
+    } catch (e) {
+      reader.close();
+      throw abort.error ?? e;
+    }
+  }
+  async function skipHeld(reader, hasher, offset, abort) {
+    let left = offset;
+    while (left > 0) {
+      const piece = await abort.race(reader.read(Math.min(CHUNK_BYTES, left)));
+      if (piece.length === 0) {
+        reader.close();
+        throw new SwitchboardError(
+          "invalid_argument",
+          `the source is ${offset - left} bytes long, shorter than the ${offset} bytes the server holds of the stream`
+        );
+      }
+      hasher.update(piece);
+      left -= piece.length;
+    }
+  }
+  function openSink(sink, parts) {
+    if (sink === void 0) {
+      return { write: (chunk) => void parts.push(chunk), close: async () => void 0, abort: () => void 0 };
+    }
+    if (typeof sink === "function") {
+      return { write: (chunk) => sink(chunk), close: async () => void 0, abort: () => void 0 };
+    }
+    if (typeof sink === "object" && sink !== null && typeof sink.getWriter === "function") {
+      const writer = sink.getWriter();
+      return {
+        write: (chunk) => writer.write(chunk),
+        close: () => writer.close(),
+        abort: (error) => void writer.abort(error).catch(() => void 0)
+      };
+    }
+    throw new SwitchboardError("invalid_argument", "sink is a function (chunk) => void | Promise<void>, or a WritableStream");
+  }
+  async function readPrefix(source, hasher, parts) {
+    const reader = ByteReader.of(source);
+    let length = 0;
+    for (; ; ) {
+      const piece = await reader.read(CHUNK_BYTES);
+      if (piece.length === 0) return length;
+      hasher.update(piece);
+      parts?.push(piece.slice());
+      length += piece.length;
+    }
+  }
+  var Incoming = class {
+    constructor(streamId, request, sink, hasher, received, parts, progress) {
+      __publicField(this, "streamId", streamId);
+      __publicField(this, "request", request);
+      __publicField(this, "sink", sink);
+      __publicField(this, "hasher", hasher);
+      __publicField(this, "parts", parts);
+      __publicField(this, "progress", progress);
+      /** Bytes received and hashed (the next `stream_data` continues here). */
+      __publicField(this, "offset");
+      /** Bytes written to the sink: a re-accept after a reconnect starts here. */
+      __publicField(this, "written");
+      /** Set once `stream_end` arrived: nothing is accepted again. */
+      __publicField(this, "ending", false);
+      __publicField(this, "abort", new Abort());
+      __publicField(this, "done");
+      __publicField(this, "acked");
+      __publicField(this, "chain", Promise.resolve());
+      __publicField(this, "settle");
+      this.offset = received;
+      this.written = received;
+      this.acked = received;
+      this.done = new Promise((resolve, reject) => {
+        this.settle = { resolve, reject };
+      });
+      this.done.catch(() => void 0);
+      this.abort.promise.catch((error) => this.finish(error));
+    }
+    /** Whether it is over (received, failed, cancelled). */
+    get settled() {
+      return this.settle === void 0;
+    }
+    /** A `stream_data` of this stream: bytes it has are skipped; a gap fails the stream. */
+    data(offset, bytes) {
+      if (this.settled || this.ending) return;
+      const end = offset + bytes.length;
+      if (end <= this.offset) return;
+      if (offset > this.offset) {
+        this.abort.fail(new SwitchboardError("internal", `stream ${this.streamId} skipped from byte ${this.offset} to ${offset}`));
+        return;
+      }
+      const fresh = bytes.subarray(this.offset - offset);
+      this.hasher.update(fresh);
+      this.offset = end;
+      this.step(async () => {
+        await this.sink.write(fresh);
+        this.written += fresh.length;
+        this.progress({ streamId: this.streamId, offset: this.written });
+        if (this.written - this.acked >= ACK_EVERY) {
+          const at = this.written;
+          try {
+            await this.request("stream_ack", { stream_id: this.streamId, offset: at }, true);
+            this.acked = Math.max(this.acked, at);
+          } catch (e) {
+            if (!(e instanceof SwitchboardError) || e.code !== "timeout" && e.code !== "disconnected") throw e;
+          }
+        }
+      });
+    }
+    /** The `stream_end`: verifies size and SHA-256, closes the sink, acknowledges with `done`. A
+     * mismatch cancels the stream and fails with `checksum_mismatch`. */
+    end(checksum, totalSize) {
+      if (this.settled || this.ending) return;
+      this.ending = true;
+      const size = this.offset;
+      const actual = this.hasher.hex();
+      this.step(async () => {
+        if (size !== totalSize || actual.toLowerCase() !== checksum.toLowerCase()) {
+          const why = `received ${size} bytes with SHA-256 ${actual}; the stream has ${totalSize} bytes and ${checksum}`;
+          const error = new SwitchboardError("checksum_mismatch", why);
+          this.finish(error);
+          await this.request("stream_cancel", { stream_id: this.streamId, reason: `checksum_mismatch: ${why}` }, false).catch(
+            () => void 0
+          );
+          return;
+        }
+        await this.sink.close();
+        await this.request("stream_ack", { stream_id: this.streamId, offset: size, done: true }, true);
+        const result = { streamId: this.streamId, totalSize: size, checksum: actual };
+        if (this.parts) result.bytes = concat(this.parts, size);
+        this.finish(void 0, result);
+      });
+    }
+    step(work) {
+      this.chain = this.chain.then(async () => {
+        if (this.settled) return;
+        try {
+          await this.abort.race(work());
+        } catch (e) {
+          this.finish(asStreamError(e));
+        }
+      });
+    }
+    finish(error, result) {
+      const settle = this.settle;
+      if (!settle) return;
+      this.settle = void 0;
+      if (error) {
+        this.sink.abort(error);
+        settle.reject(error);
+      } else {
+        settle.resolve(result);
+      }
+    }
+  };
+  function asStreamError(e) {
+    if (e instanceof SwitchboardError) return e;
+    return new SwitchboardError("internal", `the stream's sink failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  function num(value) {
+    return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+  }
+  function unreadable(what, raw) {
+    return new Error(`unreadable ${what}: ${JSON.stringify(raw)}`);
+  }
+  function readPosition(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || !num(r.next_seq) || !num(r.offset)) {
+      throw new SwitchboardError("internal", `unexpected stream position ${JSON.stringify(raw)}`);
+    }
+    return { streamId: r.stream_id, nextSeq: r.next_seq, offset: r.offset };
+  }
+  function readStreamOffer(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || typeof r.from !== "string") throw unreadable("stream_offer", raw);
+    const offer = {
+      streamId: r.stream_id,
+      from: r.from,
+      meta: typeof r.meta === "object" && r.meta !== null && !Array.isArray(r.meta) ? r.meta : {},
+      acked: num(r.acked) ? r.acked : 0
+    };
+    if (typeof r.name === "string") offer.name = r.name;
+    if (num(r.size)) offer.size = r.size;
+    if (typeof r.content_type === "string") offer.contentType = r.content_type;
+    return offer;
+  }
+  function readStreamEnd(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || typeof r.checksum !== "string" || !num(r.total_size)) throw unreadable("stream_end", raw);
+    return { streamId: r.stream_id, checksum: r.checksum, totalSize: r.total_size };
+  }
+  function readDataHeader(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || !num(r.offset)) throw unreadable("stream_data header", raw);
+    return { streamId: r.stream_id, offset: r.offset };
+  }
+  function readStreamProgress(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || !num(r.offset)) throw unreadable("stream_progress", raw);
+    return { streamId: r.stream_id, offset: r.offset };
+  }
+  function readStreamCheckpoint(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || !num(r.next_seq) || !num(r.offset)) throw unreadable("stream_checkpoint", raw);
+    return { streamId: r.stream_id, nextSeq: r.next_seq, offset: r.offset };
+  }
+  function readStreamComplete(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || !num(r.total_size)) throw unreadable("stream_complete", raw);
+    return { streamId: r.stream_id, totalSize: r.total_size };
+  }
+  function readStreamCancelled(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || typeof r.by !== "string") throw unreadable("stream_cancelled", raw);
+    const event = { streamId: r.stream_id, by: r.by };
+    if (typeof r.reason === "string") event.reason = r.reason;
+    return event;
+  }
+  function readStreamError(raw) {
+    const r = raw;
+    if (typeof r?.stream_id !== "string" || typeof r.code !== "string" || typeof r.message !== "string") {
+      throw unreadable("stream_error", raw);
+    }
+    return { streamId: r.stream_id, code: r.code, message: r.message };
+  }
+
   // src/tracker.ts
   var OffsetTracker = class {
     constructor(since, epoch) {
@@ -668,6 +1285,10 @@ var Switchboard = (() => {
       __publicField(this, "inboxListeners", /* @__PURE__ */ new Set());
       __publicField(this, "agentListeners", /* @__PURE__ */ new Set());
       __publicField(this, "closedWith");
+      /** Streams this connection is sending (by id): failed from outside by cancel and error events. */
+      __publicField(this, "outgoing", /* @__PURE__ */ new Map());
+      /** Streams this connection is receiving (by id). */
+      __publicField(this, "incoming", /* @__PURE__ */ new Map());
       /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
        * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
       __publicField(this, "storage", new ChannelStorage((event, payload, retry) => this.request(event, payload, retry)));
@@ -759,6 +1380,32 @@ var Switchboard = (() => {
      * connection to the `sys.discovery` channel gets them (`watchAgents` makes one). */
     onAgentUpdate(handler) {
       return this.on("agent", handler);
+    }
+    /** Calls `handler` for every stream offered to this agent: `receiveStream(offer)` it (or
+     * `cancelStream(offer.streamId)`). Register it before `connect()`: offers waiting for this
+     * agent come right after the join. */
+    onStreamOffer(handler) {
+      return this.on("streamOffer", handler);
+    }
+    /** Calls `handler` whenever the recipient of a stream this agent sends acknowledges bytes. */
+    onStreamProgress(handler) {
+      return this.on("streamProgress", handler);
+    }
+    /** Calls `handler` whenever the server checkpoints a stream this agent sends. */
+    onStreamCheckpoint(handler) {
+      return this.on("streamCheckpoint", handler);
+    }
+    /** Calls `handler` when the recipient of a stream this agent sent has verified all of it. */
+    onStreamComplete(handler) {
+      return this.on("streamComplete", handler);
+    }
+    /** Calls `handler` when a stream this agent sends or receives is cancelled. */
+    onStreamCancelled(handler) {
+      return this.on("streamCancelled", handler);
+    }
+    /** Calls `handler` when a stream this agent sends or receives fails. */
+    onStreamError(handler) {
+      return this.on("streamError", handler);
     }
     /**
      * Every message from now on, as an async iterator: `for await (const m of agent.messages())`.
@@ -980,6 +1627,155 @@ var Switchboard = (() => {
       } catch (e) {
         throw new SwitchboardError("internal", asError(e).message);
       }
+    }
+    /**
+     * Sends a large payload to agent `to` (present in the channel or not) as a stream: `source`
+     * (bytes, a `Blob`/`File`, a `ReadableStream` or an async iterable of `Uint8Array`s) is read
+     * once, in chunks of 256 KiB with 8 in flight, and hashed as it goes; the stream is closed
+     * with its SHA-256 and size, which the server verifies. Resolves with `{streamId, totalSize,
+     * checksum}` once closed: the server holds every byte (spooled to disk) and pushes them to
+     * the recipient as it accepts them; `streamComplete` tells when it verified them all.
+     * `onOpen` gets the stream id first, `onProgress` the bytes the server holds after each
+     * chunk. Chunks in flight when the socket drops are re-sent after the rejoin (the server
+     * knows them by their number). Rejects with `cancelled` when either side cancels it, with the
+     * error of a `streamError`, and with the server's code (`invalid_agent_name`,
+     * `message_too_large`, `rate_limited`, `forbidden`…); after a failure, `resumeStream`
+     * continues it.
+     */
+    async sendStream(to, source, options = {}) {
+      if (typeof to !== "string" || to.length === 0) {
+        throw new SwitchboardError("invalid_argument", "sendStream() needs `to`, the receiving agent");
+      }
+      if (typeof options !== "object" || options === null) {
+        throw new SwitchboardError("invalid_argument", "sendStream() takes an options object {name?, size?, contentType?, meta?, onOpen?, onProgress?}");
+      }
+      const reader = ByteReader.of(source);
+      const described = describeSource(source);
+      const open = { to };
+      const name = options.name ?? described.name;
+      const size = options.size ?? described.size;
+      const contentType = options.contentType ?? described.contentType;
+      if (name !== void 0) open.name = name;
+      if (size !== void 0) open.size = size;
+      if (contentType !== void 0) open.content_type = contentType;
+      if (options.meta !== void 0) open.meta = options.meta;
+      let position;
+      try {
+        position = readPosition(await this.request("stream_open", open, true));
+      } catch (e) {
+        reader.close();
+        throw e;
+      }
+      const streamId = position.streamId;
+      const abort = this.track(streamId);
+      try {
+        if (options.onOpen) this.callback(options.onOpen, streamId);
+        return await pump(
+          this.request.bind(this),
+          streamId,
+          reader,
+          createSha256(),
+          { seq: position.nextSeq, offset: position.offset },
+          abort,
+          (p) => this.callback(options.onProgress, p)
+        );
+      } finally {
+        this.untrack(streamId, abort);
+      }
+    }
+    /**
+     * Continues stream `streamId`, which this agent (by name) opened and did not finish: after a
+     * failed `sendStream`, on a new connection, after a server restart. `source` must yield the
+     * same payload from its first byte: the part the server holds is read again only to rebuild
+     * the checksum, the rest is sent. Resolves and rejects like `sendStream` (a source that
+     * differs from what the server holds fails with `checksum_mismatch`; a stream that is gone,
+     * or not this agent's, with `not_found`).
+     */
+    async resumeStream(streamId, source, options = {}) {
+      checkStreamId(streamId);
+      if (typeof options !== "object" || options === null) {
+        throw new SwitchboardError("invalid_argument", "resumeStream() takes an options object {onProgress?}");
+      }
+      const reader = ByteReader.of(source);
+      let position;
+      try {
+        position = readPosition(await this.request("stream_open", { to: "", stream_id: streamId }, true));
+      } catch (e) {
+        reader.close();
+        throw e;
+      }
+      const abort = this.track(streamId);
+      try {
+        const hasher = createSha256();
+        await skipHeld(reader, hasher, position.offset, abort);
+        return await pump(
+          this.request.bind(this),
+          streamId,
+          reader,
+          hasher,
+          { seq: position.nextSeq, offset: position.offset },
+          abort,
+          (p) => this.callback(options.onProgress, p)
+        );
+      } catch (e) {
+        reader.close();
+        throw e;
+      } finally {
+        this.untrack(streamId, abort);
+      }
+    }
+    /**
+     * Receives a stream offered to this agent (`offer`, or its id): the bytes go to `sink` in
+     * order (a function, awaited when it returns a promise, or a `WritableStream`, closed at the
+     * end), or without a sink are collected and returned as `bytes`. Acknowledges every MiB (the
+     * checkpoint a later attempt resumes from, and the server's flow control); `onProgress` gets
+     * the bytes received so far. At the end it verifies the size and SHA-256 itself, then
+     * acknowledges the last byte (the sender gets `streamComplete`) and resolves with
+     * `{streamId, totalSize, checksum, bytes?}`. After a reconnect it re-accepts from where it got
+     * to by itself. To resume on a new connection, pass the bytes received before as
+     * `resumeFrom` (a source like `sendStream`'s): the server sends only what follows. A checksum
+     * that does not match cancels the stream and rejects with `checksum_mismatch`; a cancel by
+     * either side rejects with `cancelled`; an unknown stream with `not_found`.
+     */
+    async receiveStream(offer, options = {}) {
+      const streamId = typeof offer === "string" ? offer : offer?.streamId;
+      checkStreamId(streamId);
+      if (typeof options !== "object" || options === null) {
+        throw new SwitchboardError("invalid_argument", "receiveStream() takes an options object {sink?, resumeFrom?, onProgress?}");
+      }
+      if (this.incoming.has(streamId)) {
+        throw new SwitchboardError("invalid_argument", `stream ${streamId} is being received already`);
+      }
+      if (this.state === "closed") throw this.closedError();
+      const parts = options.sink === void 0 ? [] : void 0;
+      const sink = openSink(options.sink, parts ?? []);
+      const hasher = createSha256();
+      const received = options.resumeFrom === void 0 ? 0 : await readPrefix(options.resumeFrom, hasher, parts);
+      if (this.incoming.has(streamId)) {
+        throw new SwitchboardError("invalid_argument", `stream ${streamId} is being received already`);
+      }
+      const incoming = new Incoming(streamId, this.request.bind(this), sink, hasher, received, parts, (p) => this.callback(options.onProgress, p));
+      this.incoming.set(streamId, incoming);
+      void incoming.done.catch(() => void 0).finally(() => {
+        if (this.incoming.get(streamId) === incoming) this.incoming.delete(streamId);
+      });
+      this.accept(incoming, received);
+      return incoming.done;
+    }
+    /**
+     * Cancels a stream this agent sends or receives, with an optional `reason`: both sides get
+     * `streamCancelled`, the server deletes it, and a `sendStream` or `receiveStream` of it in
+     * progress rejects with `cancelled`. Rejects with `not_found` for a stream that is gone.
+     */
+    async cancelStream(streamId, reason) {
+      checkStreamId(streamId);
+      if (reason !== void 0 && typeof reason !== "string") {
+        throw new SwitchboardError("invalid_argument", "reason is a string");
+      }
+      const payload = { stream_id: streamId };
+      if (reason !== void 0) payload.reason = reason;
+      await this.request("stream_cancel", payload, false);
+      this.failStream(streamId, cancelledError({ streamId, by: this.resolved.options.agentName, ...reason === void 0 ? {} : { reason } }));
     }
     /** One page of history with every bound of the protocol's query (spec/protocol.md). */
     async history(query = {}) {
@@ -1209,6 +2005,16 @@ var Switchboard = (() => {
         case "receipt":
           this.onReceiptFrame(frame.payload);
           break;
+        case "stream_offer":
+        case "stream_data":
+        case "stream_end":
+        case "stream_progress":
+        case "stream_checkpoint":
+        case "stream_complete":
+        case "stream_cancelled":
+        case "stream_error":
+          this.onStreamFrame(frame.event, frame.payload);
+          break;
         case "kicked":
           this.kicked = isErrorReply(frame.payload) ? frame.payload : { code: "internal", message: `unreadable kick: ${JSON.stringify(frame.payload)}` };
           break;
@@ -1293,6 +2099,103 @@ var Switchboard = (() => {
         return;
       }
       this.emit("receipt", receipt);
+    }
+    onStreamFrame(event, payload) {
+      try {
+        switch (event) {
+          case "stream_offer": {
+            const offer = readStreamOffer(payload);
+            const incoming = this.incoming.get(offer.streamId);
+            if (incoming) {
+              if (!incoming.ending) this.accept(incoming, incoming.written);
+            } else {
+              this.emit("streamOffer", offer);
+            }
+            break;
+          }
+          case "stream_data": {
+            if (!isBinaryPayload(payload)) throw new Error("stream_data is a binary push");
+            const { header, bytes } = decodeStreamEnvelope(payload.binary);
+            const { streamId, offset } = readDataHeader(header);
+            this.incoming.get(streamId)?.data(offset, bytes);
+            break;
+          }
+          case "stream_end": {
+            const end = readStreamEnd(payload);
+            this.incoming.get(end.streamId)?.end(end.checksum, end.totalSize);
+            break;
+          }
+          case "stream_progress":
+            this.emit("streamProgress", readStreamProgress(payload));
+            break;
+          case "stream_checkpoint":
+            this.emit("streamCheckpoint", readStreamCheckpoint(payload));
+            break;
+          case "stream_complete":
+            this.emit("streamComplete", readStreamComplete(payload));
+            break;
+          case "stream_cancelled": {
+            const cancelled = readStreamCancelled(payload);
+            this.failStream(cancelled.streamId, cancelledError(cancelled));
+            this.emit("streamCancelled", cancelled);
+            break;
+          }
+          case "stream_error": {
+            const failure = readStreamError(payload);
+            this.failStream(failure.streamId, new SwitchboardError(failure.code, failure.message));
+            this.emit("streamError", failure);
+            break;
+          }
+        }
+      } catch (e) {
+        this.emitError(new SwitchboardError("malformed_frame", `unreadable ${event}: ${asError(e).message}`));
+      }
+    }
+    /** Sends `stream_accept` from `offset` for a stream being received. A reply lost to a dropped
+     * socket does not matter: the rejoin offers the stream again, and it is accepted again. */
+    accept(incoming, offset) {
+      this.request("stream_accept", { stream_id: incoming.streamId, offset }, false).then(
+        (reply) => {
+          try {
+            readStreamOffer(reply);
+          } catch (e) {
+            incoming.abort.fail(new SwitchboardError("internal", asError(e).message));
+          }
+        },
+        (e) => {
+          const error = asError(e);
+          if (error.code !== "disconnected") incoming.abort.fail(error);
+        }
+      );
+    }
+    /** Registers a stream being sent, so cancel and error events (and the end of the connection)
+     * reach it. */
+    track(streamId) {
+      const abort = new Abort();
+      if (this.state === "closed") abort.fail(this.closedError());
+      const set = this.outgoing.get(streamId) ?? /* @__PURE__ */ new Set();
+      set.add(abort);
+      this.outgoing.set(streamId, set);
+      return abort;
+    }
+    untrack(streamId, abort) {
+      const set = this.outgoing.get(streamId);
+      set?.delete(abort);
+      if (set?.size === 0) this.outgoing.delete(streamId);
+    }
+    /** Fails whatever this connection does with stream `streamId`. */
+    failStream(streamId, error) {
+      for (const abort of this.outgoing.get(streamId) ?? []) abort.fail(error);
+      this.incoming.get(streamId)?.abort.fail(error);
+    }
+    /** Calls an application callback; what it throws becomes an `error` event. */
+    callback(fn, value) {
+      if (!fn) return;
+      try {
+        fn(value);
+      } catch (e) {
+        this.emitError(new SwitchboardError("internal", `a stream callback threw: ${asError(e).message}`, { cause: e }));
+      }
     }
     handlePresence(change) {
       this.emit("presence", { agents: this.presenceTracker.list(), joined: change.joined, left: change.left });
@@ -1496,6 +2399,8 @@ var Switchboard = (() => {
       for (const listener of [...this.listeners]) listener.end(error);
       for (const listener of [...this.inboxListeners]) listener.end(error);
       for (const listener of [...this.agentListeners]) listener.end(error);
+      for (const set of this.outgoing.values()) for (const abort of set) abort.fail(reason);
+      for (const incoming of this.incoming.values()) incoming.abort.fail(reason);
       if (wasUp && info) {
         const detail = { code: info.code, reason: info.reason, willReconnect: false };
         if (error) detail.error = error;
@@ -1657,6 +2562,11 @@ var Switchboard = (() => {
     const bytes = new Uint8Array(16);
     crypto.getRandomValues(bytes);
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function checkStreamId(streamId) {
+    if (typeof streamId !== "string" || streamId.length === 0) {
+      throw new SwitchboardError("invalid_argument", "a stream is named by its id (`offer.streamId`, a non-empty string)");
+    }
   }
   function readCard(raw) {
     try {

@@ -21,6 +21,7 @@ import {
 } from "./errors.js";
 import {
   decodeBinary,
+  decodeStreamEnvelope,
   decodeText,
   encodeBinaryPush,
   encodeEnvelope,
@@ -44,6 +45,27 @@ import {
 import { ackPayload, readInboxMessage, readReceipt, rejectPayload } from "./inbox.js";
 import { PresenceTracker, presenceList } from "./presence.js";
 import { ChannelStorage, readStorageChange } from "./storage.js";
+import { createSha256 } from "./sha256.js";
+import {
+  Abort,
+  ByteReader,
+  Incoming,
+  cancelledError,
+  describeSource,
+  openSink,
+  pump,
+  readDataHeader,
+  readPosition,
+  readPrefix,
+  readStreamCancelled,
+  readStreamCheckpoint,
+  readStreamComplete,
+  readStreamEnd,
+  readStreamError,
+  readStreamOffer,
+  readStreamProgress,
+  skipHeld,
+} from "./stream.js";
 import { OffsetTracker } from "./tracker.js";
 import type {
   AgentCard,
@@ -71,6 +93,18 @@ import type {
   SignalKind,
   SignalOptions,
   StorageChange,
+  StreamCancelled,
+  StreamCheckpoint,
+  StreamComplete,
+  StreamFailure,
+  StreamOffer,
+  StreamProgress,
+  StreamReceiveOptions,
+  StreamReceived,
+  StreamResumeOptions,
+  StreamSendOptions,
+  StreamSent,
+  StreamSource,
   WatchAgentsOptions,
   WebSocketConstructor,
 } from "./types.js";
@@ -107,6 +141,22 @@ export interface AgentConnectionEventMap {
   /** A change of the tenant's agent directory (on the `sys.discovery` channel only, see
    * `watchAgents`). The same change is also a `message` event of type `agent`. */
   agent: CustomEvent<AgentUpdate>;
+  /** A stream for this agent: `receiveStream` it or `cancelStream` it. Comes again on every
+   * (re)join while the stream exists, except for streams this connection is receiving (it
+   * re-accepts those itself). */
+  streamOffer: CustomEvent<StreamOffer>;
+  /** The recipient of a stream this agent sends acknowledged `offset` bytes. */
+  streamProgress: CustomEvent<StreamProgress>;
+  /** The server made a stream this agent sends durable up to `offset` (`resumeStream` after a
+   * server restart continues there). */
+  streamCheckpoint: CustomEvent<StreamCheckpoint>;
+  /** The recipient of a stream this agent sent received and verified every byte. */
+  streamComplete: CustomEvent<StreamComplete>;
+  /** A stream this agent sends or receives was cancelled (by either side). */
+  streamCancelled: CustomEvent<StreamCancelled>;
+  /** A stream this agent sends or receives failed (`checksum_mismatch`, or `not_found` when it
+   * was idle too long) and is gone. */
+  streamError: CustomEvent<StreamFailure>;
 }
 
 type State = "idle" | "connecting" | "joined" | "reconnecting" | "closed";
@@ -181,6 +231,10 @@ export class AgentConnection extends EventTarget {
   private inboxListeners = new Set<Listener<InboxMessage>>();
   private agentListeners = new Set<Listener<AgentUpdate>>();
   private closedWith: SwitchboardError | undefined;
+  /** Streams this connection is sending (by id): failed from outside by cancel and error events. */
+  private outgoing = new Map<string, Set<Abort>>();
+  /** Streams this connection is receiving (by id). */
+  private incoming = new Map<string, Incoming>();
 
   /** The channel's durable key-value store: `put`, `get`, `delete`, `list`, `entries`. Reads in
    * flight when the socket drops are re-sent after the rejoin; writes fail with `disconnected`. */
@@ -288,6 +342,38 @@ export class AgentConnection extends EventTarget {
    * connection to the `sys.discovery` channel gets them (`watchAgents` makes one). */
   onAgentUpdate(handler: (update: AgentUpdate) => void): () => void {
     return this.on("agent", handler);
+  }
+
+  /** Calls `handler` for every stream offered to this agent: `receiveStream(offer)` it (or
+   * `cancelStream(offer.streamId)`). Register it before `connect()`: offers waiting for this
+   * agent come right after the join. */
+  onStreamOffer(handler: (offer: StreamOffer) => void): () => void {
+    return this.on("streamOffer", handler);
+  }
+
+  /** Calls `handler` whenever the recipient of a stream this agent sends acknowledges bytes. */
+  onStreamProgress(handler: (progress: StreamProgress) => void): () => void {
+    return this.on("streamProgress", handler);
+  }
+
+  /** Calls `handler` whenever the server checkpoints a stream this agent sends. */
+  onStreamCheckpoint(handler: (checkpoint: StreamCheckpoint) => void): () => void {
+    return this.on("streamCheckpoint", handler);
+  }
+
+  /** Calls `handler` when the recipient of a stream this agent sent has verified all of it. */
+  onStreamComplete(handler: (complete: StreamComplete) => void): () => void {
+    return this.on("streamComplete", handler);
+  }
+
+  /** Calls `handler` when a stream this agent sends or receives is cancelled. */
+  onStreamCancelled(handler: (cancelled: StreamCancelled) => void): () => void {
+    return this.on("streamCancelled", handler);
+  }
+
+  /** Calls `handler` when a stream this agent sends or receives fails. */
+  onStreamError(handler: (failure: StreamFailure) => void): () => void {
+    return this.on("streamError", handler);
   }
 
   /**
@@ -521,6 +607,147 @@ export class AgentConnection extends EventTarget {
     } catch (e) {
       throw new SwitchboardError("internal", asError(e).message);
     }
+  }
+
+  /**
+   * Sends a large payload to agent `to` (present in the channel or not) as a stream: `source`
+   * (bytes, a `Blob`/`File`, a `ReadableStream` or an async iterable of `Uint8Array`s) is read
+   * once, in chunks of 256 KiB with 8 in flight, and hashed as it goes; the stream is closed
+   * with its SHA-256 and size, which the server verifies. Resolves with `{streamId, totalSize,
+   * checksum}` once closed: the server holds every byte (spooled to disk) and pushes them to
+   * the recipient as it accepts them; `streamComplete` tells when it verified them all.
+   * `onOpen` gets the stream id first, `onProgress` the bytes the server holds after each
+   * chunk. Chunks in flight when the socket drops are re-sent after the rejoin (the server
+   * knows them by their number). Rejects with `cancelled` when either side cancels it, with the
+   * error of a `streamError`, and with the server's code (`invalid_agent_name`,
+   * `message_too_large`, `rate_limited`, `forbidden`…); after a failure, `resumeStream`
+   * continues it.
+   */
+  async sendStream(to: string, source: StreamSource, options: StreamSendOptions = {}): Promise<StreamSent> {
+    if (typeof to !== "string" || to.length === 0) {
+      throw new SwitchboardError("invalid_argument", "sendStream() needs `to`, the receiving agent");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "sendStream() takes an options object {name?, size?, contentType?, meta?, onOpen?, onProgress?}");
+    }
+    const reader = ByteReader.of(source);
+    const described = describeSource(source);
+    const open: Record<string, Json> = { to };
+    const name = options.name ?? described.name;
+    const size = options.size ?? described.size;
+    const contentType = options.contentType ?? described.contentType;
+    if (name !== undefined) open.name = name;
+    if (size !== undefined) open.size = size;
+    if (contentType !== undefined) open.content_type = contentType;
+    if (options.meta !== undefined) open.meta = options.meta;
+    let position: ReturnType<typeof readPosition>;
+    try {
+      position = readPosition(await this.request("stream_open", open, true));
+    } catch (e) {
+      reader.close();
+      throw e;
+    }
+    const streamId = position.streamId;
+    const abort = this.track(streamId);
+    try {
+      if (options.onOpen) this.callback(options.onOpen, streamId);
+      return await pump(this.request.bind(this), streamId, reader, createSha256(), { seq: position.nextSeq, offset: position.offset }, abort, (p) =>
+        this.callback(options.onProgress, p),
+      );
+    } finally {
+      this.untrack(streamId, abort);
+    }
+  }
+
+  /**
+   * Continues stream `streamId`, which this agent (by name) opened and did not finish: after a
+   * failed `sendStream`, on a new connection, after a server restart. `source` must yield the
+   * same payload from its first byte: the part the server holds is read again only to rebuild
+   * the checksum, the rest is sent. Resolves and rejects like `sendStream` (a source that
+   * differs from what the server holds fails with `checksum_mismatch`; a stream that is gone,
+   * or not this agent's, with `not_found`).
+   */
+  async resumeStream(streamId: string, source: StreamSource, options: StreamResumeOptions = {}): Promise<StreamSent> {
+    checkStreamId(streamId);
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "resumeStream() takes an options object {onProgress?}");
+    }
+    const reader = ByteReader.of(source);
+    let position: ReturnType<typeof readPosition>;
+    try {
+      position = readPosition(await this.request("stream_open", { to: "", stream_id: streamId }, true));
+    } catch (e) {
+      reader.close();
+      throw e;
+    }
+    const abort = this.track(streamId);
+    try {
+      const hasher = createSha256();
+      await skipHeld(reader, hasher, position.offset, abort);
+      return await pump(this.request.bind(this), streamId, reader, hasher, { seq: position.nextSeq, offset: position.offset }, abort, (p) =>
+        this.callback(options.onProgress, p),
+      );
+    } catch (e) {
+      reader.close();
+      throw e;
+    } finally {
+      this.untrack(streamId, abort);
+    }
+  }
+
+  /**
+   * Receives a stream offered to this agent (`offer`, or its id): the bytes go to `sink` in
+   * order (a function, awaited when it returns a promise, or a `WritableStream`, closed at the
+   * end), or without a sink are collected and returned as `bytes`. Acknowledges every MiB (the
+   * checkpoint a later attempt resumes from, and the server's flow control); `onProgress` gets
+   * the bytes received so far. At the end it verifies the size and SHA-256 itself, then
+   * acknowledges the last byte (the sender gets `streamComplete`) and resolves with
+   * `{streamId, totalSize, checksum, bytes?}`. After a reconnect it re-accepts from where it got
+   * to by itself. To resume on a new connection, pass the bytes received before as
+   * `resumeFrom` (a source like `sendStream`'s): the server sends only what follows. A checksum
+   * that does not match cancels the stream and rejects with `checksum_mismatch`; a cancel by
+   * either side rejects with `cancelled`; an unknown stream with `not_found`.
+   */
+  async receiveStream(offer: StreamOffer | string, options: StreamReceiveOptions = {}): Promise<StreamReceived> {
+    const streamId = typeof offer === "string" ? offer : (offer as StreamOffer | null)?.streamId;
+    checkStreamId(streamId);
+    if (typeof options !== "object" || options === null) {
+      throw new SwitchboardError("invalid_argument", "receiveStream() takes an options object {sink?, resumeFrom?, onProgress?}");
+    }
+    if (this.incoming.has(streamId)) {
+      throw new SwitchboardError("invalid_argument", `stream ${streamId} is being received already`);
+    }
+    if (this.state === "closed") throw this.closedError();
+    const parts = options.sink === undefined ? [] : undefined;
+    const sink = openSink(options.sink, parts ?? []);
+    const hasher = createSha256();
+    const received = options.resumeFrom === undefined ? 0 : await readPrefix(options.resumeFrom, hasher, parts);
+    if (this.incoming.has(streamId)) {
+      throw new SwitchboardError("invalid_argument", `stream ${streamId} is being received already`);
+    }
+    const incoming = new Incoming(streamId, this.request.bind(this), sink, hasher, received, parts, (p) => this.callback(options.onProgress, p));
+    this.incoming.set(streamId, incoming);
+    void incoming.done.catch(() => undefined).finally(() => {
+      if (this.incoming.get(streamId) === incoming) this.incoming.delete(streamId);
+    });
+    this.accept(incoming, received);
+    return incoming.done;
+  }
+
+  /**
+   * Cancels a stream this agent sends or receives, with an optional `reason`: both sides get
+   * `streamCancelled`, the server deletes it, and a `sendStream` or `receiveStream` of it in
+   * progress rejects with `cancelled`. Rejects with `not_found` for a stream that is gone.
+   */
+  async cancelStream(streamId: string, reason?: string): Promise<void> {
+    checkStreamId(streamId);
+    if (reason !== undefined && typeof reason !== "string") {
+      throw new SwitchboardError("invalid_argument", "reason is a string");
+    }
+    const payload: Record<string, Json> = { stream_id: streamId };
+    if (reason !== undefined) payload.reason = reason;
+    await this.request("stream_cancel", payload, false);
+    this.failStream(streamId, cancelledError({ streamId, by: this.resolved!.options.agentName, ...(reason === undefined ? {} : { reason }) }));
   }
 
   /** One page of history with every bound of the protocol's query (spec/protocol.md). */
@@ -810,6 +1037,16 @@ export class AgentConnection extends EventTarget {
       case "receipt":
         this.onReceiptFrame(frame.payload);
         break;
+      case "stream_offer":
+      case "stream_data":
+      case "stream_end":
+      case "stream_progress":
+      case "stream_checkpoint":
+      case "stream_complete":
+      case "stream_cancelled":
+      case "stream_error":
+        this.onStreamFrame(frame.event, frame.payload);
+        break;
       case "kicked":
         this.kicked = isErrorReply(frame.payload)
           ? frame.payload
@@ -905,6 +1142,110 @@ export class AgentConnection extends EventTarget {
       return;
     }
     this.emit("receipt", receipt);
+  }
+
+  private onStreamFrame(event: string, payload: unknown): void {
+    try {
+      switch (event) {
+        case "stream_offer": {
+          const offer = readStreamOffer(payload);
+          const incoming = this.incoming.get(offer.streamId);
+          // Offered again after a rejoin: a stream being received continues where it got to.
+          if (incoming) {
+            if (!incoming.ending) this.accept(incoming, incoming.written);
+          } else {
+            this.emit("streamOffer", offer);
+          }
+          break;
+        }
+        case "stream_data": {
+          if (!isBinaryPayload(payload)) throw new Error("stream_data is a binary push");
+          const { header, bytes } = decodeStreamEnvelope(payload.binary);
+          const { streamId, offset } = readDataHeader(header);
+          this.incoming.get(streamId)?.data(offset, bytes);
+          break;
+        }
+        case "stream_end": {
+          const end = readStreamEnd(payload);
+          this.incoming.get(end.streamId)?.end(end.checksum, end.totalSize);
+          break;
+        }
+        case "stream_progress":
+          this.emit("streamProgress", readStreamProgress(payload));
+          break;
+        case "stream_checkpoint":
+          this.emit("streamCheckpoint", readStreamCheckpoint(payload));
+          break;
+        case "stream_complete":
+          this.emit("streamComplete", readStreamComplete(payload));
+          break;
+        case "stream_cancelled": {
+          const cancelled = readStreamCancelled(payload);
+          this.failStream(cancelled.streamId, cancelledError(cancelled));
+          this.emit("streamCancelled", cancelled);
+          break;
+        }
+        case "stream_error": {
+          const failure = readStreamError(payload);
+          this.failStream(failure.streamId, new SwitchboardError(failure.code, failure.message));
+          this.emit("streamError", failure);
+          break;
+        }
+      }
+    } catch (e) {
+      this.emitError(new SwitchboardError("malformed_frame", `unreadable ${event}: ${asError(e).message}`));
+    }
+  }
+
+  /** Sends `stream_accept` from `offset` for a stream being received. A reply lost to a dropped
+   * socket does not matter: the rejoin offers the stream again, and it is accepted again. */
+  private accept(incoming: Incoming, offset: number): void {
+    this.request("stream_accept", { stream_id: incoming.streamId, offset }, false).then(
+      (reply) => {
+        try {
+          readStreamOffer(reply);
+        } catch (e) {
+          incoming.abort.fail(new SwitchboardError("internal", asError(e).message));
+        }
+      },
+      (e: unknown) => {
+        const error = asError(e);
+        if (error.code !== "disconnected") incoming.abort.fail(error);
+      },
+    );
+  }
+
+  /** Registers a stream being sent, so cancel and error events (and the end of the connection)
+   * reach it. */
+  private track(streamId: string): Abort {
+    const abort = new Abort();
+    if (this.state === "closed") abort.fail(this.closedError());
+    const set = this.outgoing.get(streamId) ?? new Set<Abort>();
+    set.add(abort);
+    this.outgoing.set(streamId, set);
+    return abort;
+  }
+
+  private untrack(streamId: string, abort: Abort): void {
+    const set = this.outgoing.get(streamId);
+    set?.delete(abort);
+    if (set?.size === 0) this.outgoing.delete(streamId);
+  }
+
+  /** Fails whatever this connection does with stream `streamId`. */
+  private failStream(streamId: string, error: SwitchboardError): void {
+    for (const abort of this.outgoing.get(streamId) ?? []) abort.fail(error);
+    this.incoming.get(streamId)?.abort.fail(error);
+  }
+
+  /** Calls an application callback; what it throws becomes an `error` event. */
+  private callback<T>(fn: ((value: T) => void) | undefined, value: T): void {
+    if (!fn) return;
+    try {
+      fn(value);
+    } catch (e) {
+      this.emitError(new SwitchboardError("internal", `a stream callback threw: ${asError(e).message}`, { cause: e }));
+    }
   }
 
   private handlePresence(change: { joined: string[]; left: string[] }): void {
@@ -1136,6 +1477,8 @@ export class AgentConnection extends EventTarget {
     for (const listener of [...this.listeners]) listener.end(error);
     for (const listener of [...this.inboxListeners]) listener.end(error);
     for (const listener of [...this.agentListeners]) listener.end(error);
+    for (const set of this.outgoing.values()) for (const abort of set) abort.fail(reason);
+    for (const incoming of this.incoming.values()) incoming.abort.fail(reason);
     if (wasUp && info) {
       const detail: DisconnectInfo = { code: info.code, reason: info.reason, willReconnect: false };
       if (error) detail.error = error;
@@ -1331,6 +1674,12 @@ export function randomId(): string {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function checkStreamId(streamId: unknown): asserts streamId is string {
+  if (typeof streamId !== "string" || streamId.length === 0) {
+    throw new SwitchboardError("invalid_argument", "a stream is named by its id (`offer.streamId`, a non-empty string)");
+  }
 }
 
 function readCard(raw: unknown): AgentCard {

@@ -72,6 +72,9 @@ export const ClientErrorCodes = [
   "invalid_argument",
   /** A WebRTC call ended (hung up, declined, failed, the peer left) before it connected. */
   "call_ended",
+  /** A stream was cancelled (by either side, `cancelStream`) while it was being sent or
+   * received. */
+  "cancelled",
 ] as const;
 
 /** A client-side error code. */

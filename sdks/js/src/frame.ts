@@ -196,3 +196,25 @@ export function readBinaryMessage(bytes: Uint8Array): Message {
   message.attachments = attachments;
   return message;
 }
+
+/** The stream envelope (`stream_chunk` and `stream_data`): `u32 big-endian header length |
+ * header JSON | bytes`, without `attachment_sizes`. */
+export function encodeStreamEnvelope(header: Record<string, unknown>, bytes: Uint8Array): Uint8Array {
+  const json = encoder.encode(JSON.stringify(header));
+  const out = new Uint8Array(4 + json.length + bytes.length);
+  new DataView(out.buffer).setUint32(0, json.length, false);
+  out.set(json, 4);
+  out.set(bytes, 4 + json.length);
+  return out;
+}
+
+/** Splits a stream envelope into its header and bytes (a view into `envelope`). */
+export function decodeStreamEnvelope(envelope: Uint8Array): { header: Record<string, unknown>; bytes: Uint8Array } {
+  if (envelope.length < 4) throw new Error("envelope shorter than its length prefix");
+  const view = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);
+  const headerLength = view.getUint32(0, false);
+  if (4 + headerLength > envelope.length) throw new Error("envelope header runs past the frame");
+  const header: unknown = JSON.parse(decoder.decode(envelope.subarray(4, 4 + headerLength)));
+  if (typeof header !== "object" || header === null || Array.isArray(header)) throw new Error("envelope header is not an object");
+  return { header: header as Record<string, unknown>, bytes: envelope.subarray(4 + headerLength) };
+}

@@ -468,3 +468,116 @@ export interface WatchAgentsOptions extends Omit<ConnectOptions, "channelName" |
    * as online agents. */
   agentName?: string;
 }
+
+/** What a stream is sent from: bytes, a `Blob` (a `File`), a `ReadableStream` or any async
+ * iterable of byte chunks (a Node `fs.ReadStream`, an async generator). Read once, in order. */
+export type StreamSource = Uint8Array | ArrayBuffer | Blob | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/** Where a received stream's bytes go, in order: a function (awaited when it returns a
+ * promise) or a `WritableStream` (closed once the checksum is verified, aborted on failure). */
+export type StreamSink = ((chunk: Uint8Array) => void | Promise<void>) | WritableStream<Uint8Array>;
+
+/** How far a stream got: `offset` bytes (the sender's `onProgress`: held by the server; the
+ * `streamProgress` event: acknowledged by the recipient; the recipient's `onProgress`:
+ * received). */
+export interface StreamProgress {
+  streamId: string;
+  offset: number;
+}
+
+/** How `sendStream` describes a payload to its recipient. */
+export interface StreamSendOptions {
+  /** A name, e.g. a file name (at most 256 bytes; a `File`'s name by default). */
+  name?: string;
+  /** The total size, when known (a `Uint8Array`'s or `Blob`'s by default). */
+  size?: number;
+  /** The media type (at most 256 bytes; a `Blob`'s type by default). */
+  contentType?: string;
+  /** Anything else, as a JSON object (at most 4 KiB). */
+  meta?: Record<string, Json>;
+  /** Called once the stream is open, with its id (to `resumeStream` or `cancelStream` it). */
+  onOpen?: (streamId: string) => void;
+  /** Called after every chunk the server acknowledged: the bytes it holds. */
+  onProgress?: (progress: StreamProgress) => void;
+}
+
+/** How `resumeStream` continues a stream. */
+export interface StreamResumeOptions {
+  /** Called after every chunk the server acknowledged: the bytes it holds. */
+  onProgress?: (progress: StreamProgress) => void;
+}
+
+/** A stream that was sent and closed (the server verified its size and SHA-256). */
+export interface StreamSent {
+  streamId: string;
+  /** Its size in bytes. */
+  totalSize: number;
+  /** Its hex SHA-256. */
+  checksum: string;
+}
+
+/** A stream offered to this agent: `receiveStream` it (or `cancelStream` it). */
+export interface StreamOffer {
+  streamId: string;
+  /** The sending agent. */
+  from: string;
+  name?: string;
+  /** The size the sender announced. */
+  size?: number;
+  contentType?: string;
+  /** The sender's metadata (`{}` when none). */
+  meta: Record<string, Json>;
+  /** Bytes this agent acknowledged already (an earlier attempt's checkpoint). */
+  acked: number;
+}
+
+/** How `receiveStream` takes a stream. */
+export interface StreamReceiveOptions {
+  /** Where the bytes go; without one they are collected and returned as `bytes`. */
+  sink?: StreamSink;
+  /** To resume: the bytes an earlier attempt received (from the start; e.g. the partial file).
+   * They are hashed for the end-to-end check, and the server sends only what follows. */
+  resumeFrom?: StreamSource;
+  /** Called after every piece written to the sink: the bytes received so far. */
+  onProgress?: (progress: StreamProgress) => void;
+}
+
+/** A stream received in full, its size and SHA-256 verified and its completion acknowledged. */
+export interface StreamReceived {
+  streamId: string;
+  totalSize: number;
+  /** Its hex SHA-256. */
+  checksum: string;
+  /** The whole payload (`resumeFrom`'s bytes included), when `receiveStream` had no sink. */
+  bytes?: Uint8Array;
+}
+
+/** The server made everything up to `offset` (chunks before `nextSeq`) durable: after a server
+ * restart, the stream resumes from here. */
+export interface StreamCheckpoint {
+  streamId: string;
+  nextSeq: number;
+  offset: number;
+}
+
+/** The recipient received and verified every byte of a stream this agent sent. */
+export interface StreamComplete {
+  streamId: string;
+  totalSize: number;
+}
+
+/** A stream was cancelled (by either side); it is gone. */
+export interface StreamCancelled {
+  streamId: string;
+  /** The agent that cancelled it. */
+  by: string;
+  reason?: string;
+}
+
+/** A stream failed and is gone: `checksum_mismatch` (its bytes do not match what it was closed
+ * with), `not_found` (it was idle too long)… */
+export interface StreamFailure {
+  streamId: string;
+  code: import("./errors.js").ErrorCode;
+  message: string;
+}

@@ -1,18 +1,21 @@
 // The chat example in a real browser (Debian's Chromium driven by playwright-core), served by
 // the real server: two pages chat and see each other, direct messages stay private, and a
-// message survives a server restart. Screenshots go to test-artifacts/ (gitignored).
+// message survives a server restart; and one page streams a Blob to another through the server.
+// Screenshots go to test-artifacts/ (gitignored).
 //
 // Chromium: /usr/bin/chromium (`apt-get install -y chromium`) or $CHROMIUM. Set
 // SWITCHBOARD_SKIP_BROWSER=1 to skip these tests on a machine without it.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { AgentConnection } from "../dist/index.js";
 import { startServer, collect, unique, STEP_MS } from "./harness.mjs";
+import { BUNDLE } from "../scripts/bundle.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
@@ -141,4 +144,76 @@ test("the examples index links the chat", { skip }, async (t) => {
   assert.equal(await page.evaluate(() => typeof window.Switchboard.AgentConnection), "function");
   await page.goto(`${server.httpUrl}/examples/`);
   await page.screenshot({ path: `${ARTIFACTS}examples-index.png` });
+});
+
+/** The bytes the streaming pages send (the same function runs in the page). */
+function streamPayload(length) {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + (i >> 11)) & 0xff;
+  return bytes;
+}
+
+test("a page streams a 2 MiB Blob to another page, which verifies it with WebCrypto", { skip }, async (t) => {
+  const channel = unique("stream");
+  // The committed bundle itself (the server serves the copy it was compiled with).
+  const bundle = readFileSync(BUNDLE, "utf8");
+  const open = async (agentName) => {
+    const context = await browser.newContext();
+    t.after(() => context.close());
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_MS);
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(e.message));
+    page.problems = problems;
+    await page.goto(`${server.httpUrl}/examples/`);
+    await page.addScriptTag({ content: bundle });
+    await page.evaluate(
+      async ({ url, apiKey, channelName, agentName }) => {
+        const agent = new window.Switchboard.AgentConnection();
+        window.agent = agent;
+        window.offer = new Promise((resolve) => agent.onStreamOffer(resolve));
+        await agent.connect({ url, apiKey, channelName, agentName });
+      },
+      { url: server.httpUrl, apiKey: server.apiKey, channelName: channel, agentName },
+    );
+    return page;
+  };
+  const receiver = await open("receiver");
+  const sender = await open("sender");
+  const length = 2 * 1024 * 1024 + 17;
+
+  const receiving = receiver.evaluate(async () => {
+    const offer = await window.offer;
+    let progress = 0;
+    const result = await window.agent.receiveStream(offer, { onProgress: (p) => (progress = p.offset) });
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", result.bytes));
+    const webCrypto = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    const { name, size, contentType } = offer;
+    return { offer: { name, size, contentType }, checksum: result.checksum, totalSize: result.totalSize, length: result.bytes.length, webCrypto, progress };
+  });
+  const sent = await sender.evaluate(
+    async ({ length, make }) => {
+      const bytes = new Function(`return ${make}`)()(length);
+      const complete = new Promise((resolve) => window.agent.onStreamComplete(resolve));
+      const blob = new Blob([bytes], { type: "application/octet-stream" });
+      const progress = [];
+      const sent = await window.agent.sendStream("receiver", blob, { name: "blob.bin", onProgress: (p) => progress.push(p.offset) });
+      return { sent, complete: await complete, progress };
+    },
+    { length, make: streamPayload.toString() },
+  );
+  const got = await receiving;
+  const checksum = createHash("sha256").update(streamPayload(length)).digest("hex");
+  assert.deepEqual(sent.sent, { streamId: sent.sent.streamId, totalSize: length, checksum });
+  assert.deepEqual(sent.complete, { streamId: sent.sent.streamId, totalSize: length });
+  assert.equal(sent.progress.at(-1), length);
+  assert.deepEqual(got, {
+    offer: { name: "blob.bin", size: length, contentType: "application/octet-stream" },
+    checksum,
+    totalSize: length,
+    length,
+    webCrypto: checksum,
+    progress: length,
+  });
+  assert.deepEqual([sender.problems, receiver.problems], [[], []], "the pages reported no errors");
 });

@@ -1,9 +1,13 @@
-// The pure pieces: frame codec, binary envelope, backoff, offset tracker, presence, URLs, errors.
+// The pure pieces: frame codec, binary envelope, backoff, offset tracker, presence, URLs, errors,
+// SHA-256 and the stream envelope and source reader.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { decodeBinary, decodeText, encodeBinaryPush, encodeText, encodeEnvelope, decodeEnvelope } from "../dist/frame.js";
+import { createHash } from "node:crypto";
+import { decodeBinary, decodeText, encodeBinaryPush, encodeText, encodeEnvelope, decodeEnvelope, encodeStreamEnvelope, decodeStreamEnvelope } from "../dist/frame.js";
+import { Sha256, createSha256 } from "../dist/sha256.js";
+import { ByteReader, CHUNK_BYTES } from "../dist/stream.js";
 import { OffsetTracker } from "../dist/tracker.js";
 import { PresenceTracker } from "../dist/presence.js";
 import { backoffBound, backoffDelay, socketUrl, httpBaseUrl, HttpClient, SwitchboardError, shouldReconnect, CloseCodes, ErrorCodes, ClientErrorCodes, AgentConnection, WebRtcHelper } from "../dist/index.js";
@@ -47,6 +51,113 @@ test("the binary envelope round-trips and rejects bad lengths", () => {
   assert.throws(() => decodeEnvelope(env.subarray(0, env.length - 1)), /past the frame/);
   assert.throws(() => decodeEnvelope(Uint8Array.of(...env, 0)), /after the last/);
   assert.throws(() => decodeEnvelope(Uint8Array.of(0, 0, 0, 99, 1)), /runs past/);
+});
+
+test("SHA-256: the FIPS 180-4 / NIST vectors, incrementally and in one piece", () => {
+  const vectors = [
+    ["", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+    ["abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"],
+    ["abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"],
+    [
+      "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+      "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1",
+    ],
+    ["a".repeat(1_000_000), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"],
+  ];
+  for (const [text, digest] of vectors) {
+    for (const make of [() => new Sha256(), createSha256]) {
+      const whole = make();
+      whole.update(bytes(text));
+      assert.equal(whole.hex(), digest, `${text.slice(0, 10)}… in one piece`);
+      const piecewise = make();
+      const input = bytes(text);
+      for (let i = 0; i < input.length; i += 7) piecewise.update(input.subarray(i, i + 7));
+      assert.equal(piecewise.hex(), digest, `${text.slice(0, 10)}… 7 bytes at a time`);
+    }
+  }
+  assert.ok(!(createSha256() instanceof Sha256), "Node hashes with node:crypto");
+  // The one-million-a vector as 1000 updates of 1000 bytes (block boundaries fall mid-update).
+  const h = new Sha256();
+  const thousand = bytes("a".repeat(1000));
+  for (let i = 0; i < 1000; i++) h.update(thousand);
+  assert.equal(h.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  assert.throws(() => h.hex(), /already/);
+  assert.throws(() => h.update(thousand), /already/);
+});
+
+test("SHA-256: every length around the padding boundaries, split anywhere, matches node:crypto", () => {
+  const data = Uint8Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 0xff);
+  for (let length = 0; length <= 300; length++) {
+    const input = data.subarray(0, length);
+    const expected = createHash("sha256").update(input).digest("hex");
+    const split = (length * 37) % (length + 1);
+    const h = new Sha256();
+    h.update(input.subarray(0, split));
+    h.update(new Uint8Array(0));
+    h.update(input.subarray(split));
+    assert.equal(h.hex(), expected, `length ${length} split at ${split}`);
+  }
+  const big = new Uint8Array(3 * CHUNK_BYTES + 12345);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+  const h = new Sha256();
+  for (let i = 0; i < big.length; i += 100_003) h.update(big.subarray(i, i + 100_003));
+  assert.equal(h.hex(), createHash("sha256").update(big).digest("hex"));
+});
+
+test("the stream envelope: u32 header length, header JSON, bytes", () => {
+  const env = encodeStreamEnvelope({ stream_id: "st_1", seq: 3 }, Uint8Array.of(1, 2, 3));
+  const json = bytes('{"stream_id":"st_1","seq":3}');
+  assert.deepEqual([...env], [0, 0, 0, json.length, ...json, 1, 2, 3]);
+  const { header, bytes: body } = decodeStreamEnvelope(env);
+  assert.deepEqual(header, { stream_id: "st_1", seq: 3 });
+  assert.deepEqual([...body], [1, 2, 3]);
+  assert.deepEqual([...decodeStreamEnvelope(encodeStreamEnvelope({ offset: 0 }, new Uint8Array(0))).bytes], []);
+  assert.throws(() => decodeStreamEnvelope(Uint8Array.of(0, 0)), /length prefix/);
+  assert.throws(() => decodeStreamEnvelope(Uint8Array.of(0, 0, 0, 9, 123)), /past the frame/);
+  assert.throws(() => decodeStreamEnvelope(Uint8Array.of(0, 0, 0, 2, ...bytes("[]"))), /not an object/);
+});
+
+test("stream sources are read in pieces of the asked size, whatever their own pieces", async () => {
+  const data = Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff);
+  const readAll = async (source, size) => {
+    const reader = ByteReader.of(source);
+    const pieces = [];
+    for (;;) {
+      const piece = await reader.read(size);
+      if (piece.length === 0) return pieces;
+      pieces.push([...piece]);
+    }
+  };
+  async function* generator() {
+    yield data.subarray(0, 1);
+    yield new Uint8Array(0);
+    yield data.subarray(1, 700);
+    yield data.subarray(700);
+  }
+  const stream = () =>
+    new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < data.length; i += 333) controller.enqueue(data.slice(i, i + 333));
+        controller.close();
+      },
+    });
+  for (const [what, source] of [
+    ["Uint8Array", () => data],
+    ["ArrayBuffer", () => data.slice().buffer],
+    ["Blob", () => new Blob([data.subarray(0, 10), data.subarray(10)])],
+    ["ReadableStream", stream],
+    ["async generator", generator],
+  ]) {
+    const pieces = await readAll(source(), 256);
+    assert.deepEqual(pieces.map((p) => p.length), [256, 256, 256, 232], what);
+    assert.deepEqual(pieces.flat(), [...data], what);
+  }
+  assert.deepEqual(await readAll(new Uint8Array(0), 256), []);
+  assert.throws(() => ByteReader.of("text"), (e) => e instanceof SwitchboardError && e.code === "invalid_argument");
+  await assert.rejects(
+    readAll((async function* () { yield "text"; })(), 10),
+    (e) => e instanceof SwitchboardError && e.code === "invalid_argument" && /not bytes/.test(e.message),
+  );
 });
 
 test("backoff bounds grow and cap; jitter stays within them", () => {

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, WebRtcHelper, HttpClient, watchAgents, DISCOVERY_CHANNEL, type AgentCard, type AgentUpdate, type AgentChange, type DiscoverQuery, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, HttpClient, watchAgents, DISCOVERY_CHANNEL, type AgentCard, type AgentUpdate, type AgentChange, type DiscoverQuery, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode, type StreamOffer, type StreamSent, type StreamReceived, type StreamProgress, type StreamFailure, type StreamCancelled } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -138,6 +138,54 @@ export async function usage(agent: AgentConnection): Promise<void> {
   await watchAgents({ apiKey: "k", channelName: "lobby" });
   // @ts-expect-error: watchAgents needs apiKey
   await watchAgents({ url: "http://127.0.0.1:7400" });
+  const sent: StreamSent = await agent.sendStream("bob", new Blob(["hello"]), {
+    name: "hello.txt",
+    contentType: "text/plain",
+    meta: { lang: "en" },
+    onOpen: (id: string) => void id,
+    onProgress: ({ streamId, offset }: StreamProgress) => void [streamId, offset],
+  });
+  const sentSize: number = sent.totalSize;
+  const sentChecksum: string = sent.checksum;
+  void [sentSize, sentChecksum];
+  await agent.sendStream("bob", new Uint8Array(10));
+  await agent.sendStream("bob", new ReadableStream<Uint8Array>(), { size: 10 });
+  await agent.sendStream("bob", (async function* () { yield new Uint8Array(1); })());
+  await agent.resumeStream(sent.streamId, new Uint8Array(10), { onProgress: (p) => void p.offset });
+  agent.onStreamOffer(async (offer: StreamOffer) => {
+    const from: string = offer.from;
+    const acked: number = offer.acked;
+    const size: number | undefined = offer.size;
+    void [from, acked, size, offer.name, offer.contentType, offer.meta];
+    const got: StreamReceived = await agent.receiveStream(offer);
+    const bytes: Uint8Array | undefined = got.bytes;
+    void bytes;
+    await agent.receiveStream(offer, { sink: (chunk: Uint8Array) => void chunk, onProgress: ({ offset }) => void offset });
+    await agent.receiveStream(offer.streamId, { sink: new WritableStream<Uint8Array>(), resumeFrom: new Blob([]) });
+    await agent.cancelStream(offer.streamId, "not now");
+  });
+  agent.addEventListener("streamOffer", (event) => {
+    const id: string = event.detail.streamId;
+    void id;
+  });
+  agent.onStreamProgress(({ offset }) => void offset);
+  agent.onStreamCheckpoint(({ nextSeq, offset }) => void [nextSeq, offset]);
+  agent.onStreamComplete(({ streamId, totalSize }) => void [streamId, totalSize]);
+  agent.onStreamCancelled(({ by, reason }: StreamCancelled) => void [by, reason]);
+  agent.onStreamError((failure: StreamFailure) => {
+    const code: ErrorCode = failure.code;
+    void [code, failure.message];
+  });
+  agent.addEventListener("streamError", (event) => {
+    const code: ErrorCode = event.detail.code;
+    void code;
+  });
+  // @ts-expect-error: a stream's source is bytes, a Blob, a ReadableStream or an async iterable
+  await agent.sendStream("bob", "text");
+  // @ts-expect-error: meta is a JSON object
+  await agent.sendStream("bob", new Uint8Array(1), { meta: "x" });
+  // @ts-expect-error: a sink takes Uint8Array chunks
+  await agent.receiveStream("st_1", { sink: (chunk: string) => void chunk });
   // @ts-expect-error: apiKey is required
   void new HttpClient({ url: "http://127.0.0.1:7400" });
   // @ts-expect-error: values are JSON
