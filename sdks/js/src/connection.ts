@@ -618,10 +618,11 @@ export class AgentConnection extends EventTarget {
    * the recipient as it accepts them; `streamComplete` tells when it verified them all.
    * `onOpen` gets the stream id first, `onProgress` the bytes the server holds after each
    * chunk. Chunks in flight when the socket drops are re-sent after the rejoin (the server
-   * knows them by their number). Rejects with `cancelled` when either side cancels it, with the
-   * error of a `streamError`, and with the server's code (`invalid_agent_name`,
-   * `message_too_large`, `rate_limited`, `forbidden`…); after a failure, `resumeStream`
-   * continues it.
+   * knows them by their number); the open itself, when the socket drops before its reply, fails
+   * with `disconnected` instead (re-sending it could open a second stream). Rejects with
+   * `cancelled` when either side cancels it, with the error of a `streamError`, and with the
+   * server's code (`invalid_agent_name`, `message_too_large`, `rate_limited`, `forbidden`…);
+   * after a failure, `resumeStream` continues it.
    */
   async sendStream(to: string, source: StreamSource, options: StreamSendOptions = {}): Promise<StreamSent> {
     if (typeof to !== "string" || to.length === 0) {
@@ -642,7 +643,8 @@ export class AgentConnection extends EventTarget {
     if (options.meta !== undefined) open.meta = options.meta;
     let position: ReturnType<typeof readPosition>;
     try {
-      position = readPosition(await this.request("stream_open", open, true));
+      // Not re-sent after a dropped socket: it could open a second stream.
+      position = readPosition(await this.request("stream_open", open, false));
     } catch (e) {
       reader.close();
       throw e;

@@ -398,3 +398,33 @@ test("inbox: redeliveries of one offset all arrive; an ack in flight when the so
   assert.deepEqual(server.frames.filter((f) => f.event === "reject").map((f) => [f.conn, f.payload]), [[0, { id: "m1", reason: "busy" }]]);
   assert.deepEqual(server.frames.filter((f) => f.event === "phx_join").map((f) => f.payload.inbox), [true, true]);
 });
+
+test("streams: a new stream's open in flight when the socket drops fails with `disconnected` and is not re-sent; a resume's open is re-sent", async (t) => {
+  let resumes = 0;
+  const server = await scripted(t, (conn, f) => {
+    if (f.event === "phx_join") {
+      conn.reply(f, "ok", joinReply(0));
+      return true;
+    }
+    if (f.event === "stream_open" && f.payload.stream_id === undefined) {
+      conn.terminate(); // it may or may not have opened a stream
+      return true;
+    }
+    if (f.event === "stream_open") {
+      resumes += 1;
+      if (resumes === 1) conn.terminate();
+      else conn.reply(f, "error", { code: "not_found", message: "no stream \"st_1\" of yours in this channel" });
+      return true;
+    }
+    return false;
+  });
+  const alice = new AgentConnection();
+  t.after(() => alice.disconnect());
+  await alice.connect(connectOptions(server.url));
+  await assert.rejects(withTimeout(alice.sendStream("bob", new Uint8Array(10)), "the open fails"), (e) => e instanceof SwitchboardError && e.code === "disconnected");
+  await assert.rejects(withTimeout(alice.resumeStream("st_1", new Uint8Array(10)), "the re-sent resume is answered"), (e) => e instanceof SwitchboardError && e.code === "not_found");
+  assert.deepEqual(
+    server.frames.filter((f) => f.event === "stream_open").map((f) => [f.conn, f.payload]),
+    [[0, { to: "bob", size: 10 }], [1, { to: "", stream_id: "st_1" }], [2, { to: "", stream_id: "st_1" }]],
+  );
+});
