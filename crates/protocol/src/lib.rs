@@ -81,6 +81,8 @@ pub mod events {
     pub const NEW_MESSAGE: &str = "new_message";
     /// Switchboard: acknowledge an inbox message (it leaves the inbox).
     pub const ACK: &str = "ack";
+    /// Switchboard: the design documents' name of [`ACK`], accepted as an alias.
+    pub const ACKNOWLEDGE: &str = "acknowledge";
     /// Switchboard: reject an inbox message (redelivered, or dead-lettered).
     pub const REJECT: &str = "reject";
     /// Switchboard: what happened to a message sent with `receipt: true` (server → its sender).

@@ -4,6 +4,7 @@ mod harness;
 
 mod channels;
 mod history;
+mod inbox;
 mod keys;
 mod kv;
 mod limits;

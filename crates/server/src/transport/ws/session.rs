@@ -360,7 +360,7 @@ impl Session {
                 self.reply(&frame, result.map(|()| serde_json::json!({})))
                     .await;
             }
-            events::ACK | events::REJECT => self.settle(frame),
+            events::ACK | events::ACKNOWLEDGE | events::REJECT => self.settle(frame),
             events::STREAM_OPEN
             | events::STREAM_CHUNK
             | events::STREAM_CLOSE
@@ -647,7 +647,7 @@ impl Session {
         let settle = self.member(&frame.topic).and_then(|(channel, agent)| {
             self.allow(Capability::Inbox, &channel, &agent, None)?;
             let bad = |e: String| err!(InvalidPayload, "{} payload: {e}", frame.event);
-            let settle = if frame.event == events::ACK {
+            let settle = if frame.event != events::REJECT {
                 let ack: switchboard_protocol::Ack = frame.payload.parse().map_err(bad)?;
                 Settle::Ack { id: ack.id }
             } else {
