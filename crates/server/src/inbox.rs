@@ -366,7 +366,13 @@ async fn pump(
         };
     loop {
         if !lease_due && settle.is_empty() {
-            let deadline = next_visible.map(|at| {
+            // Wake for the next message to become visible again: one this consumer holds
+            // (its room frees up), or any other (leased over HTTP, or before a restart).
+            let wake_at = next_visible
+                .into_iter()
+                .chain(in_flight.values().copied())
+                .min();
+            let deadline = wake_at.map(|at| {
                 tokio::time::Instant::now()
                     + Duration::from_millis(at.saturating_sub(crate::now_ms()).max(0) as u64)
             });

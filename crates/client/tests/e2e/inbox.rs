@@ -440,3 +440,36 @@ async fn a_takeover_gets_the_messages_of_the_session_it_replaced() {
     );
     second.ack(&sent.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_full_consumer_still_wakes_for_its_own_deadlines() {
+    // prefetch 1. A backend leases the first message over HTTP for 100 ms; bob then takes
+    // the second for 600 ms and has no room left. When the backend's lease runs out, bob's
+    // pump wakes without room; it must still wake when its own lease runs out, and then
+    // deliver what is waiting.
+    let s = TestServer::start_with(|c| {
+        c.inbox.prefetch = 1;
+        c.inbox.visibility_timeout_ms = 600;
+    })
+    .await;
+    let alice = s.client().await;
+    let a = alice.join("work", JoinParams::new("alice")).await.unwrap();
+    let first = a.publish(task("bob", 1, false)).await.unwrap();
+    let second = a.publish(task("bob", 2, false)).await.unwrap();
+    let http = HttpClient::new(&s.server().http_url(), s.key.clone()).unwrap();
+    let short = Receive {
+        max: Some(1),
+        visibility_timeout_ms: Some(100),
+    };
+    let leased = http
+        .inbox_receive("work", "bob", &short, Scope::Private)
+        .await
+        .unwrap();
+    assert_eq!(leased[0].message.id, first.id);
+    let bob = s.client().await;
+    let mut b = bob.join("work", consumer("bob")).await.unwrap();
+    assert_eq!(next_inbox(&mut b).await.message.id, second.id);
+    // Neither is settled: after bob's lease expires, one of them comes to bob again.
+    let again = next_inbox(&mut b).await;
+    assert_eq!(again.delivery_count, 2);
+}
