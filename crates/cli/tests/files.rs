@@ -75,6 +75,19 @@ struct Env {
 }
 
 impl Env {
+    /// Starts the server binary on `data`; returns it with what clients need.
+    fn start(data: &Path) -> (Guard, Env) {
+        let (server, addr) = spawn_server(data);
+        let env = Env {
+            url: format!("ws://{addr}"),
+            key: std::fs::read_to_string(data.join("default.key"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+        };
+        (server, env)
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.args(args)
@@ -92,14 +105,7 @@ impl Env {
 fn a_100_mib_file_streams_through_bounded_server_memory_and_a_receiver_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, addr) = spawn_server(&data);
-    let env = Env {
-        url: format!("ws://{addr}"),
-        key: std::fs::read_to_string(data.join("default.key"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let (server, env) = Env::start(&data);
     let input = dir.path().join("in.bin");
     write_payload(&input, 100);
     let output = dir.path().join("out.bin");
@@ -214,14 +220,7 @@ fn signal(pid: u32, sig: &str) {
 fn an_interrupted_send_file_resumes_with_the_stream_id_it_printed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, addr) = spawn_server(&data);
-    let env = Env {
-        url: format!("ws://{addr}"),
-        key: std::fs::read_to_string(data.join("default.key"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let (server, env) = Env::start(&data);
     let input = dir.path().join("in.bin");
     write_payload(&input, 64);
     let inp = input.to_str().unwrap();

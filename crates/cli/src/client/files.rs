@@ -116,6 +116,22 @@ impl Progress {
     }
 }
 
+/// Fails when `event` ends stream `id` (an error, a cancel) or the channel; other events pass.
+fn ended(event: Option<ChannelEvent>, id: &str) -> anyhow::Result<()> {
+    match event {
+        Some(ChannelEvent::StreamError(e)) if e.stream_id == id => {
+            anyhow::bail!("{}: {}", e.code, e.message)
+        }
+        Some(ChannelEvent::StreamCancelled(c)) if c.stream_id == id => anyhow::bail!(
+            "{} cancelled the stream: {}",
+            c.by,
+            c.reason.unwrap_or_default()
+        ),
+        Some(_) => Ok(()),
+        None => anyhow::bail!("the channel closed"),
+    }
+}
+
 /// Runs `switchboard send-file`.
 pub async fn send(args: SendFileArgs) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(&args.path)
@@ -168,18 +184,7 @@ pub async fn send(args: SendFileArgs) -> anyhow::Result<()> {
                     delivered.update(c.total_size);
                     break;
                 }
-                Some(ChannelEvent::StreamError(e)) if e.stream_id == sent.stream_id => {
-                    anyhow::bail!("{}: {}", e.code, e.message);
-                }
-                Some(ChannelEvent::StreamCancelled(c)) if c.stream_id == sent.stream_id => {
-                    anyhow::bail!(
-                        "{} cancelled the stream: {}",
-                        c.by,
-                        c.reason.unwrap_or_default()
-                    );
-                }
-                Some(_) => {}
-                None => anyhow::bail!("the channel closed"),
+                other => ended(other, &sent.stream_id)?,
             }
         }
         delivered.finish();
@@ -261,18 +266,7 @@ pub async fn receive(args: ReceiveFileArgs) -> anyhow::Result<()> {
                 bar.update(incoming.received());
             }
             Some(ChannelEvent::StreamEnd(end)) if end.stream_id == offer.stream_id => break end,
-            Some(ChannelEvent::StreamError(e)) if e.stream_id == offer.stream_id => {
-                anyhow::bail!("{}: {}", e.code, e.message);
-            }
-            Some(ChannelEvent::StreamCancelled(c)) if c.stream_id == offer.stream_id => {
-                anyhow::bail!(
-                    "{} cancelled the stream: {}",
-                    c.by,
-                    c.reason.unwrap_or_default()
-                );
-            }
-            Some(_) => {}
-            None => anyhow::bail!("the channel closed"),
+            other => ended(other, &offer.stream_id)?,
         }
     };
     incoming.finish(&sender, &end).await?;
