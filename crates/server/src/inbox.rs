@@ -50,6 +50,26 @@ pub struct BatchResult {
     pub next_visible: Option<i64>,
 }
 
+/// A `reject` as a settlement, once its reason fits.
+pub fn rejection(reject: switchboard_protocol::Reject) -> Result<Settle> {
+    use switchboard_protocol::inbox::MAX_REASON_LEN;
+    if reject
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REASON_LEN)
+    {
+        return Err(err!(
+            InvalidPayload,
+            "reason is at most {MAX_REASON_LEN} bytes"
+        ));
+    }
+    Ok(Settle::Reject {
+        id: reject.id,
+        reason: reject.reason,
+        requeue: reject.requeue,
+    })
+}
+
 fn not_found(id: &str) -> Error {
     err!(
         NotFound,

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_protocol::inbox::{
-    DeadLetterPage, DeadLetterQuery, MAX_REASON_LEN, MAX_RECEIVE, Receive, Received,
+    DeadLetterPage, DeadLetterQuery, MAX_RECEIVE, Receive, Received,
 };
 use switchboard_protocol::{Ack, Capability, Reject, valid_name};
 
@@ -104,22 +104,8 @@ async fn reject(
     headers: HeaderMap,
     Body(body): Body<Reject>,
 ) -> Result<StatusCode> {
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.len() > MAX_REASON_LEN)
-    {
-        return Err(err!(
-            InvalidPayload,
-            "reason is at most {MAX_REASON_LEN} bytes"
-        ));
-    }
     let channel = inbox_channel(&app, &who, (&name, q.scope), Some(&agent), &headers, peer).await?;
-    let settle = Settle::Reject {
-        id: body.id,
-        reason: body.reason,
-        requeue: body.requeue,
-    };
+    let settle = crate::inbox::rejection(body)?;
     channel.inbox_settle(&agent, settle).await?;
     Ok(StatusCode::NO_CONTENT)
 }

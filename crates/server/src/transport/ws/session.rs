@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::discovery::{DISCOVERY_CHANNEL, SYSTEM_CHANNEL_PREFIX, UpdateMetadata};
-use switchboard_protocol::inbox::MAX_REASON_LEN;
 use switchboard_protocol::limits::{MAX_EVENT_TYPES, MAX_ID_LEN, MAX_META_BYTES, MAX_TYPE_LEN};
 use switchboard_protocol::{
     Capability, CloseCode, ErrorCode, Frame, HistoryQuery, JoinParams, Millis, Payload, Publish,
@@ -651,18 +650,7 @@ impl Session {
                 let ack: switchboard_protocol::Ack = frame.payload.parse().map_err(bad)?;
                 Settle::Ack { id: ack.id }
             } else {
-                let r: switchboard_protocol::Reject = frame.payload.parse().map_err(bad)?;
-                if r.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
-                    return Err(err!(
-                        InvalidPayload,
-                        "reason is at most {MAX_REASON_LEN} bytes"
-                    ));
-                }
-                Settle::Reject {
-                    id: r.id,
-                    reason: r.reason,
-                    requeue: r.requeue,
-                }
+                crate::inbox::rejection(frame.payload.parse().map_err(bad)?)?
             };
             Ok((channel, agent, settle))
         });
