@@ -56,7 +56,9 @@ pub struct ReceiveFileArgs {
 struct Progress {
     label: &'static str,
     total: Option<u64>,
-    started: Instant,
+    /// The first update (bytes, when): the rate counts from there, since a bar may start
+    /// part-way (a resume, or the delivery that began while sending).
+    first: Option<(u64, Instant)>,
     drawn: Instant,
     quarter: u64,
     tty: bool,
@@ -67,7 +69,7 @@ impl Progress {
         Progress {
             label,
             total,
-            started: Instant::now(),
+            first: None,
             drawn: Instant::now() - Duration::from_secs(1),
             quarter: 0,
             tty: std::io::stderr().is_terminal(),
@@ -76,14 +78,21 @@ impl Progress {
 
     fn update(&mut self, done: u64) {
         let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
-        let rate = mib(done) / self.started.elapsed().as_secs_f64().max(0.001);
+        let (from, since) = *self.first.get_or_insert((done, Instant::now()));
+        // A rate over less than half a second (or over events that queued up) says nothing.
+        let secs = since.elapsed().as_secs_f64();
+        let rate = if secs >= 0.5 {
+            format!(" {:.1} MiB/s", mib(done.saturating_sub(from)) / secs)
+        } else {
+            String::new()
+        };
         let line = match self.total.filter(|t| *t > 0) {
             Some(total) => {
                 let pct = done.min(total) * 100 / total;
                 let width = 30;
                 let filled = (pct as usize * width) / 100;
                 format!(
-                    "{} [{}{}] {pct:3}% {:.1}/{:.1} MiB {rate:.1} MiB/s",
+                    "{} [{}{}] {pct:3}% {:.1}/{:.1} MiB{rate}",
                     self.label,
                     "#".repeat(filled),
                     "-".repeat(width - filled),
@@ -91,7 +100,7 @@ impl Progress {
                     mib(total)
                 )
             }
-            None => format!("{} {:.1} MiB {rate:.1} MiB/s", self.label, mib(done)),
+            None => format!("{} {:.1} MiB{rate}", self.label, mib(done)),
         };
         let mut err = std::io::stderr();
         if self.tty {
