@@ -114,6 +114,9 @@ CREATE TABLE IF NOT EXISTS inbox (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inbox_id ON inbox (channel_id, recipient, id);
 CREATE INDEX IF NOT EXISTS inbox_dead ON inbox (channel_id, dead_at, offset) WHERE dead_at IS NOT NULL;
+-- Retention's sweeps (every retention_interval_ms) read these instead of the whole table.
+CREATE INDEX IF NOT EXISTS inbox_waiting_since ON inbox (created_at) WHERE dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS inbox_dead_since ON inbox (dead_at) WHERE dead_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS webhooks (
     id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,
