@@ -628,6 +628,10 @@ impl Streams {
 
     /// Offers the streams waiting for `agent` in `channel` (it just joined).
     pub fn offer_pending(&self, channel: &Arc<Channel>, agent: &str) {
+        // Every join comes here; most servers have no stream in flight.
+        if self.by_id.is_empty() {
+            return;
+        }
         for stream in self.by_id.iter() {
             if stream.channel_id == channel.row.id && stream.to == agent && !*stream.gone.borrow() {
                 stream.touch(channel);
