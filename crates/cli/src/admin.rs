@@ -110,7 +110,7 @@ impl Backend {
     async fn open(target: &AdminTarget) -> anyhow::Result<Backend> {
         if let Some(dir) = &target.data_dir {
             let storage = switchboard_server::Config::default().storage;
-            let store = SqliteStore::open(dir, &storage, Arc::new(|_, _| {}))
+            let store = SqliteStore::open(dir, &storage)
                 .with_context(|| format!("cannot open {}", dir.display()))?;
             let store = Arc::new(store);
             let keys = Box::new(Keys::load(store.clone()).await?);

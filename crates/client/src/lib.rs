@@ -76,7 +76,8 @@ pub use switchboard_protocol::webhooks::{
     WebhookPayload,
 };
 pub use switchboard_protocol::{
-    ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply,
-    Message, PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope,
-    SignalEvent, SignalKind, history::Direction,
+    CacheRetention, ErrorCode, ErrorReply, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams,
+    JoinReply, LogRetention, Message, PollSource, PresenceDiff, PresenceEntry, PresenceMeta,
+    PresenceState, Publish, PublishAck, Scope, SignalEvent, SignalKind, Tier, TierRange,
+    history::Direction,
 };

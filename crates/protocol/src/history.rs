@@ -14,6 +14,78 @@ pub enum Direction {
     Backward,
 }
 
+/// Which storage tier a history read is served from.
+///
+/// On the wire the names are upper case (`"CACHE"`, `"LOG"`, `"DATABASE"`, `"AUTO"`); lower
+/// case is accepted too, and `KAFKA` is an alias of `LOG` (the design documents' name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PollSource {
+    /// The in-memory ring of recent messages only.
+    #[serde(alias = "cache")]
+    Cache,
+    /// The durable log only (the point of acknowledgement; retention-limited).
+    #[serde(alias = "log", alias = "KAFKA", alias = "kafka")]
+    Log,
+    /// The database only (permanent and queryable; written from the log asynchronously, so
+    /// its newest messages may lag the log by a moment).
+    #[serde(alias = "database")]
+    Database,
+    /// Cache, then log, then database, stitched by offset without gaps or duplicates
+    /// (default).
+    #[default]
+    #[serde(alias = "auto")]
+    Auto,
+}
+
+impl PollSource {
+    /// Parses a source name as the CLI and the HTTP query take it (any case, `kafka` = `log`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "cache" => Some(PollSource::Cache),
+            "log" | "kafka" => Some(PollSource::Log),
+            "database" | "db" => Some(PollSource::Database),
+            "auto" => Some(PollSource::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// A storage tier, as a history reply names the one that served a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Tier {
+    /// The in-memory ring.
+    Cache,
+    /// The durable log.
+    Log,
+    /// The database.
+    Database,
+}
+
+impl Tier {
+    /// The tier's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Cache => "CACHE",
+            Tier::Log => "LOG",
+            Tier::Database => "DATABASE",
+        }
+    }
+}
+
+/// One tier's part of a history reply: it served the offsets `from..=to` (inclusive, in
+/// ascending order whatever the read's direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierRange {
+    /// The tier that served the range.
+    pub tier: Tier,
+    /// Lowest offset of the range.
+    pub from: u64,
+    /// Highest offset of the range.
+    pub to: u64,
+}
+
 /// A history read. Every bound is inclusive; absent bounds are open.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryQuery {
@@ -41,6 +113,9 @@ pub struct HistoryQuery {
     /// `forward` (default) or `backward`.
     #[serde(default)]
     pub direction: Direction,
+    /// The tier to read (absent: the source the connection chose at join, else `AUTO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_source: Option<PollSource>,
 }
 
 /// The reply to a history read.
@@ -59,4 +134,8 @@ pub struct HistoryPage {
     /// (`from_offset` going forward, `to_offset` going backward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
+    /// Which tier served which offsets, in ascending offset order. The ranges are what each
+    /// tier examined: a range holds every matching message the tier had there.
+    #[serde(default)]
+    pub sources: Vec<TierRange>,
 }

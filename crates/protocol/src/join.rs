@@ -72,6 +72,10 @@ pub struct JoinParams {
     /// and wait for `ack` or `reject`, instead of arriving as `message`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inbox: bool,
+    /// The tier this connection's history reads on the channel use when they name none
+    /// (absent: `AUTO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_source: Option<crate::history::PollSource>,
 }
 
 impl JoinParams {
@@ -84,6 +88,7 @@ impl JoinParams {
             enable_webrtc_relay: false,
             kv_events: false,
             inbox: false,
+            poll_source: None,
             since: None,
             epoch: None,
             event_types: None,

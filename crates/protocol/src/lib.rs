@@ -23,10 +23,12 @@ pub mod usage;
 pub mod webhooks;
 pub mod websocket;
 
-pub use channel::{ChannelInfo, CreateChannel, Retention, StoragePolicy};
+pub use channel::{
+    CacheRetention, ChannelInfo, CreateChannel, LogRetention, Retention, StoragePolicy,
+};
 pub use codes::{CloseCode, ErrorCode, ErrorReply};
 pub use frame::{Frame, FrameError, Payload};
-pub use history::{Direction, HistoryPage, HistoryQuery};
+pub use history::{Direction, HistoryPage, HistoryQuery, PollSource, Tier, TierRange};
 pub use inbox::{Ack, DeadLetter, DeadLetterPage, InboxMessage, Receipt, ReceiptStatus, Reject};
 pub use join::{Gap, GapReason, JoinParams, JoinReply, Scope};
 pub use keys::{

@@ -11,6 +11,8 @@ use crate::connection::{ConnHandle, message_frame, reply_error, reply_ok, text_f
 use crate::error::{Error, Result, err};
 use crate::inbox::{Consumer, Settler};
 use crate::metrics::Metrics;
+use crate::storage::log::{MessageLog, MessageRecord, Record};
+use crate::storage::materializer::Materializer;
 use crate::storage::{ChannelRow, InboxWrite, SqliteStore, sqlite_queries};
 use crate::webhooks::Webhooks;
 use parking_lot::Mutex;
@@ -23,7 +25,8 @@ use switchboard_protocol::webhooks::WebhookEvent;
 use switchboard_protocol::websocket::WsFrame;
 use switchboard_protocol::{
     ErrorCode, Gap, GapReason, HistoryPage, HistoryQuery, JoinParams, JoinReply, Message,
-    PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck, Scope, events,
+    PollSource, PresenceDiff, PresenceEntry, PresenceMeta, PresenceState, Publish, PublishAck,
+    Scope, StoragePolicy, events,
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
@@ -212,7 +215,9 @@ struct State {
     head: u64,
     first_available: u64,
     last_ts: i64,
+    /// The cache tier: the newest messages, consecutive offsets, bounded by `CacheBounds`.
     ring: VecDeque<Arc<Entry>>,
+    ring_bytes: u64,
     dedup: HashMap<String, u64>,
     dedup_order: VecDeque<String>,
     subscribers: HashMap<u64, Subscriber>,
@@ -229,8 +234,12 @@ struct State {
 /// Limits a channel applies.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelLimits {
-    /// Messages cached in memory.
+    /// Messages cached in memory (the channel's own retention may set fewer).
     pub cache_messages: usize,
+    /// Bytes of encoded messages cached in memory.
+    pub cache_bytes: u64,
+    /// Cached messages older than this leave the cache (seconds, 0: no limit).
+    pub cache_ttl_secs: u64,
     /// Ids remembered for dedup.
     pub dedup_window: usize,
     /// Frames buffered for a subscriber that is replaying.
@@ -241,6 +250,41 @@ pub struct ChannelLimits {
     pub max_per_tenant: usize,
     /// Durable inboxes.
     pub inbox: crate::config::InboxConfig,
+}
+
+/// The cache tier's bounds for one channel: its retention where set, else the server's.
+#[derive(Debug, Clone, Copy)]
+struct CacheBounds {
+    messages: usize,
+    bytes: u64,
+    /// 0: no age limit.
+    ttl_ms: i64,
+}
+
+impl CacheBounds {
+    fn new(row: &ChannelRow, limits: &ChannelLimits) -> Self {
+        let own = row.cache_retention.unwrap_or_default();
+        let pick = |own: Option<u64>, server: u64| own.filter(|v| *v > 0).unwrap_or(server);
+        CacheBounds {
+            messages: pick(own.max_messages, limits.cache_messages as u64).max(1) as usize,
+            bytes: pick(own.max_bytes, limits.cache_bytes).max(1),
+            ttl_ms: (pick(own.ttl_secs, limits.cache_ttl_secs) as i64).saturating_mul(1000),
+        }
+    }
+
+    /// Drops the oldest entries beyond the bounds (keeping at least the newest one, so the
+    /// cache always knows the head).
+    fn evict(&self, ring: &mut VecDeque<Arc<Entry>>, bytes: &mut u64, now: i64) {
+        while ring.len() > 1
+            && (ring.len() > self.messages
+                || *bytes > self.bytes
+                || (self.ttl_ms > 0 && ring[0].message.ts < now - self.ttl_ms))
+        {
+            if let Some(old) = ring.pop_front() {
+                *bytes -= old.frame.len() as u64;
+            }
+        }
+    }
 }
 
 /// What a join needs to do after registering.
@@ -272,6 +316,9 @@ pub struct Channel {
     state: Mutex<State>,
     head_tx: watch::Sender<u64>,
     pub(crate) store: Arc<SqliteStore>,
+    log: Arc<dyn MessageLog>,
+    materializer: Arc<Materializer>,
+    cache: CacheBounds,
     metrics: Arc<Metrics>,
     webhooks: Arc<Webhooks>,
     pub(crate) limits: ChannelLimits,
@@ -284,50 +331,122 @@ fn now_ms() -> i64 {
 }
 
 impl Channel {
-    /// Loads a channel's state from the store.
+    /// Loads a channel's state from the tiers: head and bounds from the log and the
+    /// database, the cache and the dedup window from the newest messages.
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
-        row: ChannelRow,
+        mut row: ChannelRow,
         store: Arc<SqliteStore>,
+        log: Arc<dyn MessageLog>,
+        materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
         webhooks: Arc<Webhooks>,
         limits: ChannelLimits,
     ) -> Result<Arc<Channel>> {
-        let (id, name, cache, window) = (
-            row.id,
-            row.name.clone(),
-            limits.cache_messages,
-            limits.dedup_window,
-        );
+        let policy = row.storage;
+        let cache = CacheBounds::new(&row, &limits);
+        let (id, name, window) = (row.id, row.name.clone(), limits.dedup_window);
+        if policy == StoragePolicy::Cache {
+            // The cache did not survive the restart: a new epoch tells resuming clients.
+            let epoch = random_id::<8>();
+            let e = epoch.clone();
+            store
+                .write(move |conn| sqlite_queries::set_epoch(conn, id, &e))
+                .await?;
+            row.epoch = epoch;
+        }
         let topic: Arc<str> =
             format!("{}{}", switchboard_protocol::CHANNEL_TOPIC_PREFIX, row.name).into();
-        let (bounds, recent, ids, inbox_pending) = store
+        let from_db = policy.uses_database();
+        let (db, db_recent, db_ids, inbox_pending) = store
             .read(move |conn| {
+                let bounds = sqlite_queries::bounds(conn, id)?;
                 Ok((
-                    sqlite_queries::bounds(conn, id)?,
-                    sqlite_queries::recent(conn, id, &name, cache)?,
-                    sqlite_queries::recent_ids(conn, id, window)?,
+                    bounds,
+                    if from_db {
+                        sqlite_queries::recent(conn, id, &name, cache.messages)?
+                    } else {
+                        Vec::new()
+                    },
+                    if from_db {
+                        sqlite_queries::recent_ids(conn, id, window)?
+                    } else {
+                        Vec::new()
+                    },
                     sqlite_queries::inbox_counts(conn, id)?,
                 ))
             })
             .await?;
-        let ring = recent
-            .into_iter()
-            .map(|m| {
-                Arc::new(Entry {
-                    frame: message_frame(&topic, &m),
-                    message: Arc::new(m),
-                })
-            })
-            .collect();
-        let mut dedup = HashMap::with_capacity(ids.len());
-        let mut dedup_order = VecDeque::with_capacity(ids.len());
-        for (id, offset) in ids {
-            dedup_order.push_back(id.clone());
-            dedup.insert(id, offset);
+        // What retention removed stays removed, also from the log's rebuilt index.
+        log.trim(id, db.pruned + 1);
+        let logged = if policy.uses_log() {
+            log.bounds(id)
+        } else {
+            None
+        };
+        let (recent, log_ids) = match logged {
+            Some((first, last)) => {
+                let newest = |n: usize| last.saturating_sub(n as u64 - 1).max(first);
+                let recent = log
+                    .read(
+                        id,
+                        newest(cache.messages),
+                        last,
+                        cache.messages,
+                        Direction::Forward,
+                    )
+                    .await?;
+                let ids = log
+                    .read(id, newest(window), last, window, Direction::Forward)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.id, m.offset.unwrap_or(0)))
+                    .collect();
+                (recent, ids)
+            }
+            None => (db_recent, Vec::new()),
+        };
+        let (head, first_available) = if policy == StoragePolicy::Cache {
+            (0, 1)
+        } else {
+            let head = db.last.max(logged.map_or(0, |(_, last)| last));
+            let mut first = head + 1;
+            if let Some((f, _)) = logged {
+                first = first.min(f);
+            }
+            if from_db && db.first <= db.last {
+                first = first.min(db.first);
+            }
+            (head, first)
+        };
+        let mut ring = VecDeque::with_capacity(recent.len());
+        let mut ring_bytes = 0;
+        for m in recent {
+            let entry = Arc::new(Entry {
+                frame: message_frame(&topic, &m),
+                message: Arc::new(m),
+            });
+            ring_bytes += entry.frame.len() as u64;
+            ring.push_back(entry);
         }
-        let head = bounds.last;
+        cache.evict(&mut ring, &mut ring_bytes, now_ms());
+        // The dedup window: the database's ids, then the log's newer ones.
+        let mut dedup = HashMap::with_capacity(window.min(db_ids.len() + log_ids.len()));
+        let mut dedup_order = VecDeque::with_capacity(dedup.capacity());
+        for (id, offset) in db_ids.into_iter().chain(log_ids) {
+            if dedup.insert(id.clone(), offset).is_none() {
+                dedup_order.push_back(id);
+            }
+        }
+        while dedup_order.len() > window {
+            if let Some(old) = dedup_order.pop_front() {
+                dedup.remove(&old);
+            }
+        }
         // Timestamps stay monotonic per channel even if the clock stepped back across a restart.
-        let last_ts = bounds.last_ts;
+        let last_ts = db
+            .last_ts
+            .max(ring.back().map_or(0, |e: &Arc<Entry>| e.message.ts));
         let scope = if row.tenant_id.is_empty() {
             Scope::Public
         } else {
@@ -340,9 +459,10 @@ impl Channel {
             state: Mutex::new(State {
                 next_offset: head + 1,
                 head,
-                first_available: bounds.first,
+                first_available,
                 last_ts,
                 ring,
+                ring_bytes,
                 dedup,
                 dedup_order,
                 subscribers: HashMap::new(),
@@ -355,6 +475,9 @@ impl Channel {
             }),
             head_tx: watch::Sender::new(head),
             store,
+            log,
+            materializer,
+            cache,
             metrics,
             webhooks,
             limits,
@@ -488,7 +611,7 @@ impl Channel {
             session_id: session_id.clone(),
             epoch: self.row.epoch.clone(),
             head: s.head,
-            persistent: self.row.persistent,
+            persistent: self.row.storage.keeps_messages(),
             gap,
         };
         let mut sub = Subscriber {
@@ -849,7 +972,8 @@ impl Channel {
                 ack,
             )));
         }
-        let ephemeral = p.ephemeral || !self.row.persistent;
+        let policy = self.row.storage;
+        let ephemeral = p.ephemeral || !policy.keeps_messages();
         if ephemeral
             && let Some(to) = &p.to
             && !s.agents.contains_key(to.as_str())
@@ -919,7 +1043,13 @@ impl Channel {
             }
             return Ok(());
         }
-        let inbox = match self.inbox_admit(s, message.to.as_deref()) {
+        // Inboxes are durable: a cache-only channel delivers direct messages live only.
+        let admit = if policy.uses_log() {
+            self.inbox_admit(s, message.to.as_deref())
+        } else {
+            Ok(false)
+        };
+        let inbox = match admit {
             Ok(inbox) => inbox.then(|| InboxWrite {
                 sender_tenant: tenant.into(),
                 receipt,
@@ -942,57 +1072,97 @@ impl Channel {
             frame: message_frame(&self.topic, &message),
             message: message.clone(),
         });
+        if !policy.uses_log() {
+            // Cache only: the message is as stored as it gets once it is in the ring.
+            self.accept(s, entry.clone());
+            drop(guard);
+            self.accepted(&entry.message, ack);
+            return Ok(());
+        }
         let channel = self.clone();
-        // Queued under the lock, so the store completes this channel's appends in offset order.
-        self.store.append(
-            self.row.id,
-            message,
-            inbox,
-            Box::new(move |result| channel.on_durable(entry, result, ack)),
+        let inbox_to = inbox.as_ref().and(message.to.clone());
+        // Queued under the lock, so the log completes this channel's appends in offset order.
+        self.log.append(
+            Record::Message(MessageRecord {
+                channel_id: self.row.id,
+                message,
+                to_database: policy.uses_database(),
+                inbox,
+            }),
+            Box::new(move |result| channel.on_durable(entry, result, ack, inbox_to)),
         );
         Ok(())
     }
 
-    /// Runs on the store's writer thread once an append is durable (or failed).
-    fn on_durable(&self, entry: Arc<Entry>, result: Result<()>, ack: AckTo) {
-        let message = entry.message.clone();
+    /// Makes a stored message the head: cache and fan-out (under the channel's lock, in
+    /// offset order).
+    fn accept(&self, s: &mut State, entry: Arc<Entry>) {
+        let offset = entry.message.offset.expect("stored messages have offsets");
+        s.head = offset;
+        if s.first_available > offset {
+            s.first_available = offset;
+        }
+        self.fan_out(s, &entry.message, &entry.frame);
+        s.ring_bytes += entry.frame.len() as u64;
+        s.ring.push_back(entry);
+        self.cache.evict(&mut s.ring, &mut s.ring_bytes, now_ms());
+        if !self.row.storage.uses_log() {
+            // The cache is the only tier: what it evicts is gone.
+            s.first_available = s
+                .ring
+                .front()
+                .and_then(|e| e.message.offset)
+                .unwrap_or(offset);
+        }
+    }
+
+    /// After [`Channel::accept`], outside the lock: wake waiters, webhooks, the ack.
+    fn accepted(&self, message: &Arc<Message>, ack: AckTo) {
+        let offset = message.offset.expect("stored messages have offsets");
+        self.head_tx.send_replace(offset);
+        self.webhook(WebhookEvent::MessagePublished, Some(&message.kind), || {
+            serde_json::to_string(&**message).expect("messages serialize")
+        });
+        ack.send(
+            Ok(PublishAck {
+                id: message.id.clone(),
+                offset: Some(offset),
+                duplicate: false,
+            }),
+            &self.metrics,
+        );
+    }
+
+    /// Runs on the log's writer thread once an append is durable (or failed).
+    fn on_durable(
+        &self,
+        entry: Arc<Entry>,
+        result: Result<u64>,
+        ack: AckTo,
+        inbox_to: Option<String>,
+    ) {
         let offset = entry
             .message
             .offset
             .expect("persisted messages have offsets");
-        let id = entry.message.id.clone();
         match result {
-            Ok(()) => {
+            Ok(position) => {
+                self.accept(&mut self.state.lock(), entry.clone());
+                if let Some(to) = inbox_to
+                    && let Some(me) = self.me.upgrade()
                 {
-                    let mut guard = self.state.lock();
-                    let s = &mut *guard;
-                    s.head = offset;
-                    if s.first_available > offset {
-                        s.first_available = offset;
-                    }
-                    self.fan_out(s, &entry.message, &entry.frame);
-                    s.ring.push_back(entry);
-                    while s.ring.len() > self.limits.cache_messages {
-                        s.ring.pop_front();
-                    }
+                    // The inbox entry is written by the database writer; wake its consumer
+                    // once it is there.
+                    self.materializer
+                        .after(position, Box::new(move || me.wake_inbox(&to)));
                 }
-                self.head_tx.send_replace(offset);
-                self.webhook(WebhookEvent::MessagePublished, Some(&message.kind), || {
-                    serde_json::to_string(&*message).expect("messages serialize")
-                });
-                ack.send(
-                    Ok(PublishAck {
-                        id,
-                        offset: Some(offset),
-                        duplicate: false,
-                    }),
-                    &self.metrics,
-                );
+                self.accepted(&entry.message, ack);
             }
             Err(e) => {
                 let mut s = self.state.lock();
-                if s.dedup.get(&id) == Some(&offset) {
-                    s.dedup.remove(&id);
+                let id = &entry.message.id;
+                if s.dedup.get(id) == Some(&offset) {
+                    s.dedup.remove(id);
                 }
                 if let Some(to) = &entry.message.to
                     && let Some(n) = s.inbox_pending.get_mut(to.as_str())
@@ -1159,13 +1329,14 @@ impl Channel {
         text_frame(None, None, &self.topic, event, &body)
     }
 
-    /// Reads history. `visible_to` hides other agents' direct messages (None: see all).
+    /// Reads history from the tier `query.poll_source` names (`AUTO` when none).
+    /// `visible_to` hides other agents' direct messages (None: see all).
     pub async fn history(
         &self,
         query: HistoryQuery,
         visible_to: Option<&str>,
     ) -> Result<HistoryPage> {
-        if !self.row.persistent {
+        if !self.row.storage.keeps_messages() {
             return Err(err!(
                 NoHistory,
                 "channel {} keeps no history (ephemeral storage policy)",
@@ -1176,35 +1347,40 @@ impl Channel {
         if limit == 0 || limit > MAX_HISTORY_LIMIT {
             return Err(err!(InvalidPayload, "limit must be 1-{MAX_HISTORY_LIMIT}"));
         }
-        let (id, name, agent) = (
-            self.row.id,
-            self.row.name.clone(),
-            visible_to.map(str::to_owned),
-        );
-        let q = query.clone();
-        let mut messages = self
-            .store
-            .read(move |conn| sqlite_queries::history(conn, id, &name, &q, limit, agent.as_deref()))
-            .await?;
-        let next = if messages.len() > limit as usize {
-            messages.truncate(limit as usize);
-            messages
-                .last()
-                .and_then(|m| m.offset)
-                .map(|o| match query.direction {
-                    Direction::Forward => o + 1,
-                    Direction::Backward => o.saturating_sub(1),
-                })
-        } else {
-            None
+        let lo = query.from_offset.unwrap_or(0);
+        let hi = query.to_offset.unwrap_or(u64::MAX);
+        let (cache, cache_first, head) = {
+            let s = self.state.lock();
+            let cache = s
+                .ring
+                .iter()
+                .filter(|e| e.message.offset.is_some_and(|o| o >= lo && o <= hi))
+                .map(|e| e.message.clone())
+                .collect();
+            (cache, s.ring.front().and_then(|e| e.message.offset), s.head)
         };
+        let tiers = crate::history::Tiers {
+            channel_id: self.row.id,
+            name: self.row.name.clone(),
+            policy: self.row.storage,
+            cache,
+            cache_first,
+            head,
+            log: self.log.clone(),
+            db: self.store.clone(),
+        };
+        let source = query.poll_source.unwrap_or(PollSource::Auto);
+        let read = tiers
+            .read(&query, source, limit as usize, visible_to)
+            .await?;
         let (head, first_available) = self.offsets();
         Ok(HistoryPage {
-            messages,
+            messages: read.messages,
             epoch: self.row.epoch.clone(),
             head,
             first_available,
-            next,
+            next: read.next,
+            sources: read.sources,
         })
     }
 
@@ -1242,12 +1418,27 @@ impl Channel {
         Ok(())
     }
 
-    /// Applies the retention policy: deletes old messages and advances `first_available`.
+    /// Applies retention: the channel's own (every tier), the log tier's for this channel,
+    /// and the cache's age limit; advances `first_available`.
     pub async fn enforce_retention(&self) -> Result<()> {
-        let (max_messages, max_age) = (self.row.max_messages, self.row.max_age_secs);
-        if max_messages == 0 && max_age == 0 {
+        let now = now_ms();
+        {
+            let mut guard = self.state.lock();
+            let s = &mut *guard;
+            self.cache.evict(&mut s.ring, &mut s.ring_bytes, now);
+            if !self.row.storage.uses_log() {
+                s.first_available = s
+                    .ring
+                    .front()
+                    .and_then(|e| e.message.offset)
+                    .unwrap_or(s.head + 1);
+            }
+        }
+        let policy = self.row.storage;
+        if !policy.uses_log() {
             return Ok(());
         }
+        let (max_messages, max_age) = (self.row.max_messages, self.row.max_age_secs);
         let head = self.state.lock().head;
         let below = if max_messages > 0 {
             head.saturating_sub(max_messages) + 1
@@ -1255,29 +1446,75 @@ impl Channel {
             0
         };
         let before_ts = if max_age > 0 {
-            now_ms() - (max_age as i64) * 1000
+            now - (max_age as i64) * 1000
         } else {
             i64::MIN
         };
         let id = self.row.id;
-        let bounds = self
-            .store
-            .write(move |conn| {
-                sqlite_queries::prune(conn, id, below, before_ts)?;
-                sqlite_queries::bounds(conn, id)
-            })
-            .await?;
+        if below > 0 {
+            self.log.trim(id, below);
+        }
+        if max_age > 0 {
+            self.log.trim_older(id, before_ts).await?;
+        }
+        if let Some(log_age) = self.row.log_retention.and_then(|l| l.max_age_secs)
+            && log_age > 0
+            && policy.uses_database()
+        {
+            // The log keeps less than the channel; older messages are read from the database.
+            self.log
+                .trim_older(id, now - (log_age as i64) * 1000)
+                .await?;
+        }
+        let log_first = self.log.bounds(id).map(|(first, _)| first);
+        let first = if policy.uses_database() {
+            let bounds = if max_messages > 0 || max_age > 0 {
+                self.store
+                    .write(move |conn| {
+                        sqlite_queries::prune(conn, id, below, before_ts)?;
+                        sqlite_queries::bounds(conn, id)
+                    })
+                    .await?
+            } else {
+                self.store
+                    .read(move |conn| sqlite_queries::bounds(conn, id))
+                    .await?
+            };
+            bounds.first.min(log_first.unwrap_or(u64::MAX))
+        } else {
+            // The log is the oldest tier: remember how far it was cut, so a restart does
+            // not serve (or renumber) what retention removed.
+            let first = log_first.unwrap_or(head + 1);
+            if first > 1 && (max_messages > 0 || max_age > 0) {
+                self.store
+                    .write(move |conn| sqlite_queries::set_pruned_through(conn, id, first - 1))
+                    .await?;
+            }
+            first
+        };
         let mut s = self.state.lock();
-        s.first_available = bounds.first.max(s.first_available);
+        s.first_available = first.max(s.first_available);
         let first = s.first_available;
         while s
             .ring
             .front()
             .is_some_and(|e| e.message.offset.is_some_and(|o| o < first))
         {
-            s.ring.pop_front();
+            if let Some(old) = s.ring.pop_front() {
+                s.ring_bytes -= old.frame.len() as u64;
+            }
         }
         Ok(())
+    }
+
+    /// The log dropped this channel's offsets up to `through` (log retention): they are
+    /// no longer available unless the database keeps them.
+    pub fn log_dropped(&self, through: u64) {
+        if self.row.storage.uses_database() {
+            return;
+        }
+        let mut s = self.state.lock();
+        s.first_available = s.first_available.max(through + 1);
     }
 }
 

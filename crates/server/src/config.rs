@@ -108,8 +108,25 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// Most publishes one group commit (one fsync) covers.
     pub max_batch: usize,
-    /// Recent messages kept in memory per channel for fast resume.
+    /// The log tier's backend.
+    pub log: LogBackend,
+    /// The database tier's backend.
+    pub db: DbBackend,
+    /// Cache tier: recent messages kept in memory per channel (the channel may set less).
     pub cache_messages: usize,
+    /// Cache tier: most bytes of encoded messages kept in memory per channel.
+    pub cache_bytes: u64,
+    /// Cache tier: messages older than this many seconds leave the cache (0: no limit).
+    pub cache_ttl_secs: u64,
+    /// Embedded log: a segment file is closed once it would grow past this size.
+    pub log_segment_bytes: u64,
+    /// Log tier: segments whose newest message is older than this are dropped (0: none).
+    pub log_retention_secs: u64,
+    /// Log tier: oldest segments are dropped while the log is larger than this (0: none).
+    pub log_retention_bytes: u64,
+    /// Database tier: how long the database writer gathers log records into one
+    /// transaction, in milliseconds (0: it writes as soon as records arrive).
+    pub db_batch_delay_ms: u64,
     /// Default retention for new channels: most messages kept (0 = unlimited).
     pub retention_max_messages: u64,
     /// Default retention for new channels: oldest message age in seconds (0 = unlimited).
@@ -175,6 +192,22 @@ pub struct InboxConfig {
     /// Messages waiting longer than this are dead-lettered (`expired`), and dead letters
     /// older than this are deleted, in seconds.
     pub retention_secs: u64,
+}
+
+/// Where the log tier lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogBackend {
+    /// Segment files under the data directory.
+    Embedded,
+}
+
+/// Where the database tier (and metadata) lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbBackend {
+    /// `switchboard.db` under the data directory (WAL mode).
+    Sqlite,
 }
 
 /// What an acknowledgement promises.

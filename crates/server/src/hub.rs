@@ -4,19 +4,27 @@ use crate::auth::{hash_password, random_id};
 use crate::channel::{Channel, ChannelKey, ChannelLimits};
 use crate::error::{Error, Result, err};
 use crate::metrics::Metrics;
+use crate::storage::log::{MessageLog, Record};
+use crate::storage::materializer::Materializer;
 use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::sync::Arc;
-use switchboard_protocol::{ErrorCode, Scope, valid_name};
+use switchboard_protocol::{
+    CacheRetention, ErrorCode, LogRetention, Scope, StoragePolicy, valid_name,
+};
 
 /// Options for a channel created explicitly (or implicitly, with defaults).
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     /// Password to set (hashed before storing).
     pub password: Option<String>,
-    /// Whether messages are stored (false: ephemeral-only).
-    pub persistent: Option<bool>,
+    /// The tiers the channel keeps (None: persistent, all three).
+    pub storage: Option<StoragePolicy>,
+    /// The cache tier's own bounds.
+    pub cache_retention: Option<CacheRetention>,
+    /// The log tier's own retention.
+    pub log_retention: Option<LogRetention>,
     /// Retention by count (None: the server default; 0: unlimited).
     pub max_messages: Option<u64>,
     /// Retention by age in seconds (None: the server default; 0: unlimited).
@@ -31,6 +39,8 @@ pub struct CreateOptions {
 pub struct Hub {
     channels: DashMap<ChannelKey, Arc<Channel>>,
     store: Arc<SqliteStore>,
+    log: Arc<dyn MessageLog>,
+    materializer: Arc<Materializer>,
     metrics: Arc<Metrics>,
     webhooks: Arc<crate::webhooks::Webhooks>,
     limits: ChannelLimits,
@@ -39,9 +49,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// An empty hub over `store`.
+    /// An empty hub over the tiers.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<SqliteStore>,
+        log: Arc<dyn MessageLog>,
+        materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
         webhooks: Arc<crate::webhooks::Webhooks>,
         limits: ChannelLimits,
@@ -51,6 +64,8 @@ impl Hub {
         Hub {
             channels: DashMap::new(),
             store,
+            log,
+            materializer,
             metrics,
             webhooks,
             limits,
@@ -135,7 +150,9 @@ impl Hub {
             tenant_id: key.tenant.to_string(),
             name: name.to_owned(),
             password_hash,
-            persistent: options.persistent.unwrap_or(true),
+            storage: options.storage.unwrap_or_default(),
+            cache_retention: options.cache_retention,
+            log_retention: options.log_retention,
             max_messages: options.max_messages.unwrap_or(self.default_max_messages),
             max_age_secs: options.max_age_secs.unwrap_or(self.default_max_age_secs),
             epoch: random_id::<8>(),
@@ -196,6 +213,17 @@ impl Hub {
         // not load the row that is being deleted back in.
         channel.delete(code, why);
         let id = channel.row.id;
+        // The log learns of the deletion first: its records of this channel then belong to
+        // no channel, even if the id is given to a new one.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.log.append(
+            Record::ChannelDeleted { channel_id: id },
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .map_err(|_| err!(ServerShutdown, "the server is shutting down"))??;
         let deleted = self
             .store
             .write(move |conn| sqlite_queries::delete_channel(conn, id))
@@ -212,6 +240,8 @@ impl Hub {
         let loaded = Channel::load(
             row,
             self.store.clone(),
+            self.log.clone(),
+            self.materializer.clone(),
             self.metrics.clone(),
             self.webhooks.clone(),
             self.limits,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod discovery;
 pub mod error;
+pub mod history;
 pub mod hub;
 pub mod inbox;
 pub mod kv;
@@ -60,8 +61,12 @@ pub struct App {
     pub keys: Keys,
     /// Loaded channels.
     pub hub: Hub,
-    /// Durable storage.
+    /// The database tier and every other record.
     pub store: Arc<SqliteStore>,
+    /// The log tier.
+    pub log: Arc<dyn storage::log::MessageLog>,
+    /// Copies the log into the database.
+    pub materializer: Arc<storage::materializer::Materializer>,
     /// Prometheus series.
     pub metrics: Arc<Metrics>,
     /// Open WebSocket connections.
@@ -87,6 +92,48 @@ impl App {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Applies every retention rule once (the retention loop runs this each
+    /// `retention_interval_ms`): channels' and tiers' retention, the log's, expired keys,
+    /// team channels, channel storage, inboxes and streams.
+    pub async fn enforce_retention(&self) {
+        for channel in self.hub.loaded() {
+            if let Err(e) = channel.enforce_retention().await {
+                tracing::warn!(channel = channel.name(), error = %e, "retention failed");
+            }
+        }
+        log_retention(self).await;
+        self.rate_limits.prune();
+        complete_expired_channels(self).await;
+        let now = now_ms();
+        if let Err(e) = self
+            .store
+            .write(move |c| storage::sqlite_queries::kv_prune(c, now))
+            .await
+        {
+            tracing::warn!(error = %e, "pruning expired channel storage failed");
+        }
+        let retention_ms = (self.config.inbox.retention_secs as i64).saturating_mul(1000);
+        match self
+            .store
+            .write(move |c| storage::sqlite_queries::inbox_prune(c, now, retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(_) => {
+                for channel in self.hub.loaded() {
+                    if let Err(e) = channel.reload_inbox_counts().await {
+                        tracing::warn!(channel = channel.name(), error = %e, "reading inbox counts failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning inboxes failed"),
+        }
+        self.streams.prune().await;
+        if let Err(e) = self.keys.prune_expired().await {
+            tracing::warn!(error = %e, "pruning expired temporary keys failed");
+        }
     }
 
     /// Revokes a key and closes every connection using it.
@@ -165,12 +212,14 @@ impl Server {
         };
         let metrics = Arc::new(Metrics::default());
         let observer_metrics = metrics.clone();
-        let observer: storage::CommitObserver = Arc::new(move |batch, took| {
+        let observer: storage::log::CommitObserver = Arc::new(move |batch, took| {
             observer_metrics.fsync_batch_size.observe(batch as f64);
             observer_metrics.fsync_seconds.observe(took.as_secs_f64());
         });
-        let store =
-            Arc::new(SqliteStore::open(&dir, &config.storage, observer).map_err(storage_error)?);
+        let store = Arc::new(SqliteStore::open(&dir, &config.storage).map_err(storage_error)?);
+        let (log, materializer) = open_tiers(&dir, &config, &store, observer)
+            .await
+            .map_err(storage_error)?;
         let keys = Keys::load(store.clone()).await.map_err(storage_error)?;
         let bootstrap_key = if keys.is_empty() {
             keys.create_tenant(auth::DEFAULT_TENANT)
@@ -197,6 +246,8 @@ impl Server {
         };
         let limits = ChannelLimits {
             cache_messages: config.storage.cache_messages,
+            cache_bytes: config.storage.cache_bytes,
+            cache_ttl_secs: config.storage.cache_ttl_secs,
             dedup_window: config.limits.dedup_window,
             catch_up_buffer: config.limits.outbound_queue,
             presence_batch: Duration::from_millis(config.limits.presence_batch_ms),
@@ -207,6 +258,8 @@ impl Server {
             .map_err(storage_error)?;
         let hub = Hub::new(
             store.clone(),
+            log.clone(),
+            materializer.clone(),
             metrics.clone(),
             webhooks.clone(),
             limits,
@@ -246,12 +299,18 @@ impl Server {
             keys,
             hub,
             store,
+            log,
+            materializer,
             metrics,
             connections: AtomicUsize::new(0),
             live: connection::Live::default(),
             next_conn_id: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
+        tokio::spawn(app.materializer.clone().run(
+            Duration::from_millis(app.config.storage.db_batch_delay_ms),
+            app.shutdown.clone(),
+        ));
         tokio::spawn(retention_loop(app.clone()));
         tokio::spawn(usage_loop(app.clone()));
         tokio::spawn(discovery_loop(app.clone(), changes));
@@ -304,6 +363,12 @@ impl Server {
         if let Err(e) = self.app.usage.flush().await {
             tracing::warn!(error = %e, "the last usage could not be written");
         }
+        // Completes the appends in flight, then brings the database up to the log.
+        let log = self.app.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        if let Err(e) = self.app.materializer.catch_up().await {
+            tracing::warn!(error = %e, "the database is behind the log; it catches up at the next start");
+        }
         let store = self.app.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("switchboard stopped");
@@ -343,6 +408,75 @@ fn write_secret(path: &std::path::Path, key: &str) -> std::io::Result<()> {
     file.write_all(key.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
+}
+
+/// Opens the log tier and brings the database tier up to it (after a crash the database
+/// may be behind: the log is the point of acknowledgement).
+async fn open_tiers(
+    dir: &std::path::Path,
+    config: &Config,
+    store: &Arc<SqliteStore>,
+    observer: storage::log::CommitObserver,
+) -> Result<(
+    Arc<dyn storage::log::MessageLog>,
+    Arc<storage::materializer::Materializer>,
+)> {
+    use storage::log::{EmbeddedLog, EmbeddedLogConfig};
+    let applied: u64 = store
+        .read(|c| storage::sqlite_queries::get_setting(c, storage::sqlite_queries::LOG_APPLIED))
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let s = &config.storage;
+    let log: Arc<dyn storage::log::MessageLog> = match s.log {
+        config::LogBackend::Embedded => Arc::new(EmbeddedLog::open(
+            &dir.join("log"),
+            EmbeddedLogConfig {
+                fsync: s.durability == config::Durability::Fsync,
+                max_batch: s.max_batch,
+                segment_bytes: s.log_segment_bytes,
+                retention_secs: s.log_retention_secs,
+                retention_bytes: s.log_retention_bytes,
+            },
+            applied + 1,
+            observer,
+        )?),
+    };
+    let materializer =
+        storage::materializer::Materializer::new(log.clone(), store.clone(), applied);
+    let copied = materializer.catch_up().await?;
+    if copied > 0 {
+        tracing::info!(records = copied, "the database caught up with the log");
+    }
+    Ok((log, materializer))
+}
+
+/// Drops what the log's retention allows and records, per channel, what is gone.
+async fn log_retention(app: &App) {
+    let log = app.log.clone();
+    let keep_from = app.materializer.applied() + 1;
+    let dropped =
+        match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms(), keep_from)).await
+        {
+            Ok(Ok(dropped)) => dropped,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "log retention failed"),
+            Err(e) => return tracing::warn!(error = %e, "log retention failed"),
+        };
+    if dropped.is_empty() {
+        return;
+    }
+    for channel in app.hub.loaded() {
+        if let Some((_, through)) = dropped.iter().find(|(id, _)| *id == channel.row.id) {
+            channel.log_dropped(*through);
+        }
+    }
+    if let Err(e) = app
+        .store
+        .write(move |c| storage::sqlite_queries::log_dropped(c, &dropped))
+        .await
+    {
+        tracing::warn!(error = %e, "recording what log retention dropped failed");
+    }
 }
 
 async fn usage_loop(app: Arc<App>) {
@@ -425,40 +559,6 @@ async fn retention_loop(app: Arc<App>) {
             _ = tick.tick() => {}
             _ = shutting_down(&mut shutdown) => return,
         }
-        for channel in app.hub.loaded() {
-            if let Err(e) = channel.enforce_retention().await {
-                tracing::warn!(channel = channel.name(), error = %e, "retention failed");
-            }
-        }
-        app.rate_limits.prune();
-        complete_expired_channels(&app).await;
-        let now = now_ms();
-        if let Err(e) = app
-            .store
-            .write(move |c| storage::sqlite_queries::kv_prune(c, now))
-            .await
-        {
-            tracing::warn!(error = %e, "pruning expired channel storage failed");
-        }
-        let retention_ms = (app.config.inbox.retention_secs as i64).saturating_mul(1000);
-        match app
-            .store
-            .write(move |c| storage::sqlite_queries::inbox_prune(c, now, retention_ms))
-            .await
-        {
-            Ok(0) => {}
-            Ok(_) => {
-                for channel in app.hub.loaded() {
-                    if let Err(e) = channel.reload_inbox_counts().await {
-                        tracing::warn!(channel = channel.name(), error = %e, "reading inbox counts failed");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "pruning inboxes failed"),
-        }
-        app.streams.prune().await;
-        if let Err(e) = app.keys.prune_expired().await {
-            tracing::warn!(error = %e, "pruning expired temporary keys failed");
-        }
+        app.enforce_retention().await;
     }
 }

@@ -3,7 +3,27 @@
 
 use super::{ConnectArgs, ScopeArg, print_json_line};
 use clap::{Args, Subcommand};
-use switchboard_client::{CreateChannel, Retention, StoragePolicy};
+use switchboard_client::{CacheRetention, CreateChannel, LogRetention, Retention, StoragePolicy};
+
+/// A channel's storage policy, as the CLI takes it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StorageArg {
+    Ephemeral,
+    Cache,
+    Log,
+    Persistent,
+}
+
+impl From<StorageArg> for StoragePolicy {
+    fn from(arg: StorageArg) -> Self {
+        match arg {
+            StorageArg::Ephemeral => StoragePolicy::Ephemeral,
+            StorageArg::Cache => StoragePolicy::Cache,
+            StorageArg::Log => StoragePolicy::Log,
+            StorageArg::Persistent => StoragePolicy::Persistent,
+        }
+    }
+}
 
 /// Arguments of `switchboard channels`.
 #[derive(Debug, Args)]
@@ -38,15 +58,31 @@ enum ChannelsCommand {
         /// Channel password.
         #[arg(long)]
         password: Option<String>,
-        /// Deliver to the agents present only; store nothing.
-        #[arg(long)]
+        /// Deliver to the agents present only; store nothing (same as --storage ephemeral).
+        #[arg(long, conflicts_with = "storage")]
         ephemeral: bool,
-        /// Keep at most this many messages.
+        /// The tiers messages live in: ephemeral (none), cache (memory), log (memory and
+        /// the durable log), persistent (memory, log and database; the default).
+        #[arg(long, value_enum)]
+        storage: Option<StorageArg>,
+        /// Keep at most this many messages (every tier).
         #[arg(long)]
         max_messages: Option<u64>,
-        /// Keep messages at most this many seconds.
+        /// Keep messages at most this many seconds (every tier).
         #[arg(long)]
         max_age_secs: Option<u64>,
+        /// Cache tier: most messages held in memory (default: the server's).
+        #[arg(long, value_name = "N")]
+        cache_messages: Option<u64>,
+        /// Cache tier: most bytes held in memory (default: the server's).
+        #[arg(long, value_name = "BYTES")]
+        cache_bytes: Option<u64>,
+        /// Cache tier: messages leave memory after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        cache_ttl_secs: Option<u64>,
+        /// Log tier: read messages older than this from the database instead.
+        #[arg(long, value_name = "SECS")]
+        log_max_age_secs: Option<u64>,
         #[command(flatten)]
         channel: Named,
     },
@@ -75,8 +111,13 @@ pub async fn run(args: ChannelsArgs) -> anyhow::Result<()> {
             expires_in,
             password,
             ephemeral,
+            storage,
             max_messages,
             max_age_secs,
+            cache_messages,
+            cache_bytes,
+            cache_ttl_secs,
+            log_max_age_secs,
             channel,
         } => {
             if expires_in.is_some() && members.is_empty() {
@@ -88,11 +129,27 @@ pub async fn run(args: ChannelsArgs) -> anyhow::Result<()> {
             let mut create = CreateChannel::new(&channel.name);
             create.scope = channel.scope.into();
             create.password = password;
-            create.storage = ephemeral.then_some(StoragePolicy::Ephemeral);
-            if max_messages.is_some() || max_age_secs.is_some() {
+            create.storage = match (ephemeral, storage) {
+                (true, _) => Some(StoragePolicy::Ephemeral),
+                (false, storage) => storage.map(StoragePolicy::from),
+            };
+            let cache =
+                (cache_messages.is_some() || cache_bytes.is_some() || cache_ttl_secs.is_some())
+                    .then_some(CacheRetention {
+                        max_messages: cache_messages,
+                        max_bytes: cache_bytes,
+                        ttl_secs: cache_ttl_secs,
+                    });
+            let log = log_max_age_secs.map(|secs| LogRetention {
+                max_age_secs: Some(secs),
+            });
+            if max_messages.is_some() || max_age_secs.is_some() || cache.is_some() || log.is_some()
+            {
                 create.retention = Some(Retention {
                     max_messages,
                     max_age_secs,
+                    cache,
+                    log,
                 });
             }
             create.members = (!members.is_empty()).then_some(members);

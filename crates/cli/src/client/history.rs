@@ -2,7 +2,7 @@
 
 use super::{ChannelArgs, ConnectArgs, print_json_line};
 use clap::Args;
-use switchboard_client::{HistoryQuery, protocol::history::Direction};
+use switchboard_client::{HistoryQuery, PollSource, protocol::history::Direction};
 
 /// Arguments of `switchboard history`.
 #[derive(Debug, Args)]
@@ -29,6 +29,31 @@ pub struct HistoryArgs {
     /// Newest first ("the last N").
     #[arg(long)]
     backward: bool,
+    /// The storage tier to read: cache, log (alias kafka), database, or auto (cache, then
+    /// log, then database, stitched by offset; the default).
+    #[arg(long, value_enum, value_name = "TIER")]
+    source: Option<SourceArg>,
+}
+
+/// A storage tier, as `--source` takes it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SourceArg {
+    Cache,
+    #[value(alias = "kafka")]
+    Log,
+    Database,
+    Auto,
+}
+
+impl From<SourceArg> for PollSource {
+    fn from(arg: SourceArg) -> Self {
+        match arg {
+            SourceArg::Cache => PollSource::Cache,
+            SourceArg::Log => PollSource::Log,
+            SourceArg::Database => PollSource::Database,
+            SourceArg::Auto => PollSource::Auto,
+        }
+    }
 }
 
 /// Runs `switchboard history`.
@@ -45,6 +70,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         } else {
             Direction::Forward
         },
+        poll_source: args.source.map(PollSource::from),
         ..HistoryQuery::default()
     };
     let page = http
@@ -52,6 +78,14 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         .await?;
     for message in &page.messages {
         print_json_line(message)?;
+    }
+    if !page.sources.is_empty() {
+        let served: Vec<String> = page
+            .sources
+            .iter()
+            .map(|r| format!("{} {}-{}", r.tier.as_str(), r.from, r.to))
+            .collect();
+        eprintln!("note: served by {}", served.join(", "));
     }
     if let Some(next) = page.next {
         let flag = if args.backward { "--to" } else { "--from" };

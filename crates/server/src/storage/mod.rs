@@ -1,13 +1,17 @@
-//! Durable storage: tenants, keys, channels and messages.
+//! Durable storage: the message tiers, and tenants, keys, channels and every other record.
 //!
-//! The embedded default keeps everything in one SQLite database in WAL mode under the data
-//! directory. All writes go through one writer thread that group-commits: it drains every
-//! pending append into one transaction, so one fsync covers a whole batch of publishes, and
-//! completes them in submission order (which is channel offset order). Reads use a pool of
-//! read-only connections and never wait for the writer.
+//! Messages live in up to three tiers sharing one offset space per channel: the cache (the
+//! channel's in-memory ring, in `channel.rs`), the log (`log/`, durable and ordered: the
+//! point of acknowledgement) and the database (permanent and queryable, written from the log
+//! by `materializer`). The embedded default is a segment-file log under the data directory
+//! and one SQLite database in WAL mode beside it, which also holds all metadata. SQLite
+//! writes go through one writer thread; reads use a pool of read-only connections and never
+//! wait for the writer.
 
 mod directory;
 mod inbox;
+pub mod log;
+pub mod materializer;
 mod sqlite;
 mod streams;
 mod webhooks;
@@ -15,8 +19,8 @@ mod webhooks;
 pub use directory::AgentRow;
 pub use inbox::{DeadRow, InboxRow, Outcome, Settle, Settled};
 pub use sqlite::{
-    AppendDone, ChannelRow, CommitObserver, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore,
-    StoreStats, TemporaryRow, TenantRow, UsageRow,
+    ChannelRow, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore, StoreStats, TemporaryRow,
+    TenantRow, UsageRow,
 };
 pub use streams::StreamRow;
 pub use webhooks::{AttemptRow, WebhookRow};
@@ -29,10 +33,11 @@ pub(crate) mod sqlite_queries {
         inbox_prune, inbox_release, inbox_settle,
     };
     pub(crate) use super::sqlite::{
-        add_usage, bounds, create_channel, delete_channel, expired_channels, get_channel,
-        get_setting, history, insert_key, insert_temporary, insert_tenant, kv_delete, kv_get,
-        kv_list, kv_prune, kv_put, load_keys, load_temporary, prune, prune_temporary, put_setting,
-        recent, recent_ids, revoke_key, revoke_tenant, storage_of, usage_rows,
+        LOG_APPLIED, add_usage, apply_log, bounds, create_channel, delete_channel,
+        expired_channels, get_channel, get_setting, history, insert_key, insert_temporary,
+        insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys, load_temporary,
+        log_dropped, prune, prune_temporary, put_setting, recent, recent_ids, revoke_key,
+        revoke_tenant, set_epoch, set_pruned_through, storage_of, usage_rows,
     };
     pub(crate) use super::streams::{delete_stream, load_streams, put_stream};
     pub(crate) use super::webhooks::{

@@ -1,6 +1,7 @@
 //! SQLite implementation of the store (WAL, group commit on one writer thread).
 
 use super::inbox::inbox_insert;
+use super::log::Record;
 use super::unavailable;
 use crate::config::{Durability, StorageConfig};
 use crate::error::Result;
@@ -10,9 +11,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_protocol::history::Direction;
-use switchboard_protocol::{HistoryQuery, Message};
+use switchboard_protocol::{CacheRetention, HistoryQuery, LogRetention, Message, StoragePolicy};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = "
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS channels (
     tenant_id TEXT NOT NULL,          -- '' for public scope
     name TEXT NOT NULL,
     password_hash TEXT,
-    persistent INTEGER NOT NULL,
+    persistent INTEGER NOT NULL,      -- storage policy: 0 ephemeral, 1 persistent, 2 cache, 3 log
     max_messages INTEGER NOT NULL,    -- 0 = unlimited
     max_age_secs INTEGER NOT NULL,    -- 0 = unlimited
     epoch TEXT NOT NULL,
@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS channels (
     pruned_through INTEGER NOT NULL DEFAULT 0,  -- highest offset retention ever deleted
     members TEXT,                     -- team channels: JSON array of agent names
     expires_at INTEGER,               -- team channels: completes itself then, ms
+    tier_retention TEXT,              -- JSON: the cache and log tiers' own limits
     UNIQUE (tenant_id, name)
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -173,8 +174,12 @@ pub struct ChannelRow {
     pub name: String,
     /// Argon2id PHC string.
     pub password_hash: Option<String>,
-    /// Whether messages are stored.
-    pub persistent: bool,
+    /// The tiers the channel keeps messages in.
+    pub storage: StoragePolicy,
+    /// The cache tier's bounds, where the channel sets its own.
+    pub cache_retention: Option<CacheRetention>,
+    /// The log tier's retention, where the channel sets its own.
+    pub log_retention: Option<LogRetention>,
     /// Retention by count (0 = unlimited).
     pub max_messages: u64,
     /// Retention by age in seconds (0 = unlimited).
@@ -262,11 +267,11 @@ pub struct StoreStats {
     pub last: u64,
     /// Newest stored timestamp (0 when none).
     pub last_ts: i64,
+    /// The highest offset retention ever removed (0: none).
+    pub pruned: u64,
 }
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
-/// Called on the writer thread, in submission order, once the append is durable (or failed).
-pub type AppendDone = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A direct message that also goes to its recipient's inbox.
 #[derive(Debug, Clone)]
@@ -277,35 +282,19 @@ pub struct InboxWrite {
     pub receipt: bool,
 }
 
-struct Append {
-    channel_id: i64,
-    message: Arc<Message>,
-    inbox: Option<InboxWrite>,
-    done: AppendDone,
-}
-
-enum WriteOp {
-    Append(Append),
-    Run(Job),
-}
-
-/// Observes each group commit (for metrics): number of appends and fsync time.
-pub type CommitObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
-
 /// The embedded store.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::UnboundedSender<WriteOp>>>,
+    writer: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    failed: Arc<AtomicBool>,
     /// The data directory's lock, held until `close`.
     lock: Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and starts the writer thread.
-    pub fn open(dir: &Path, config: &StorageConfig, observer: CommitObserver) -> Result<Self> {
+    pub fn open(dir: &Path, config: &StorageConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
         // One server per data directory: two writers would hand out the same offsets.
         let lock = std::fs::OpenOptions::new()
@@ -333,47 +322,17 @@ impl SqliteStore {
         .and_then(|()| migrate(&conn))
         .map_err(unavailable)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let failed = Arc::new(AtomicBool::new(false));
-        let max_batch = config.max_batch.max(1);
-        let thread_failed = failed.clone();
         let thread = std::thread::Builder::new()
             .name("switchboard-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch, thread_failed, observer))
+            .spawn(move || writer_loop(conn, rx))
             .map_err(unavailable)?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             readers: Mutex::new(Vec::new()),
-            failed,
             lock: Mutex::new(Some(lock)),
         })
-    }
-
-    /// Whether a write failed: the store then refuses every write (fail-stop) until restart.
-    pub fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Queues an append (and, for a direct message, its inbox entry, in the same commit);
-    /// `done` runs on the writer thread once it is durable. Appends complete in the order
-    /// they were queued, so callers holding a channel lock while queuing get completions in
-    /// offset order.
-    pub fn append(
-        &self,
-        channel_id: i64,
-        message: Arc<Message>,
-        inbox: Option<InboxWrite>,
-        done: AppendDone,
-    ) {
-        if let Err(WriteOp::Append(append)) = self.send(WriteOp::Append(Append {
-            channel_id,
-            message,
-            inbox,
-            done,
-        })) {
-            (append.done)(Err(stopped()));
-        }
     }
 
     /// Runs `f` on the writer thread, after every write queued before it.
@@ -382,14 +341,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        if self.is_failed() {
-            return Err(unavailable("an earlier commit failed; restart the server"));
-        }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(f(conn));
         });
-        if self.send(WriteOp::Run(job)).is_err() {
+        if self.send(job).is_err() {
             return Err(stopped());
         }
         rx.await.map_err(|_| stopped())?.map_err(unavailable)
@@ -436,7 +392,7 @@ impl SqliteStore {
         self.lock.lock().take();
     }
 
-    fn send(&self, op: WriteOp) -> std::result::Result<(), WriteOp> {
+    fn send(&self, op: Job) -> std::result::Result<(), Job> {
         match self.writer.lock().as_ref() {
             Some(w) => w.send(op).map_err(|e| e.0),
             None => Err(op),
@@ -457,109 +413,64 @@ fn stopped() -> crate::error::Error {
     )
 }
 
-fn writer_loop(
-    conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<WriteOp>,
-    max_batch: usize,
-    failed: Arc<AtomicBool>,
-    observer: CommitObserver,
-) {
-    let mut appends: Vec<Append> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
-            match op {
-                WriteOp::Append(append) => {
-                    appends.push(append);
-                    if appends.len() >= max_batch {
-                        commit(&conn, &mut appends, &failed, &observer);
-                    }
-                }
-                WriteOp::Run(job) => {
-                    commit(&conn, &mut appends, &failed, &observer);
-                    job(&conn);
-                }
-            }
-            next = rx.try_recv().ok();
-        }
-        commit(&conn, &mut appends, &failed, &observer);
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = rx.blocking_recv() {
+        job(&conn);
     }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
-/// One transaction, one fsync, for every pending append; then the completions, in order.
-fn commit(
+/// Copies a batch of log records into the database and records the position reached, in
+/// one transaction (the database writer's step). Messages of channels that no longer exist,
+/// or that retention pruned already, are not inserted.
+pub(crate) fn apply_log(
     conn: &Connection,
-    appends: &mut Vec<Append>,
-    failed: &AtomicBool,
-    observer: &CommitObserver,
-) {
-    if appends.is_empty() {
-        return;
-    }
-    let started = std::time::Instant::now();
-    let result = if failed.load(Ordering::Relaxed) {
-        Err(rusqlite::Error::InvalidQuery)
-    } else {
-        insert_all(conn, appends)
-    };
-    match result {
-        Ok(()) => {
-            observer(appends.len(), started.elapsed());
-            for append in appends.drain(..) {
-                (append.done)(Ok(()));
-            }
-        }
-        Err(e) => {
-            // Fail-stop: after a failed commit the file's state is unknown, so refuse every
-            // later write rather than risk acknowledging something that is not on disk.
-            failed.store(true, Ordering::Relaxed);
-            let error = unavailable(if matches!(e, rusqlite::Error::InvalidQuery) {
-                "an earlier commit failed; restart the server".to_owned()
-            } else {
-                e.to_string()
-            });
-            for append in appends.drain(..) {
-                (append.done)(Err(error.clone()));
-            }
-        }
-    }
-}
-
-fn insert_all(conn: &Connection, appends: &[Append]) -> rusqlite::Result<()> {
+    batch: &[(u64, Record)],
+    last: u64,
+) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+             WHERE ?2 > COALESCE((SELECT pruned_through FROM channels WHERE id = ?1), 9223372036854775807)",
         )?;
-        for Append {
-            channel_id,
-            message: m,
-            inbox,
-            ..
-        } in appends
-        {
-            if let (Some(inbox), Some(to)) = (inbox, &m.to) {
-                inbox_insert(&tx, *channel_id, to, m, inbox)?;
+        for (_, record) in batch {
+            match record {
+                Record::ChannelDeleted { channel_id } => {
+                    tx.execute("DELETE FROM messages WHERE channel_id = ?1", [channel_id])?;
+                    tx.execute("DELETE FROM inbox WHERE channel_id = ?1", [channel_id])?;
+                }
+                Record::Message(r) => {
+                    let m = &r.message;
+                    if let (Some(inbox), Some(to)) = (&r.inbox, &m.to) {
+                        inbox_insert(&tx, r.channel_id, to, m, inbox)?;
+                    }
+                    if r.to_database {
+                        let attachments =
+                            (!m.attachments.is_empty()).then(|| encode_attachments(&m.attachments));
+                        insert.execute(params![
+                            r.channel_id,
+                            m.offset.unwrap_or(0) as i64,
+                            m.id,
+                            m.from,
+                            m.to,
+                            m.kind,
+                            m.ts,
+                            m.data.get(),
+                            attachments.as_deref(),
+                        ])?;
+                    }
+                }
             }
-            let attachments =
-                (!m.attachments.is_empty()).then(|| encode_attachments(&m.attachments));
-            stmt.execute(params![
-                channel_id,
-                m.offset.unwrap_or(0) as i64,
-                m.id,
-                m.from,
-                m.to,
-                m.kind,
-                m.ts,
-                m.data.get(),
-                attachments.as_deref(),
-            ])?;
         }
     }
+    put_setting(&tx, LOG_APPLIED, &last.to_string())?;
     tx.commit()
 }
+
+/// The setting holding the log position the database holds everything up to.
+pub(crate) const LOG_APPLIED: &str = "log_applied";
 
 fn encode_attachments(list: &[Bytes]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -723,7 +634,7 @@ pub(crate) fn insert_temporary(conn: &Connection, row: &TemporaryRow) -> rusqlit
             row.tenant_id,
             row.parent,
             row.created_at,
-            row.expires_at
+            row.expires_at,
         ],
     )?;
     Ok(())
@@ -990,16 +901,22 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE channels ADD COLUMN expires_at INTEGER;",
         )?;
     }
+    if !has_column("channels", "tier_retention")? {
+        conn.execute_batch("ALTER TABLE channels ADD COLUMN tier_retention TEXT;")?;
+    }
     Ok(())
 }
 
 fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
+    let tiers: Option<TierRetention> = r
+        .get::<_, Option<String>>(11)?
+        .and_then(|t| serde_json::from_str(&t).ok());
     Ok(ChannelRow {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
         name: r.get(2)?,
         password_hash: r.get(3)?,
-        persistent: r.get(4)?,
+        storage: policy_from_column(r.get(4)?),
         max_messages: r.get::<_, i64>(5)? as u64,
         max_age_secs: r.get::<_, i64>(6)? as u64,
         epoch: r.get(7)?,
@@ -1008,11 +925,40 @@ fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
             .get::<_, Option<String>>(9)?
             .and_then(|m| serde_json::from_str(&m).ok()),
         expires_at: r.get(10)?,
+        cache_retention: tiers.as_ref().and_then(|t| t.cache),
+        log_retention: tiers.and_then(|t| t.log),
     })
 }
 
+/// A channel's own tier limits, as the `tier_retention` column holds them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TierRetention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheRetention>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log: Option<LogRetention>,
+}
+
+fn policy_column(policy: StoragePolicy) -> i64 {
+    match policy {
+        StoragePolicy::Ephemeral => 0,
+        StoragePolicy::Persistent => 1,
+        StoragePolicy::Cache => 2,
+        StoragePolicy::Log => 3,
+    }
+}
+
+fn policy_from_column(v: i64) -> StoragePolicy {
+    match v {
+        0 => StoragePolicy::Ephemeral,
+        2 => StoragePolicy::Cache,
+        3 => StoragePolicy::Log,
+        _ => StoragePolicy::Persistent,
+    }
+}
+
 const CHANNEL_COLUMNS: &str = "id, tenant_id, name, password_hash, persistent, max_messages, \
-     max_age_secs, epoch, created_at, members, expires_at";
+     max_age_secs, epoch, created_at, members, expires_at, tier_retention";
 
 /// Team channels whose `expires_at` has come: (tenant, name).
 pub(crate) fn expired_channels(
@@ -1061,13 +1007,13 @@ pub(crate) fn create_channel(
         }
     }
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at, members, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR IGNORE INTO channels (tenant_id, name, password_hash, persistent, max_messages, max_age_secs, epoch, created_at, members, expires_at, tier_retention)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             row.tenant_id,
             row.name,
             row.password_hash,
-            row.persistent,
+            policy_column(row.storage),
             row.max_messages as i64,
             row.max_age_secs as i64,
             row.epoch,
@@ -1075,7 +1021,14 @@ pub(crate) fn create_channel(
             row.members
                 .as_ref()
                 .map(|m| serde_json::to_string(m).expect("names serialize")),
-            row.expires_at
+            row.expires_at,
+            (row.cache_retention.is_some() || row.log_retention.is_some()).then(|| {
+                serde_json::to_string(&TierRetention {
+                    cache: row.cache_retention,
+                    log: row.log_retention,
+                })
+                .expect("limits serialize")
+            }),
         ],
     )?;
     let stored = get_channel(conn, &row.tenant_id, &row.name)?
@@ -1120,6 +1073,7 @@ pub(crate) fn bounds(conn: &Connection, channel_id: i64) -> rusqlite::Result<Sto
         },
         last: last.max(pruned),
         last_ts,
+        pruned,
     })
 }
 
@@ -1217,6 +1171,39 @@ pub(crate) fn history(
             message_from_row(channel, r)
         })?
         .collect()
+}
+
+/// Gives a channel a new epoch (its history starts over).
+pub(crate) fn set_epoch(conn: &Connection, id: i64, epoch: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE channels SET epoch = ?2 WHERE id = ?1",
+        params![id, epoch],
+    )?;
+    Ok(())
+}
+
+/// Records that a channel's offsets up to `through` were removed (never lowers it).
+pub(crate) fn set_pruned_through(conn: &Connection, id: i64, through: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE channels SET pruned_through = MAX(pruned_through, ?2) WHERE id = ?1",
+        params![id, through.min(i64::MAX as u64) as i64],
+    )?;
+    Ok(())
+}
+
+/// Records what log retention dropped, for the channels the database does not keep (for
+/// the others the database still holds those messages).
+pub(crate) fn log_dropped(conn: &Connection, dropped: &[(i64, u64)]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE channels SET pruned_through = MAX(pruned_through, ?2) WHERE id = ?1 AND persistent != 1",
+        )?;
+        for (id, through) in dropped {
+            update.execute(params![id, (*through).min(i64::MAX as u64) as i64])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Deletes messages beyond retention and records the highest offset deleted, so the channel's

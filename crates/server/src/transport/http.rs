@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use switchboard_protocol::{
     Capability, ChannelInfo, CreateChannel, HistoryPage, HistoryQuery, PresenceState, Publish,
-    PublishAck, Retention, Scope, StoragePolicy,
+    PublishAck, Retention, Scope,
 };
 use tokio::sync::oneshot;
 
@@ -120,7 +120,7 @@ pub(super) struct ScopeParam {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    if app.store.is_failed() {
+    if app.log.is_failed() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "storage_failed"})),
@@ -149,14 +149,12 @@ fn info(channel: &Channel) -> ChannelInfo {
         epoch: channel.row.epoch.clone(),
         head,
         first_available,
-        storage: if channel.row.persistent {
-            StoragePolicy::Persistent
-        } else {
-            StoragePolicy::Ephemeral
-        },
+        storage: channel.row.storage,
         retention: Retention {
             max_messages: Some(channel.row.max_messages),
             max_age_secs: Some(channel.row.max_age_secs),
+            cache: channel.row.cache_retention,
+            log: channel.row.log_retention,
         },
         has_password: channel.row.password_hash.is_some(),
         created_at: channel.row.created_at,
@@ -190,7 +188,9 @@ async fn create_channel(
     }
     let options = CreateOptions {
         password: body.password,
-        persistent: body.storage.map(|s| s == StoragePolicy::Persistent),
+        storage: body.storage,
+        cache_retention: body.retention.as_ref().and_then(|r| r.cache),
+        log_retention: body.retention.as_ref().and_then(|r| r.log),
         max_messages: body.retention.as_ref().and_then(|r| r.max_messages),
         max_age_secs: body.retention.as_ref().and_then(|r| r.max_age_secs),
         members: body.members,

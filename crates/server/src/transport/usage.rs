@@ -69,6 +69,8 @@ async fn usage(
             "from must be before to, at most 400 days apart"
         ));
     }
+    // Storage is counted in the database, which is written just behind the log.
+    app.materializer.wait_for(app.log.end()).await;
     let t = tenant.clone();
     let (stored, storage) = app
         .store

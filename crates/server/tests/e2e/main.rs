@@ -14,5 +14,6 @@ mod security;
 mod signaling;
 mod team_channels;
 mod temporary_keys;
+mod tiers;
 mod usage;
 mod websocket;

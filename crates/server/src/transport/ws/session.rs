@@ -29,6 +29,8 @@ struct Joined {
     agent: Arc<str>,
     /// Whether it receives messages (false: joined to publish only).
     receives: bool,
+    /// The tier its history reads use when they name none.
+    poll_source: Option<switchboard_protocol::PollSource>,
 }
 
 pub(super) struct Session {
@@ -303,11 +305,15 @@ impl Session {
             }
             events::PUBLISH => self.publish(frame).await,
             events::HISTORY => {
+                let source = self.joined.get(&frame.topic).and_then(|j| j.poll_source);
                 let result = match self.member(&frame.topic) {
                     Ok((channel, agent)) => {
                         match self.allow(Capability::History, &channel, &agent, None) {
                             Ok(()) => match frame.payload.parse::<HistoryQuery>() {
-                                Ok(query) => channel.history(query, Some(&agent)).await,
+                                Ok(mut query) => {
+                                    query.poll_source = query.poll_source.or(source);
+                                    channel.history(query, Some(&agent)).await
+                                }
                                 Err(e) => Err(err!(InvalidPayload, "history payload: {e}")),
                             },
                             Err(e) => Err(e),
@@ -538,6 +544,7 @@ impl Session {
                 channel: channel.clone(),
                 agent: agent.clone(),
                 receives,
+                poll_source: params.poll_source,
             },
         );
         if let crate::channel::JoinOutcome::CatchUp { from, to, filter } = outcome {

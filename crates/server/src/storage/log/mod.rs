@@ -1,0 +1,89 @@
+//! The log tier: durable, ordered, retention-limited, and the point of acknowledgement.
+//!
+//! A publish to a channel that keeps a log is acknowledged once its record is durable here.
+//! Every record gets a position in one global order; the database writer (`materializer`)
+//! follows that order to fill the database tier and records how far it got, so after a crash
+//! it picks up where it stopped. Per channel, the log serves reads by offset.
+//!
+//! Implementations: [`EmbeddedLog`] (segment files on local disk, the default). Every
+//! implementation passes the conformance suite in `conformance.rs`.
+
+mod embedded;
+mod record;
+
+#[cfg(test)]
+mod conformance;
+
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use record::{MessageRecord, Record};
+
+use crate::error::Result;
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use switchboard_protocol::Message;
+use switchboard_protocol::history::Direction;
+
+/// Runs once an append is durable (with the record's position) or failed.
+pub type LogDone = Box<dyn FnOnce(Result<u64>) + Send>;
+
+/// Observes each group commit (for metrics): records covered and the time to make them
+/// durable.
+pub type CommitObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
+/// The log tier of the three-tier store.
+///
+/// Ordering: appends complete in the order they were queued, and positions increase in that
+/// order; a caller that queues a channel's appends under the channel's lock therefore gets
+/// them durable, and completed, in offset order.
+pub trait MessageLog: Send + Sync + 'static {
+    /// Queues `record`; `done` runs once it is durable (or the log failed).
+    fn append(&self, record: Record, done: LogDone);
+
+    /// The offsets of `channel_id` the log serves: `(first, last)`, `None` when none.
+    fn bounds(&self, channel_id: i64) -> Option<(u64, u64)>;
+
+    /// Up to `max` messages of `channel_id` with offsets in `from..=to`: ascending from `from`
+    /// when reading forward, descending from `to` when reading backward.
+    fn read(
+        &self,
+        channel_id: i64,
+        from: u64,
+        to: u64,
+        max: usize,
+        direction: Direction,
+    ) -> BoxFuture<'static, Result<Vec<Message>>>;
+
+    /// Stops serving `channel_id`'s offsets below `below` (channel retention).
+    fn trim(&self, channel_id: i64, below: u64);
+
+    /// Stops serving `channel_id`'s messages older than `before_ts` (ms); returns the first
+    /// offset still served.
+    fn trim_older(&self, channel_id: i64, before_ts: i64) -> BoxFuture<'static, Result<u64>>;
+
+    /// The position of the newest durable record (0: none yet).
+    fn end(&self) -> u64;
+
+    /// Follows the log from just after `after`, in position order.
+    fn follow(&self, after: u64) -> Box<dyn LogCursor>;
+
+    /// Drops what the log's retention (age, size) allows, never a record after `keep_from`
+    /// − 1 (the database writer has not read those yet). Returns, per channel that lost
+    /// records, the highest offset dropped.
+    fn enforce_retention(&self, now_ms: i64, keep_from: u64) -> Result<Vec<(i64, u64)>>;
+
+    /// A watch of [`MessageLog::end`], to wait for new records without polling.
+    fn watch_end(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Whether a write failed: the log then refuses every append (fail-stop) until restart.
+    fn is_failed(&self) -> bool;
+
+    /// Completes what is queued and stops accepting appends.
+    fn close(&self);
+}
+
+/// A reader following the log in position order (the database writer's).
+pub trait LogCursor: Send {
+    /// Up to `max` durable records after the last one returned (blocking I/O: call it off
+    /// the async threads). Empty when the reader is at the end.
+    fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Record)>>;
+}
