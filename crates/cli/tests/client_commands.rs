@@ -565,3 +565,66 @@ async fn channels_create_team_get_complete_delete() {
         .await;
     assert!(!bad.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_each_storage_tier() {
+    let env = start_with(|c| c.storage.cache_messages = 2).await;
+    let created = json_lines(
+        &env.ok(&[
+            "channels",
+            "create",
+            "tiered",
+            "--storage",
+            "log",
+            "--cache-messages",
+            "3",
+        ])
+        .await,
+    );
+    assert_eq!(created[0]["storage"], "log");
+    assert_eq!(created[0]["retention"]["cache"]["max_messages"], 3);
+    for n in 1..=5 {
+        env.ok(&[
+            "send",
+            "--channel",
+            "tiered",
+            "--agent",
+            "alice",
+            &n.to_string(),
+        ])
+        .await;
+    }
+    let read = |source: &'static str| {
+        let env = &env;
+        async move {
+            let out = env
+                .run(&["history", "--channel", "tiered", "--source", source])
+                .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let offsets: Vec<u64> = json_lines(&String::from_utf8(out.stdout).unwrap())
+                .iter()
+                .map(|m| m["offset"].as_u64().unwrap())
+                .collect();
+            (offsets, String::from_utf8(out.stderr).unwrap())
+        }
+    };
+    let (offsets, note) = read("cache").await;
+    assert_eq!(offsets, vec![3, 4, 5]);
+    assert!(note.contains("served by CACHE 3-5"), "{note}");
+    let (offsets, note) = read("kafka").await;
+    assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
+    assert!(note.contains("served by LOG 1-5"), "{note}");
+    let (offsets, note) = read("auto").await;
+    assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
+    assert!(note.contains("served by LOG 1-2, CACHE 3-5"), "{note}");
+    // The channel keeps no database tier.
+    let out = env
+        .run(&["history", "--channel", "tiered", "--source", "database"])
+        .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: no_history:"));
+}

@@ -1,14 +1,15 @@
 //! Crash safety: SIGKILL the real server binary in the middle of a publish burst, restart it,
-//! and find every acknowledged message in history exactly once, at its acknowledged offset.
+//! and find every acknowledged message in history exactly once, at its acknowledged offset;
+//! SIGKILL it between the log append and the database write, and find the database caught up.
 
 mod common;
 
-use common::spawn_server;
+use common::{spawn_server, spawn_server_with};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_client::{
-    Client, ClientConfig, HistoryQuery, HttpClient, JoinParams, Publish, Scope,
+    Client, ClientConfig, HistoryQuery, HttpClient, JoinParams, PollSource, Publish, Scope, Tier,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +108,104 @@ async fn sigkill_during_a_publish_burst_loses_no_acknowledged_message() {
         acked.len(),
         stored.len()
     );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+fn read_key(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("default.key"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+async fn read_all(http: &HttpClient, source: PollSource) -> switchboard_client::HistoryPage {
+    let query = HistoryQuery {
+        limit: Some(1000),
+        poll_source: Some(source),
+        ..HistoryQuery::default()
+    };
+    http.history("ledger", &query, Scope::Private)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigkill_between_the_log_and_the_database_the_database_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // The database writer waits ten minutes before writing: acknowledged messages are in the
+    // log only when the server dies.
+    let (mut server, addr) = spawn_server_with(
+        dir.path(),
+        &[("SWITCHBOARD_STORAGE_DB_BATCH_DELAY_MS", "600000")],
+    );
+    let key = read_key(dir.path());
+    let http = HttpClient::new(&format!("ws://{addr}"), &key).unwrap();
+    let mut acked = Vec::new();
+    for n in 0..200 {
+        let ack = http
+            .publish(
+                "ledger",
+                &Publish::new("entry", &serde_json::json!({ "n": n })),
+                Scope::Private,
+            )
+            .await
+            .unwrap();
+        acked.push(ack.offset.unwrap());
+    }
+    let mut direct = Publish::new("task", &serde_json::json!({ "job": 1 }));
+    direct.to = Some("worker".into());
+    let task = http
+        .publish_from("ledger", Some("boss"), &direct, Scope::Private)
+        .await
+        .unwrap();
+    assert_eq!(acked, (1..=200).collect::<Vec<_>>());
+    let log = read_all(&http, PollSource::Log).await;
+    assert_eq!(
+        log.messages.len(),
+        201,
+        "every acknowledged message is in the log"
+    );
+    let db = read_all(&http, PollSource::Database).await;
+    assert!(
+        db.messages.is_empty(),
+        "the database has not been written yet"
+    );
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    let (mut server, addr) = spawn_server(dir.path());
+    let http = HttpClient::new(&format!("ws://{addr}"), &key).unwrap();
+    let db = read_all(&http, PollSource::Database).await;
+    let offsets: Vec<u64> = db.messages.iter().map(|m| m.offset.unwrap()).collect();
+    assert_eq!(offsets, (1..=201).collect::<Vec<_>>());
+    assert_eq!(db.sources.len(), 1);
+    assert_eq!(
+        (db.sources[0].tier, db.sources[0].from, db.sources[0].to),
+        (Tier::Database, 1, 201)
+    );
+    // The direct message's inbox entry is written with it.
+    let received = http
+        .inbox_receive(
+            "ledger",
+            "worker",
+            &switchboard_client::protocol::inbox::Receive::default(),
+            Scope::Private,
+        )
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].message.id, task.id);
+    // And the channel goes on where it was.
+    let ack = http
+        .publish(
+            "ledger",
+            &Publish::new("entry", &serde_json::json!({})),
+            Scope::Private,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.offset, Some(202));
     server.kill().unwrap();
     server.wait().unwrap();
 }

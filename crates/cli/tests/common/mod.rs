@@ -8,10 +8,16 @@ use std::process::{Child, Command, Stdio};
 
 /// Starts `switchboard serve` on port 0 and returns it (killed when dropped) with its address.
 pub fn spawn_server(dir: &std::path::Path) -> (Guard, String) {
+    spawn_server_with(dir, &[])
+}
+
+/// [`spawn_server`] with extra environment variables (configuration overrides).
+pub fn spawn_server_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Guard, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("the binary starts");
