@@ -59,6 +59,7 @@ def wire_page(page: switchboard.HistoryPage) -> dict[str, Any]:
         "head": page.head,
         "first_available": page.first_available,
         "next": page.next,
+        "sources": [{"tier": r.tier.value, "from": r.from_offset, "to": r.to_offset} for r in page.sources],
     }
 
 

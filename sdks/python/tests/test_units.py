@@ -313,3 +313,58 @@ def test_stream_events_match_the_protocol_crate() -> None:
     rust = dict(re.findall(r'pub const (STREAM_\w+): &str = "(\w+)";', source))
     assert len(rust) == 14
     assert {name: getattr(frames, name) for name in rust} == rust
+
+
+def test_poll_sources() -> None:
+    from switchboard import PollSource, Tier
+    from switchboard.channel import history_query
+
+    # Any case, enum or string; normalized to the upper-case wire name.
+    assert PollSource("kafka") is PollSource.KAFKA and PollSource("Database") is PollSource.DATABASE
+    assert PollSource.parse("cache") is PollSource.CACHE and PollSource.parse(PollSource.LOG) is PollSource.LOG
+    assert PollSource.CACHE == "CACHE" and Tier.LOG == "LOG"
+    for given, wire in [("cache", "CACHE"), ("Log", "LOG"), ("kafka", "KAFKA"), (PollSource.AUTO, "AUTO")]:
+        query = history_query(None, None, None, None, None, None, 10, "forward", given)
+        assert query == {"limit": 10, "direction": "forward", "poll_source": wire}
+        assert type(query["poll_source"]) is str
+    assert "poll_source" not in history_query(None, None, None, None, None, None, None, "forward")
+    for bad in ["tape", "db", "", " cache", 3]:
+        with pytest.raises(switchboard.InvalidRequestError) as e:
+            PollSource.parse(bad)  # type: ignore[arg-type]
+        assert e.value.code == ErrorCode.INVALID_PAYLOAD
+
+
+def test_history_page_sources() -> None:
+    from switchboard import HistoryPage, Tier, TierRange
+
+    wire = {
+        "messages": [],
+        "epoch": "e1",
+        "head": 8,
+        "first_available": 1,
+        "sources": [{"tier": "LOG", "from": 1, "to": 3}, {"tier": "CACHE", "from": 4, "to": 8}],
+    }
+    page = HistoryPage.from_wire(wire)
+    assert page.sources == [TierRange(Tier.LOG, 1, 3), TierRange(Tier.CACHE, 4, 8)]
+    assert page.sources[1].tier is Tier.CACHE and page.sources[1].tier == "CACHE"
+    # Servers without storage tiers send no sources.
+    assert HistoryPage.from_wire({k: v for k, v in wire.items() if k != "sources"}).sources == []
+    for bad in [{"tier": "TAPE", "from": 1, "to": 2}, {"tier": "LOG", "from": "1", "to": 2}, {"tier": "LOG", "to": 2}]:
+        with pytest.raises(switchboard.ProtocolError):
+            HistoryPage.from_wire({**wire, "sources": [bad]})
+
+
+def test_tiers_match_the_protocol_crate() -> None:
+    from switchboard import PollSource, Tier
+
+    source = (REPO / "crates" / "protocol" / "src" / "history.rs").read_text()
+
+    def variants(enum: str) -> set[str]:
+        body = re.search(r"pub enum " + enum + r" \{(.*?)\n\}", source, re.S)
+        assert body is not None, enum
+        return {v.upper() for v in re.findall(r"^    (\w+),", body.group(1), re.M)}
+
+    assert variants("Tier") == {t.value for t in Tier}
+    # KAFKA is the server's alias of LOG.
+    assert variants("PollSource") | {"KAFKA"} == {s.value for s in PollSource}
+    assert re.search(r'alias = "KAFKA"', source)

@@ -18,7 +18,9 @@ puts the agent in the tenant's directory, ``agent.discover`` finds agents by cap
 metadata, and ``client.watch_agents()`` follows the directory's changes. ``agent.send_stream``
 and ``agent.send_file`` send large payloads as resumable streams, with progress, that the
 recipient takes with ``agent.receive_stream`` (verified by SHA-256). ``switchboard.sync``
-wraps it for blocking scripts; :class:`HttpClient` covers the HTTP API.
+wraps it for blocking scripts; :class:`HttpClient` covers the HTTP API. History reads take a
+``poll_source`` (:class:`PollSource`: the cache, the log, the database, or all three stitched by
+offset) and report in ``page.sources`` which tier served which offsets.
 """
 
 from . import streams, sync
@@ -55,6 +57,7 @@ from .types import (
     AgentCard,
     AgentChange,
     AgentUpdate,
+    CacheRetention,
     ChannelEvent,
     DeadLetter,
     DeadLetterPage,
@@ -63,7 +66,9 @@ from .types import (
     InboxMessage,
     JoinReply,
     Kicked,
+    LogRetention,
     Message,
+    PollSource,
     PresenceDiff,
     PresenceMeta,
     PresenceState,
@@ -72,10 +77,12 @@ from .types import (
     ReceiptStatus,
     Received,
     Reconnected,
+    Retention,
     Sent,
     StorageChange,
     StorageEntry,
     StoragePage,
+    StoragePolicy,
     StreamCancelled,
     StreamCheckpoint,
     StreamComplete,
@@ -87,6 +94,8 @@ from .types import (
     StreamOutcome,
     StreamPosition,
     StreamProgress,
+    Tier,
+    TierRange,
 )
 
 __version__ = "0.1.0"
@@ -101,6 +110,7 @@ __all__ = [
     "AgentWatcher",
     "AuthenticationError",
     "Backoff",
+    "CacheRetention",
     "Capability",
     "Channel",
     "ChannelEvent",
@@ -125,9 +135,11 @@ __all__ = [
     "JoinReply",
     "KeySource",
     "Kicked",
+    "LogRetention",
     "Message",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollSource",
     "PresenceDiff",
     "PresenceMeta",
     "PresenceState",
@@ -141,10 +153,12 @@ __all__ = [
     "Reconnected",
     "RemovedError",
     "RequestTimeoutError",
+    "Retention",
     "Sent",
     "StorageChange",
     "StorageEntry",
     "StoragePage",
+    "StoragePolicy",
     "StreamCancelled",
     "StreamCancelledError",
     "StreamCheckpoint",
@@ -161,6 +175,8 @@ __all__ = [
     "StreamSource",
     "SwitchboardError",
     "TemporaryKey",
+    "Tier",
+    "TierRange",
     "UnavailableError",
     "connect",
     "streams",

@@ -26,6 +26,7 @@ from .types import (
     InboxMessage,
     JoinReply,
     Message,
+    PollSource,
     PresenceState,
     PublishAck,
     Received,
@@ -122,10 +123,20 @@ class Agent:
         sender: str | None = None,
         type: str | None = None,
         direction: Direction = "forward",
+        poll_source: PollSource | str | None = None,
     ) -> HistoryPage:
-        """Reads history: up to ``limit`` messages from ``from_offset`` (inclusive)."""
+        """Reads history: up to ``limit`` messages from ``from_offset`` (inclusive), from the
+        storage tier ``poll_source`` (``cache``, ``log``/``kafka``, ``database`` or ``auto``;
+        default: the one connected with, else ``AUTO``); ``page.sources`` tells which tier
+        served which offsets. See :meth:`Channel.history`."""
         return await self.channel.history(
-            from_offset=from_offset, to_offset=to_offset, sender=sender, type=type, limit=limit, direction=direction
+            from_offset=from_offset,
+            to_offset=to_offset,
+            sender=sender,
+            type=type,
+            limit=limit,
+            direction=direction,
+            poll_source=poll_source,
         )
 
     async def presence(self) -> PresenceState:
@@ -243,6 +254,7 @@ async def connect(
     session_id: str | None = None,
     storage_events: bool = False,
     inbox: bool = False,
+    poll_source: PollSource | str | None = None,
     options: ClientOptions | None = None,
 ) -> Agent:
     """Connects, joins ``channel_name`` as ``agent_name`` and returns the :class:`Agent`.
@@ -266,6 +278,7 @@ async def connect(
             session_id=session_id,
             storage_events=storage_events,
             inbox=inbox,
+            poll_source=poll_source,
         )
     except BaseException:
         await client.close()

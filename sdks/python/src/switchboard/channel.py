@@ -26,6 +26,7 @@ from .types import (
     JoinReply,
     Kicked,
     Message,
+    PollSource,
     PresenceState,
     PublishAck,
     Received,
@@ -40,6 +41,7 @@ from .types import (
     StreamOutcome,
     StreamPosition,
     agent_cards,
+    poll_source_value,
 )
 
 if TYPE_CHECKING:
@@ -252,10 +254,21 @@ class Channel:
         type: str | None = None,
         limit: int | None = None,
         direction: Direction = "forward",
+        poll_source: PollSource | str | None = None,
     ) -> HistoryPage:
         """Reads the channel's history as this agent sees it (direct messages only when it sent
-        or receives them). Every bound is inclusive; ``backward`` returns the newest first."""
-        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction)
+        or receives them). Every bound is inclusive; ``backward`` returns the newest first.
+
+        ``poll_source`` picks the storage tier (a :class:`~switchboard.PollSource` or its name
+        in any case): ``cache`` (the newest messages, in memory), ``log`` or ``kafka`` (the
+        durable log), ``database`` (everything kept, though the newest messages may not be
+        there yet) or ``auto`` (all three stitched by offset). Absent: the ``poll_source`` the
+        channel was joined with, else ``AUTO``. ``page.sources`` says which tier served which
+        offsets. A tier the channel's storage policy does not keep raises
+        :class:`~switchboard.ConflictError` (``no_history``); an unknown name raises
+        :class:`~switchboard.InvalidRequestError` (``invalid_payload``) before anything is
+        sent."""
+        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction, poll_source)
         response = await self.client.request(self._state, frames.HISTORY, query, retry=True)
         return HistoryPage.from_wire(response)
 
@@ -624,8 +637,10 @@ def history_query(
     type: str | None,
     limit: int | None,
     direction: Direction,
+    poll_source: PollSource | str | None = None,
 ) -> dict[str, Any]:
-    """The wire ``HistoryQuery``: only the bounds that are set."""
+    """The wire ``HistoryQuery``: only the bounds that are set; ``poll_source`` checked and
+    upper-cased."""
     fields = {
         "from_offset": from_offset,
         "to_offset": to_offset,
@@ -637,6 +652,8 @@ def history_query(
     }
     query: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     query["direction"] = direction
+    if poll_source is not None:
+        query["poll_source"] = poll_source_value(poll_source)
     return query
 
 

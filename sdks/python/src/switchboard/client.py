@@ -60,6 +60,7 @@ from .types import (
     JoinReply,
     Kicked,
     Message,
+    PollSource,
     PresenceDiff,
     PresenceState,
     Receipt,
@@ -75,6 +76,7 @@ from .types import (
     StreamEvent,
     StreamOffer,
     StreamProgress,
+    poll_source_value,
 )
 
 log = logging.getLogger("switchboard")
@@ -271,6 +273,7 @@ class Client:
         session_id: str | None = None,
         storage_events: bool = False,
         inbox: bool = False,
+        poll_source: PollSource | str | None = None,
     ) -> Channel:
         """Joins ``channel`` as ``agent_name`` and waits for the server's reply.
 
@@ -283,8 +286,9 @@ class Client:
         persisted direct messages to it (those that waited while it was away first) arrive as
         :class:`InboxMessage` events, to settle with :meth:`Channel.ack` or
         :meth:`Channel.reject`, instead of as :class:`Message` (temporary keys need the
-        ``inbox`` capability). A reply with a gap is reported as the first event, a
-        :class:`Gap`.
+        ``inbox`` capability); ``poll_source`` is the storage tier this connection's history
+        reads on the channel use when they name none (see :meth:`Channel.history`; default
+        ``AUTO``). A reply with a gap is reported as the first event, a :class:`Gap`.
         """
         self._check_open()
         if not valid_name(channel):
@@ -299,6 +303,7 @@ class Client:
             )
         if event_types is not None and len(event_types) > MAX_EVENT_TYPES:
             raise InvalidRequestError(f"at most {MAX_EVENT_TYPES} event types per join", ErrorCode.INVALID_PAYLOAD)
+        source = None if poll_source is None else poll_source_value(poll_source)
         topic = frames.CHANNEL_PREFIX + channel
         if topic in self._channels:
             raise ConflictError("this client already joined the channel; leave it first", ErrorCode.ALREADY_JOINED)
@@ -310,6 +315,7 @@ class Client:
             "event_types": event_types,
             "meta": meta,
             "session_id": session_id,
+            "poll_source": source,
         }
         params.update({k: v for k, v in optional.items() if v is not None})
         if storage_events:

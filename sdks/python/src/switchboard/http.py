@@ -23,17 +23,21 @@ from .client import KeySource, http_base_url, resolve_key
 from .errors import ConnectionFailedError, ProtocolError, RequestTimeoutError, SwitchboardError, error_from_reply
 from .types import (
     AgentCard,
+    CacheRetention,
     DeadLetterPage,
     Direction,
     HistoryPage,
     InboxMessage,
+    LogRetention,
+    PollSource,
     PresenceState,
     PublishAck,
+    Retention,
     Scope,
+    StoragePolicy,
     agent_cards,
 )
 
-StoragePolicy = Literal["persistent", "ephemeral"]
 Capability = Literal["publish", "subscribe", "history", "presence", "kv", "signal", "stream", "inbox"]
 
 
@@ -66,7 +70,10 @@ class ChannelInfo:
     head: int
     first_available: int
     storage: str
-    retention: dict[str, int]
+    """The :data:`StoragePolicy`: ``persistent``, ``log``, ``cache`` or ``ephemeral``."""
+    retention: Retention
+    """The retention in force (0 = unlimited), with the channel's ``cache`` and ``log`` bounds
+    when it has any: ``{"max_messages": 0, "max_age_secs": 0, "cache": {"max_messages": 5}}``."""
     has_password: bool
     created_at: int
     agents: int
@@ -138,10 +145,13 @@ class HttpClient:
         type: str | None = None,
         limit: int | None = None,
         direction: Direction = "forward",
+        poll_source: PollSource | str | None = None,
         scope: Scope = "private",
     ) -> HistoryPage:
-        """Reads history (every message, direct ones too)."""
-        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction)
+        """Reads history (every message, direct ones too). ``poll_source`` picks the storage
+        tier as for :meth:`Channel.history` (default ``AUTO``); ``page.sources`` tells which tier
+        served which offsets."""
+        query = history_query(from_offset, to_offset, from_ts, to_ts, sender, type, limit, direction, poll_source)
         return HistoryPage.from_wire(await self._call("GET", ["v1", "channels", channel, "messages"], scope, query=query))
 
     async def presence(self, channel: str, *, scope: Scope = "private") -> PresenceState:
@@ -264,15 +274,25 @@ class HttpClient:
         storage: StoragePolicy | None = None,
         max_messages: int | None = None,
         max_age_secs: int | None = None,
+        cache: CacheRetention | None = None,
+        log: LogRetention | None = None,
     ) -> ChannelInfo:
         """Creates a channel; ``channel_exists`` (:class:`~switchboard.ConflictError`) when it
-        exists already. ``storage="ephemeral"`` keeps no history."""
+        exists already.
+
+        ``storage`` picks the tiers its messages live in (:data:`StoragePolicy`):
+        ``persistent`` (cache, log and database; the default), ``log`` (cache and durable log,
+        no database), ``cache`` (memory only; a restart starts a new epoch) or ``ephemeral``
+        (no history). ``max_messages`` and ``max_age_secs`` bound every tier; ``cache`` bounds
+        the in-memory cache (``{"max_messages": …, "max_bytes": …, "ttl_secs": …}``) and ``log``
+        the log (``{"max_age_secs": …}``), each field absent or 0 for the server's default."""
         body: dict[str, Any] = {"name": name, "scope": scope}
         if password is not None:
             body["password"] = password
         if storage is not None:
             body["storage"] = storage
-        retention = {k: v for k, v in {"max_messages": max_messages, "max_age_secs": max_age_secs}.items() if v is not None}
+        optional = {"max_messages": max_messages, "max_age_secs": max_age_secs, "cache": cache, "log": log}
+        retention = {k: dict(v) if isinstance(v, Mapping) else v for k, v in optional.items() if v is not None}
         if retention:
             body["retention"] = retention
         return ChannelInfo.from_wire(await self._call("POST", ["v1", "channels"], "private", body=body))

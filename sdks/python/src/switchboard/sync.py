@@ -49,6 +49,7 @@ from .types import (
     InboxMessage,
     Kicked,
     Message,
+    PollSource,
     PresenceState,
     PublishAck,
     Received,
@@ -234,10 +235,20 @@ class SyncAgent:
         sender: str | None = None,
         type: str | None = None,
         direction: Direction = "forward",
+        poll_source: PollSource | str | None = None,
     ) -> HistoryPage:
-        """Reads history; see :meth:`Agent.receive`."""
+        """Reads history, from the storage tier ``poll_source`` when given; see
+        :meth:`Agent.receive`."""
         return self._runner.run(
-            self.agent.receive(from_offset, limit, to_offset=to_offset, sender=sender, type=type, direction=direction)
+            self.agent.receive(
+                from_offset,
+                limit,
+                to_offset=to_offset,
+                sender=sender,
+                type=type,
+                direction=direction,
+                poll_source=poll_source,
+            )
         )
 
     def presence(self) -> PresenceState:
@@ -410,6 +421,7 @@ def connect(
     meta: dict[str, Any] | None = None,
     session_id: str | None = None,
     inbox: bool = False,
+    poll_source: PollSource | str | None = None,
     options: ClientOptions | None = None,
 ) -> SyncAgent:
     """Connects and joins, blocking; see :func:`switchboard.connect`. A callable ``api_key``
@@ -431,6 +443,7 @@ def connect(
                 meta=meta,
                 session_id=session_id,
                 inbox=inbox,
+                poll_source=poll_source,
                 options=options,
             )
         )

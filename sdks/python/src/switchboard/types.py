@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, cast
+from enum import Enum
+from typing import Any, Literal, TypedDict, Union, cast
 
-from .errors import ProtocolError, StreamCancelledError, SwitchboardError, error_for, parse_code
+from .errors import (
+    ErrorCode,
+    InvalidRequestError,
+    ProtocolError,
+    StreamCancelledError,
+    SwitchboardError,
+    error_for,
+    parse_code,
+)
 
 Scope = Literal["private", "public"]
 Direction = Literal["forward", "backward"]
@@ -132,6 +141,86 @@ class JoinReply:
         )
 
 
+class PollSource(str, Enum):
+    """The storage tier a history read is served from (``poll_source`` on the wire).
+
+    A channel keeps its messages in up to three tiers that share one offset space: the
+    **cache** (an in-memory ring of the newest messages), the **log** (durable, the point of
+    acknowledgement, retention-limited) and the **database** (permanent, written from the log
+    asynchronously, so its newest messages may trail the log by a moment). Wherever the SDK
+    takes a source it also takes its name as a string in any case (``"cache"``, ``"Log"``…);
+    ``PollSource("kafka")`` works too.
+    """
+
+    CACHE = "CACHE"
+    """The in-memory ring of recent messages only."""
+    LOG = "LOG"
+    """The durable log only."""
+    KAFKA = "KAFKA"
+    """The log's other name (the server reads the log; replies name the tier ``LOG``)."""
+    DATABASE = "DATABASE"
+    """The database only: every message the channel keeps, but possibly not the newest yet."""
+    AUTO = "AUTO"
+    """Cache, then log, then database, stitched by offset without gaps or duplicates (the
+    server's default)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> PollSource | None:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.upper():
+                    return member
+        return None
+
+    @classmethod
+    def parse(cls, value: PollSource | str) -> PollSource:
+        """The source a name stands for, in any case; ``invalid_payload``
+        (:class:`~switchboard.InvalidRequestError`) for anything else."""
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        names = ", ".join(m.value.lower() for m in cls)
+        raise InvalidRequestError(f"unknown poll_source {value!r}: use one of {names}", ErrorCode.INVALID_PAYLOAD)
+
+
+def poll_source_value(value: PollSource | str) -> str:
+    """The wire name of a source (upper case), checked: see :meth:`PollSource.parse`."""
+    return PollSource.parse(value).value
+
+
+class Tier(str, Enum):
+    """A storage tier, as a history page names the one that served a range
+    (:attr:`TierRange.tier`). Compares equal to its wire name: ``Tier.CACHE == "CACHE"``."""
+
+    CACHE = "CACHE"
+    LOG = "LOG"
+    DATABASE = "DATABASE"
+
+
+@dataclass(frozen=True)
+class TierRange:
+    """One tier's part of a history page: it served the offsets ``from_offset`` to
+    ``to_offset`` (both inclusive; ``from``/``to`` on the wire). A range covers what the tier
+    examined, so it may hold fewer messages than offsets when filters (``sender``, ``type``…)
+    left some out."""
+
+    tier: Tier
+    from_offset: int
+    to_offset: int
+
+    @staticmethod
+    def from_wire(obj: Any) -> TierRange:
+        what = "tier range"
+        tier = _get(obj, "tier", str, what)
+        try:
+            parsed = Tier(tier)
+        except ValueError:
+            raise ProtocolError(f"{what}: unknown tier {tier!r}") from None
+        return TierRange(parsed, _get(obj, "from", int, what), _get(obj, "to", int, what))
+
+
 @dataclass(frozen=True)
 class HistoryPage:
     """One page of history."""
@@ -142,17 +231,61 @@ class HistoryPage:
     first_available: int
     next: int | None = None
     """Set when ``limit`` cut the page short: the next bound to read from."""
+    sources: list[TierRange] = field(default_factory=list)
+    """Which storage tier served which offsets, in ascending offset order whatever the
+    direction (e.g. ``[LOG 1–3, CACHE 4–8]`` for an ``AUTO`` read); empty from servers without
+    storage tiers."""
 
     @staticmethod
     def from_wire(obj: Any) -> HistoryPage:
         what = "history page"
+        sources = _get(obj, "sources", list, what, optional=True) or []
         return HistoryPage(
             messages=[Message.from_wire(m) for m in _get(obj, "messages", list, what)],
             epoch=_get(obj, "epoch", str, what),
             head=_get(obj, "head", int, what),
             first_available=_get(obj, "first_available", int, what),
             next=_get(obj, "next", int, what, optional=True),
+            sources=[TierRange.from_wire(r) for r in sources],
         )
+
+
+StoragePolicy = Literal["persistent", "log", "cache", "ephemeral"]
+"""Which tiers a channel keeps its messages in: ``persistent`` (cache, log and database; the
+default), ``log`` (cache and log: durable for the log's retention, no database), ``cache``
+(memory only: offsets and history, but a restart starts a new epoch) or ``ephemeral`` (nothing
+stored, no offsets)."""
+
+
+class CacheRetention(TypedDict, total=False):
+    """A channel's cache bounds (``retention.cache``); absent or 0: the server's default."""
+
+    max_messages: int
+    """Most messages held in memory."""
+    max_bytes: int
+    """Most bytes (encoded frames) held in memory."""
+    ttl_secs: int
+    """Messages older than this leave the cache."""
+
+
+class LogRetention(TypedDict, total=False):
+    """A channel's log retention (``retention.log``); absent or 0: the server-wide one only."""
+
+    max_age_secs: int
+    """Messages older than this are no longer read from the log (but still from the database,
+    for a persistent channel)."""
+
+
+class Retention(TypedDict, total=False):
+    """How long a channel keeps its messages (0 = unlimited), as :class:`ChannelInfo` reports
+    it."""
+
+    max_messages: int
+    """Most messages kept (every tier)."""
+    max_age_secs: int
+    """Oldest message age, in seconds (every tier)."""
+    cache: CacheRetention
+    log: LogRetention
 
 
 @dataclass(frozen=True)
