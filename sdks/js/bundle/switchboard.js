@@ -457,6 +457,64 @@ var Switchboard = (() => {
     return id;
   }
 
+  // src/history.ts
+  var POLL_SOURCES = ["AUTO", "CACHE", "LOG", "KAFKA", "DATABASE"];
+  var TIERS = ["CACHE", "LOG", "DATABASE"];
+  function pollSourceWire(source, option = "pollSource") {
+    if (source === void 0) return void 0;
+    const upper = typeof source === "string" ? source.toUpperCase() : void 0;
+    if (upper === void 0 || !POLL_SOURCES.includes(upper)) {
+      throw new SwitchboardError(
+        "invalid_argument",
+        `${option} is one of ${POLL_SOURCES.map((s) => `"${s}"`).join(", ")} (any case), not ${JSON.stringify(source)}`
+      );
+    }
+    return upper;
+  }
+  function historyPayload(query) {
+    if (typeof query !== "object" || query === null || Array.isArray(query)) {
+      throw new SwitchboardError("invalid_argument", "a history query is an object {from_offset?, to_offset?, …, pollSource?}");
+    }
+    const { pollSource, ...rest } = query;
+    const payload = {};
+    for (const [key, value] of Object.entries(rest)) {
+      if (value !== void 0) payload[key] = value;
+    }
+    const source = pollSourceWire(pollSource);
+    if (source !== void 0) payload.poll_source = source;
+    return payload;
+  }
+  function historyParams(query) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(historyPayload(query))) {
+      if (value === null || typeof value === "object") {
+        throw new SwitchboardError("invalid_argument", `history query field ${key} is a number or a string, not ${JSON.stringify(value)}`);
+      }
+      params.set(key, String(value));
+    }
+    return params;
+  }
+  function readHistoryPage(raw) {
+    const page = raw;
+    if (typeof page !== "object" || page === null || !Array.isArray(page.messages)) {
+      throw new Error(`unreadable history page: ${JSON.stringify(raw)}`);
+    }
+    const sources = page.sources === void 0 ? [] : page.sources;
+    if (!Array.isArray(sources)) throw new Error(`unreadable history sources: ${JSON.stringify(sources)}`);
+    return {
+      ...page,
+      messages: page.messages.map((m) => readJsonMessage(m)),
+      sources: sources.map(readTierRange)
+    };
+  }
+  function readTierRange(raw) {
+    const r = raw;
+    if (!TIERS.includes(r?.tier) || typeof r.from !== "number" || typeof r.to !== "number") {
+      throw new Error(`unreadable history source: ${JSON.stringify(raw)}`);
+    }
+    return { tier: r.tier, from: r.from, to: r.to };
+  }
+
   // src/presence.ts
   var PresenceTracker = class {
     constructor() {
@@ -1535,7 +1593,8 @@ var Switchboard = (() => {
     /**
      * Reads messages from the channel's history as this agent sees them (direct messages only when
      * it sent or receives them), oldest first: the latest `limit` (default 100), or those after
-     * `after`. `from` keeps one sender's messages.
+     * `after`. `from` keeps one sender's messages; `pollSource` reads one storage tier (default:
+     * the connection's `pollSource`, else `"AUTO"`).
      */
     async receive(options = {}) {
       if (options.to !== void 0) {
@@ -1544,8 +1603,8 @@ var Switchboard = (() => {
           "receive({to}) is not available: the server's history cannot filter by recipient yet; filter the result by `message.to`"
         );
       }
-      checkPollSource(options.pollSource);
       const query = {};
+      if (options.pollSource !== void 0) query.pollSource = options.pollSource;
       if (options.from !== void 0) query.sender = options.from;
       if (options.type !== void 0) query.type = options.type;
       if (options.limit !== void 0) query.limit = options.limit;
@@ -1778,10 +1837,20 @@ var Switchboard = (() => {
       await this.request("stream_cancel", payload, false);
       this.failStream(streamId, cancelledError({ streamId, by: this.resolved.options.agentName, ...reason === void 0 ? {} : { reason } }));
     }
-    /** One page of history with every bound of the protocol's query (spec/protocol.md). */
+    /**
+     * One page of history with every bound of the protocol's query (spec/protocol.md), from the
+     * storage tier `pollSource` names (default: the connection's `pollSource`, else `"AUTO"`:
+     * cache, then log, then database, stitched by offset). The page's `sources` tell which tier
+     * served which offsets. Rejects with `no_history` for a tier the channel's storage policy does
+     * not keep, `invalid_argument` for a source that is none.
+     */
     async history(query = {}) {
-      const page = await this.request("history", query, true);
-      return { ...page, messages: page.messages.map((m) => readJsonMessage(m)) };
+      const raw = await this.request("history", historyPayload(query), true);
+      try {
+        return readHistoryPage(raw);
+      } catch (e) {
+        throw new SwitchboardError("internal", asError(e).message);
+      }
     }
     /** The agents present now, asked of the server. */
     async presence() {
@@ -1938,6 +2007,8 @@ var Switchboard = (() => {
       if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
       if (options.storageEvents) params.kv_events = true;
       if (options.inbox) params.inbox = true;
+      const source = pollSourceWire(options.pollSource);
+      if (source !== void 0) params.poll_source = source;
       this.pending.set(ref, { kind: "join" });
       this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
     }
@@ -2490,7 +2561,7 @@ var Switchboard = (() => {
     if (options.apiKeyScope !== void 0 && options.apiKeyScope !== "private" && options.apiKeyScope !== "public") {
       throw new SwitchboardError("invalid_argument", "apiKeyScope is `private` or `public`");
     }
-    checkPollSource(options.pollSource);
+    pollSourceWire(options.pollSource);
     const base = options.url ?? globalThis.location?.origin;
     if (!base) throw new SwitchboardError("invalid_argument", "connect() needs url outside a browser page");
     return {
@@ -2500,14 +2571,6 @@ var Switchboard = (() => {
       timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       heartbeatMs: Math.max(options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS, 10)
     };
-  }
-  function checkPollSource(source) {
-    if (source !== void 0 && source !== "AUTO") {
-      throw new SwitchboardError(
-        "unsupported",
-        `pollSource ${JSON.stringify(source)} is not available: the server reads history from its one store; only "AUTO" is accepted until the storage tiers land`
-      );
-    }
   }
   function eventTypes(options) {
     if (options.autoReceive === false) return [];
@@ -2585,6 +2648,106 @@ var Switchboard = (() => {
     return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
   }
 
+  // src/channels.ts
+  var STORAGE_POLICIES = ["ephemeral", "cache", "log", "persistent"];
+  var RETENTION_FIELDS = { maxMessages: "max_messages", maxAgeSecs: "max_age_secs" };
+  var CACHE_FIELDS = { maxMessages: "max_messages", maxBytes: "max_bytes", ttlSecs: "ttl_secs" };
+  var LOG_FIELDS = { maxAgeSecs: "max_age_secs" };
+  function createChannelPayload(name, scope, options) {
+    if (typeof name !== "string" || name.length === 0) {
+      throw new SwitchboardError("invalid_argument", "the channel name is a non-empty string");
+    }
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      throw new SwitchboardError("invalid_argument", "createChannel() takes an options object {password?, storage?, retention?}");
+    }
+    checkKeys("createChannel() options", options, ["password", "storage", "retention"]);
+    const body = { name, scope };
+    if (options.password !== void 0) {
+      if (typeof options.password !== "string") throw new SwitchboardError("invalid_argument", "password is a string");
+      body.password = options.password;
+    }
+    if (options.storage !== void 0) {
+      if (!STORAGE_POLICIES.includes(options.storage)) {
+        throw new SwitchboardError(
+          "invalid_argument",
+          `storage is one of ${STORAGE_POLICIES.map((p) => `"${p}"`).join(", ")}, not ${JSON.stringify(options.storage)}`
+        );
+      }
+      body.storage = options.storage;
+    }
+    if (options.retention !== void 0) body.retention = retentionWire(options.retention);
+    return body;
+  }
+  function retentionWire(retention) {
+    const wire = countsWire("retention", retention, RETENTION_FIELDS, ["cache", "log"]);
+    if (retention.cache !== void 0) wire.cache = countsWire("retention.cache", retention.cache, CACHE_FIELDS);
+    if (retention.log !== void 0) wire.log = countsWire("retention.log", retention.log, LOG_FIELDS);
+    return wire;
+  }
+  function countsWire(what, value, fields, nested = []) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new SwitchboardError("invalid_argument", `${what} is an object`);
+    }
+    checkKeys(what, value, [...Object.keys(fields), ...nested]);
+    const wire = {};
+    for (const [name, wireName] of Object.entries(fields)) {
+      const count3 = value[name];
+      if (count3 === void 0) continue;
+      if (typeof count3 !== "number" || !Number.isSafeInteger(count3) || count3 < 0) {
+        throw new SwitchboardError("invalid_argument", `${what}.${name} is an integer ≥ 0, not ${JSON.stringify(count3)}`);
+      }
+      wire[wireName] = count3;
+    }
+    return wire;
+  }
+  function checkKeys(what, value, allowed) {
+    for (const key of Object.keys(value)) {
+      if (value[key] !== void 0 && !allowed.includes(key)) {
+        throw new SwitchboardError("invalid_argument", `${what} takes ${allowed.join(", ")}; not ${key}`);
+      }
+    }
+  }
+  function readChannelInfo(raw) {
+    const c = raw;
+    if (typeof c?.name !== "string" || typeof c.epoch !== "string" || typeof c.head !== "number" || typeof c.first_available !== "number" || typeof c.storage !== "string") {
+      throw new Error(`unreadable channel info: ${JSON.stringify(raw)}`);
+    }
+    const info = {
+      name: c.name,
+      scope: c.scope,
+      epoch: c.epoch,
+      head: c.head,
+      firstAvailable: c.first_available,
+      storage: c.storage,
+      retention: readRetention(c.retention),
+      hasPassword: c.has_password === true,
+      createdAt: typeof c.created_at === "number" ? c.created_at : 0,
+      agents: typeof c.agents === "number" ? c.agents : 0
+    };
+    if (Array.isArray(c.members)) info.members = c.members.filter((m) => typeof m === "string");
+    if (typeof c.expires_at === "number") info.expiresAt = c.expires_at;
+    return info;
+  }
+  function readRetention(raw) {
+    const retention = readCounts(raw, RETENTION_FIELDS);
+    const r = raw;
+    if (isObject2(r?.cache)) retention.cache = readCounts(r.cache, CACHE_FIELDS);
+    if (isObject2(r?.log)) retention.log = readCounts(r.log, LOG_FIELDS);
+    return retention;
+  }
+  function readCounts(raw, fields) {
+    const out = {};
+    if (!isObject2(raw)) return out;
+    for (const [name, wireName] of Object.entries(fields)) {
+      const value = raw[wireName];
+      if (typeof value === "number") out[name] = value;
+    }
+    return out;
+  }
+  function isObject2(value) {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+  }
+
   // src/http.ts
   var DEFAULT_TIMEOUT_MS2 = 1e4;
   var MAX_ERROR_BODY = 512;
@@ -2618,6 +2781,40 @@ var Switchboard = (() => {
       this.channelPassword = options.channelPassword;
       this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS2;
       this.fetchImpl = fetchImpl;
+    }
+    /**
+     * Creates channel `channelName` in the client's scope with a storage policy (`"persistent"`,
+     * the default, keeps cache, log and database; `"log"` cache and log; `"cache"` memory only;
+     * `"ephemeral"` nothing) and retention; resolves with its info. Rejects with `channel_exists`
+     * when it exists already.
+     */
+    async createChannel(channelName, options = {}) {
+      const body = createChannelPayload(channelName, this.scope, options);
+      return channelInfo(await this.call("POST", "/v1/channels", body, void 0, false));
+    }
+    /** Describes channel `channelName`: epoch, head, storage policy, retention in force…; rejects
+     * with `channel_not_found` when there is none. */
+    async channel(channelName) {
+      return channelInfo(await this.call("GET", channelPath(channelName)));
+    }
+    /** Deletes channel `channelName`, its messages and its storage; agents present are kicked
+     * with `channel_deleted`. Rejects with `channel_not_found` when there is none. */
+    async deleteChannel(channelName) {
+      await this.call("DELETE", channelPath(channelName));
+    }
+    /**
+     * One page of the channel's history (every message, direct ones too), with the bounds of
+     * `AgentConnection.history` and `pollSource`, the storage tier to read (default `"AUTO"`:
+     * cache, then log, then database). The page's `sources` tell which tier served which offsets.
+     * Rejects with `no_history` for a tier the channel's storage policy does not keep.
+     */
+    async history(channelName, query = {}) {
+      const raw = await this.call("GET", channelPath(channelName, "messages"), void 0, historyParams(query));
+      try {
+        return readHistoryPage(raw);
+      } catch (e) {
+        throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+      }
     }
     /**
      * Leases up to `max` (default 10, at most 100) messages of `agentName`'s inbox in the channel,
@@ -2765,6 +2962,13 @@ var Switchboard = (() => {
       throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
     }
     return ["", "v1", "agents", agentName].map(encodeURIComponent).join("/");
+  }
+  function channelInfo(raw) {
+    try {
+      return readChannelInfo(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+    }
   }
   function card(raw) {
     try {

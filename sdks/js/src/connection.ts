@@ -43,6 +43,7 @@ import {
   updateMetadataPayload,
 } from "./discovery.js";
 import { ackPayload, readInboxMessage, readReceipt, rejectPayload } from "./inbox.js";
+import { historyPayload, pollSourceWire, readHistoryPage } from "./history.js";
 import { PresenceTracker, presenceList } from "./presence.js";
 import { ChannelStorage, readStorageChange } from "./storage.js";
 import { createSha256 } from "./sha256.js";
@@ -509,7 +510,8 @@ export class AgentConnection extends EventTarget {
   /**
    * Reads messages from the channel's history as this agent sees them (direct messages only when
    * it sent or receives them), oldest first: the latest `limit` (default 100), or those after
-   * `after`. `from` keeps one sender's messages.
+   * `after`. `from` keeps one sender's messages; `pollSource` reads one storage tier (default:
+   * the connection's `pollSource`, else `"AUTO"`).
    */
   async receive(options: ReceiveOptions = {}): Promise<Message[]> {
     if (options.to !== undefined) {
@@ -518,8 +520,8 @@ export class AgentConnection extends EventTarget {
         "receive({to}) is not available: the server's history cannot filter by recipient yet; filter the result by `message.to`",
       );
     }
-    checkPollSource(options.pollSource);
     const query: HistoryQuery = {};
+    if (options.pollSource !== undefined) query.pollSource = options.pollSource;
     if (options.from !== undefined) query.sender = options.from;
     if (options.type !== undefined) query.type = options.type;
     if (options.limit !== undefined) query.limit = options.limit;
@@ -752,10 +754,20 @@ export class AgentConnection extends EventTarget {
     this.failStream(streamId, cancelledError({ streamId, by: this.resolved!.options.agentName, ...(reason === undefined ? {} : { reason }) }));
   }
 
-  /** One page of history with every bound of the protocol's query (spec/protocol.md). */
+  /**
+   * One page of history with every bound of the protocol's query (spec/protocol.md), from the
+   * storage tier `pollSource` names (default: the connection's `pollSource`, else `"AUTO"`:
+   * cache, then log, then database, stitched by offset). The page's `sources` tell which tier
+   * served which offsets. Rejects with `no_history` for a tier the channel's storage policy does
+   * not keep, `invalid_argument` for a source that is none.
+   */
   async history(query: HistoryQuery = {}): Promise<HistoryPage> {
-    const page = (await this.request("history", query as Json, true)) as HistoryPage & { messages: unknown[] };
-    return { ...page, messages: page.messages.map((m) => readJsonMessage(m)) };
+    const raw = await this.request("history", historyPayload(query), true);
+    try {
+      return readHistoryPage(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", asError(e).message);
+    }
   }
 
   /** The agents present now, asked of the server. */
@@ -965,6 +977,8 @@ export class AgentConnection extends EventTarget {
     if (options.enableWebrtcRelay) params.enable_webrtc_relay = true;
     if (options.storageEvents) params.kv_events = true;
     if (options.inbox) params.inbox = true;
+    const source = pollSourceWire(options.pollSource);
+    if (source !== undefined) params.poll_source = source;
     this.pending.set(ref, { kind: "join" });
     this.write({ joinRef: ref, ref, topic: this.topic, event: "phx_join", payload: params });
   }
@@ -1596,7 +1610,7 @@ async function resolveOptions(options: ConnectOptions): Promise<Resolved> {
   if (options.apiKeyScope !== undefined && options.apiKeyScope !== "private" && options.apiKeyScope !== "public") {
     throw new SwitchboardError("invalid_argument", "apiKeyScope is `private` or `public`");
   }
-  checkPollSource(options.pollSource);
+  pollSourceWire(options.pollSource); // refused here, not at every join
   const base = options.url ?? (globalThis as { location?: { origin?: string } }).location?.origin;
   if (!base) throw new SwitchboardError("invalid_argument", "connect() needs url outside a browser page");
   return {
@@ -1606,15 +1620,6 @@ async function resolveOptions(options: ConnectOptions): Promise<Resolved> {
     timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
     heartbeatMs: Math.max(options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS, 10),
   };
-}
-
-function checkPollSource(source: string | undefined): void {
-  if (source !== undefined && source !== "AUTO") {
-    throw new SwitchboardError(
-      "unsupported",
-      `pollSource ${JSON.stringify(source)} is not available: the server reads history from its one store; only "AUTO" is accepted until the storage tiers land`,
-    );
-  }
 }
 
 function eventTypes(options: ConnectOptions): string[] | undefined {

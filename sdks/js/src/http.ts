@@ -1,19 +1,27 @@
 /**
  * `HttpClient`: the parts of the HTTP API (spec/protocol.md, "HTTP API") that a backend without
- * a socket needs for durable inboxes (lease an agent's inbox messages, acknowledge or reject
- * them, and read or delete the dead letters) and for the agent directory (announce agents,
- * update their metadata, read, discover and remove them). Authenticates with a bearer key; uses `fetch`
- * (Node 18+, browsers). The same calls as the Rust SDK's `HttpClient` (crates/client/src/http.rs).
+ * a socket needs for channels (create one with a storage policy and retention, describe or
+ * delete it, read its history from any storage tier), for durable inboxes (lease an agent's
+ * inbox messages, acknowledge or reject them, and read or delete the dead letters) and for the
+ * agent directory (announce agents, update their metadata, read, discover and remove them).
+ * Authenticates with a bearer key; uses `fetch` (Node 18+, browsers). The same calls as the Rust
+ * SDK's `HttpClient` (crates/client/src/http.rs).
  */
 
 import { SwitchboardError, isErrorReply } from "./errors.js";
 import { announcePayload, discoverPayload, readAgentCard, readAgentCards, updateMetadataPayload } from "./discovery.js";
 import { ackPayload, readDeadLetter, readInboxMessage, rejectPayload } from "./inbox.js";
+import { historyParams, readHistoryPage } from "./history.js";
+import { createChannelPayload, readChannelInfo } from "./channels.js";
 import type {
   AgentCard,
+  ChannelInfo,
+  CreateChannelOptions,
   DeadLetterPage,
   DeadLetterQuery,
   DiscoverQuery,
+  HistoryPage,
+  HistoryQuery,
   InboxMessage,
   InboxReceiveOptions,
   Json,
@@ -45,8 +53,8 @@ export interface HttpClientOptions {
 }
 
 /**
- * A client of the HTTP API for inbox consumers that poll, and for backends that manage the
- * agent directory.
+ * A client of the HTTP API for backends: create and describe channels, read their history
+ * from any storage tier, poll inboxes, and manage the agent directory.
  *
  * ```js
  * const http = new HttpClient({ url: "http://127.0.0.1:7400", apiKey });
@@ -91,6 +99,44 @@ export class HttpClient {
     this.channelPassword = options.channelPassword;
     this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.fetchImpl = fetchImpl;
+  }
+
+  /**
+   * Creates channel `channelName` in the client's scope with a storage policy (`"persistent"`,
+   * the default, keeps cache, log and database; `"log"` cache and log; `"cache"` memory only;
+   * `"ephemeral"` nothing) and retention; resolves with its info. Rejects with `channel_exists`
+   * when it exists already.
+   */
+  async createChannel(channelName: string, options: CreateChannelOptions = {}): Promise<ChannelInfo> {
+    const body = createChannelPayload(channelName, this.scope, options);
+    return channelInfo(await this.call("POST", "/v1/channels", body, undefined, false));
+  }
+
+  /** Describes channel `channelName`: epoch, head, storage policy, retention in force…; rejects
+   * with `channel_not_found` when there is none. */
+  async channel(channelName: string): Promise<ChannelInfo> {
+    return channelInfo(await this.call("GET", channelPath(channelName)));
+  }
+
+  /** Deletes channel `channelName`, its messages and its storage; agents present are kicked
+   * with `channel_deleted`. Rejects with `channel_not_found` when there is none. */
+  async deleteChannel(channelName: string): Promise<void> {
+    await this.call("DELETE", channelPath(channelName));
+  }
+
+  /**
+   * One page of the channel's history (every message, direct ones too), with the bounds of
+   * `AgentConnection.history` and `pollSource`, the storage tier to read (default `"AUTO"`:
+   * cache, then log, then database). The page's `sources` tell which tier served which offsets.
+   * Rejects with `no_history` for a tier the channel's storage policy does not keep.
+   */
+  async history(channelName: string, query: HistoryQuery = {}): Promise<HistoryPage> {
+    const raw = await this.call("GET", channelPath(channelName, "messages"), undefined, historyParams(query));
+    try {
+      return readHistoryPage(raw);
+    } catch (e) {
+      throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+    }
   }
 
   /**
@@ -258,6 +304,14 @@ function agentPath(agentName: string): string {
     throw new SwitchboardError("invalid_argument", "the agent name is a non-empty string");
   }
   return ["", "v1", "agents", agentName].map(encodeURIComponent).join("/");
+}
+
+function channelInfo(raw: unknown): ChannelInfo {
+  try {
+    return readChannelInfo(raw);
+  } catch (e) {
+    throw new SwitchboardError("internal", e instanceof Error ? e.message : String(e));
+  }
 }
 
 function card(raw: unknown): AgentCard {

@@ -3,8 +3,9 @@
  * agent, sends and receives messages, reads history and presence, consumes its durable inbox,
  * announces itself and discovers other agents, sends and receives large payloads as resumable
  * streams, and survives lost connections without gaps or duplicates; `watchAgents` watches the
- * agent directory; `HttpClient` consumes inboxes, reads dead letters and manages the agent
- * directory without a socket. The wire protocol is spec/protocol.md.
+ * agent directory; `HttpClient` creates channels with a storage policy, reads their history from
+ * any storage tier, consumes inboxes, reads dead letters and manages the agent directory without
+ * a socket. The wire protocol is spec/protocol.md.
  */
 
 export { AgentConnection, watchAgents, socketUrl, randomId, type AgentConnectionEventMap } from "./connection.js";

@@ -152,13 +152,48 @@ export interface ConnectOptions {
    * those sent while it was away, and come back until it `ack`s or `reject`s them. Temporary
    * keys need the `inbox` capability. */
   inbox?: boolean;
-  /** Where history reads come from. The server has one store today, so only `"AUTO"` (the
-   * default) is accepted; other tiers come with the storage tiers. */
+  /** The storage tier this connection's history reads (`history`, `receive`) come from when a
+   * read names none (the join's `poll_source`); default `"AUTO"`. A read's own `pollSource`
+   * wins. See {@link PollSource}. */
   pollSource?: PollSource;
 }
 
-/** History sources of the storage tiers; only `AUTO` is served today. */
-export type PollSource = "AUTO" | "CACHE" | "LOG" | "KAFKA" | "DATABASE";
+/**
+ * Where a history read comes from: one storage tier of the channel, or all of them.
+ *
+ * - `CACHE`: the in-memory ring of the channel's newest messages only;
+ * - `LOG` (also `KAFKA`, its other name): the durable log only, the point of acknowledgement
+ *   (kept for the log's retention);
+ * - `DATABASE`: the permanent database only; written from the log asynchronously, so a read
+ *   right after a publish may not show the newest messages yet;
+ * - `AUTO` (the default): cache, then log, then database, stitched by offset without a gap or a
+ *   duplicate.
+ *
+ * Any case is accepted (`"cache"`, `"Cache"`); the SDK sends upper case. A tier the channel's
+ * {@link StoragePolicy} does not keep is refused with `no_history`; anything else is an
+ * `invalid_argument` before anything is sent.
+ */
+export type PollSource =
+  | "AUTO"
+  | "CACHE"
+  | "LOG"
+  | "KAFKA"
+  | "DATABASE"
+  | "auto"
+  | "cache"
+  | "log"
+  | "kafka"
+  | "database";
+
+/** A storage tier, as a history page names the one that served a range. */
+export type Tier = "CACHE" | "LOG" | "DATABASE";
+
+/** One tier's part of a history page: it served the offsets `from`..`to` (both inclusive). */
+export interface TierRange {
+  tier: Tier;
+  from: number;
+  to: number;
+}
 
 /** What `send` publishes. */
 export interface SendOptions {
@@ -207,7 +242,7 @@ export interface ReceiveOptions {
   after?: number;
   /** Only messages before this offset. */
   before?: number;
-  /** Only `"AUTO"` (the default) is served today. */
+  /** The storage tier to read (default: the connection's `pollSource`, else `"AUTO"`). */
   pollSource?: PollSource;
 }
 
@@ -221,6 +256,9 @@ export interface HistoryQuery {
   type?: string;
   limit?: number;
   direction?: "forward" | "backward";
+  /** The storage tier to read, sent as `poll_source` in upper case (default: on a socket the
+   * connection's `pollSource`, else `"AUTO"`). */
+  pollSource?: PollSource;
 }
 
 /** A page of history. */
@@ -231,6 +269,82 @@ export interface HistoryPage {
   first_available: number;
   /** Set when `limit` cut the page short: the next bound to read from. */
   next?: number;
+  /** Which tier served which offsets, in ascending offset order whatever the direction (empty
+   * when nothing was read). A range covers every matching message its tier had there. */
+  sources: TierRange[];
+}
+
+/**
+ * The storage tiers a channel keeps its messages in; each adds a tier to the one before:
+ * `ephemeral` (none: live delivery only, no offsets, no history), `cache` (memory only; a
+ * restart starts a new epoch), `log` (cache and the durable log, no database), `persistent`
+ * (the default: cache, log and database).
+ */
+export type StoragePolicy = "ephemeral" | "cache" | "log" | "persistent";
+
+/** How long a channel keeps its messages; absent or 0 means unlimited (the tier bounds: the
+ * server's defaults). */
+export interface Retention {
+  /** Most messages kept (every tier). */
+  maxMessages?: number;
+  /** Oldest message age in seconds (every tier). */
+  maxAgeSecs?: number;
+  /** The in-memory cache's bounds. */
+  cache?: CacheRetention;
+  /** The durable log's retention for this channel (older messages are then read from the
+   * database, when the channel keeps one). */
+  log?: LogRetention;
+}
+
+/** The cache tier's bounds for one channel; absent or 0 takes the server's default. */
+export interface CacheRetention {
+  /** Most messages held in memory. */
+  maxMessages?: number;
+  /** Most bytes held in memory. */
+  maxBytes?: number;
+  /** Messages older than this many seconds leave the cache. */
+  ttlSecs?: number;
+}
+
+/** The log tier's retention for one channel. */
+export interface LogRetention {
+  /** Messages older than this many seconds are no longer read from the log. */
+  maxAgeSecs?: number;
+}
+
+/** How `HttpClient.createChannel` creates a channel (in the client's `apiKeyScope`). */
+export interface CreateChannelOptions {
+  /** The password agents must give to join (default none). */
+  password?: string;
+  /** The tiers it keeps messages in (default `"persistent"`). */
+  storage?: StoragePolicy;
+  /** How long it keeps them (default: the server's). */
+  retention?: Retention;
+}
+
+/** A channel, as the HTTP API describes it. */
+export interface ChannelInfo {
+  name: string;
+  scope: Scope;
+  /** Offsets are comparable only within one epoch. */
+  epoch: string;
+  /** The last persisted offset (0 when none). */
+  head: number;
+  /** The oldest offset still stored (`head + 1` when none is). */
+  firstAvailable: number;
+  storage: StoragePolicy;
+  /** The retention in force (0: unlimited). */
+  retention: Retention;
+  /** Whether joining needs a password. */
+  hasPassword: boolean;
+  /** Creation time, milliseconds since the epoch. */
+  createdAt: number;
+  /** Agents present now. */
+  agents: number;
+  /** A team channel's members. */
+  members?: string[];
+  /** When a team channel completes itself, milliseconds since the epoch. */
+  expiresAt?: number;
 }
 
 /** Why the connection went down. */

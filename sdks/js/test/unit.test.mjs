@@ -338,6 +338,75 @@ test("HttpClient directory requests: /v1/agents paths (never scoped), bodies, ca
   ]);
 });
 
+test("HttpClient channel and history requests: poll_source in upper case, scope in the body of a create, camelCase channel info", async () => {
+  const requests = [];
+  const wireInfo = {
+    name: "c/d", scope: "public", epoch: "e1", head: 0, first_available: 1, storage: "log",
+    retention: { max_messages: 0, max_age_secs: 0, cache: { max_messages: 3, ttl_secs: 9 }, log: { max_age_secs: 60 } },
+    has_password: true, created_at: 7, agents: 2,
+  };
+  const info = {
+    name: "c/d", scope: "public", epoch: "e1", head: 0, firstAvailable: 1, storage: "log",
+    retention: { maxMessages: 0, maxAgeSecs: 0, cache: { maxMessages: 3, ttlSecs: 9 }, log: { maxAgeSecs: 60 } },
+    hasPassword: true, createdAt: 7, agents: 2,
+  };
+  const wirePage = {
+    messages: [{ id: "m", offset: 4, channel: "c/d", from: "a", type: "t", data: 1, ts: 1 }],
+    epoch: "e1", head: 4, first_available: 1, next: 5,
+    sources: [{ tier: "LOG", from: 3, to: 3 }, { tier: "CACHE", from: 4, to: 4 }],
+  };
+  const responses = [
+    new Response(JSON.stringify(wireInfo), { status: 201 }),
+    new Response(JSON.stringify(wireInfo)),
+    new Response(null, { status: 204 }),
+    new Response(JSON.stringify(wirePage)),
+    new Response(JSON.stringify({ messages: [], epoch: "e1", head: 0, first_available: 1 })),
+    new Response(JSON.stringify({ messages: [], epoch: "e1", head: 0, first_available: 1, sources: [{ tier: "TAPE", from: 1, to: 1 }] })),
+  ];
+  const fetch = async (url, init) => {
+    requests.push([init.method, url, init.body]);
+    return responses.shift();
+  };
+  const client = new HttpClient({ url: "http://h:1", apiKey: "k", apiKeyScope: "public", fetch });
+  const retention = { maxMessages: 10, cache: { maxMessages: 3, maxBytes: 4096, ttlSecs: 9 }, log: { maxAgeSecs: 60 } };
+  assert.deepEqual(await client.createChannel("c/d", { password: "pw", storage: "log", retention }), info);
+  assert.deepEqual(await client.channel("c/d"), info);
+  assert.equal(await client.deleteChannel("c/d"), undefined);
+  const page = await client.history("c/d", { from_offset: 3, limit: 2, direction: "forward", pollSource: "cache", sender: undefined });
+  assert.deepEqual(page.sources, wirePage.sources);
+  assert.equal(page.messages[0].offset, 4);
+  assert.deepEqual([page.next, page.head, page.first_available], [5, 4, 1]);
+  assert.deepEqual((await client.history("c/d", { pollSource: "Kafka" })).sources, [], "an older server's page without sources");
+  assert.equal((await client.history("c/d").catch((e) => e)).code, "internal", "an unreadable tier");
+  assert.deepEqual(requests, [
+    ["POST", "http://h:1/v1/channels", JSON.stringify({
+      name: "c/d", scope: "public", password: "pw", storage: "log",
+      retention: { max_messages: 10, cache: { max_messages: 3, max_bytes: 4096, ttl_secs: 9 }, log: { max_age_secs: 60 } },
+    })],
+    ["GET", "http://h:1/v1/channels/c%2Fd?scope=public", undefined],
+    ["DELETE", "http://h:1/v1/channels/c%2Fd?scope=public", undefined],
+    ["GET", "http://h:1/v1/channels/c%2Fd/messages?from_offset=3&limit=2&direction=forward&poll_source=CACHE&scope=public", undefined],
+    ["GET", "http://h:1/v1/channels/c%2Fd/messages?poll_source=KAFKA&scope=public", undefined],
+    ["GET", "http://h:1/v1/channels/c%2Fd/messages?scope=public", undefined],
+  ]);
+
+  // Refused before a request: sources, policies and retention fields that do not exist.
+  for (const call of [
+    () => client.history("c", { pollSource: "db" }),
+    () => client.history("c", { pollSource: 1 }),
+    () => client.history("c", { from_offset: { n: 1 } }),
+    () => client.history("", {}),
+    () => client.createChannel("c", { storage: "PERSISTENT" }),
+    () => client.createChannel("c", { retention: { maxMessages: 1.5 } }),
+    () => client.createChannel("c", { retention: { cache: { max_messages: 3 } } }),
+    () => client.createChannel("c", { retention: { log: { maxMessages: 3 } } }),
+    () => client.createChannel("c", { expiresAt: 1 }),
+  ]) {
+    assert.equal((await call().catch((e) => e)).code, "invalid_argument", call.toString());
+  }
+  assert.equal(requests.length, 6, "nothing was sent");
+});
+
 test("errors carry stable codes; close-code ranges", () => {
   const e = SwitchboardError.fromReply({ code: "rate_limited", message: "slow down", retry_after_ms: 250 }, 4000);
   assert.ok(e instanceof Error);

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the published declarations type an application's
 // code as documented (event details, results, error codes), and misuse fails to compile.
-import { AgentConnection, WebRtcHelper, HttpClient, watchAgents, DISCOVERY_CHANNEL, type AgentCard, type AgentUpdate, type AgentChange, type DiscoverQuery, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode, type StreamOffer, type StreamSent, type StreamReceived, type StreamProgress, type StreamFailure, type StreamCancelled } from "../../dist/index.js";
+import { AgentConnection, WebRtcHelper, HttpClient, watchAgents, DISCOVERY_CHANNEL, type AgentCard, type AgentUpdate, type AgentChange, type DiscoverQuery, type InboxMessage, type Receipt, type ReceiptStatus, type DeadLetter, type DeadLetterPage, type StorageEntry, type StoragePage, type StorageChange, type Call, SwitchboardError, type Message, type SendResult, type PresenceAgent, type ErrorCode, type StreamOffer, type StreamSent, type StreamReceived, type StreamProgress, type StreamFailure, type StreamCancelled, type HistoryPage, type TierRange, type Tier, type PollSource, type ChannelInfo, type StoragePolicy, type Retention } from "../../dist/index.js";
 
 export async function usage(agent: AgentConnection): Promise<void> {
   await agent.connect({ url: "http://127.0.0.1:7400", channelName: "c", agentName: "a", apiKey: "k", apiKeyScope: "public" });
@@ -105,6 +105,37 @@ export async function usage(agent: AgentConnection): Promise<void> {
   void discovered;
   const removed: void = await http.removeAgent("indexer");
   void removed;
+  // Storage tiers: a source per read (any case), a default per connection, the tiers that served.
+  await agent.connect({ channelName: "c", agentName: "a", apiKey: "k", pollSource: "cache" });
+  const tiered: HistoryPage = await agent.history({ from_offset: 1, limit: 10, pollSource: "KAFKA" });
+  const served: TierRange | undefined = tiered.sources[0];
+  const tier: Tier | undefined = served?.tier;
+  const bounds: [number, number] | undefined = served && [served.from, served.to];
+  void [tier, bounds];
+  const source: PollSource = "database";
+  await agent.receive({ limit: 5, pollSource: source });
+  const overHttp: HistoryPage = await http.history("c", { direction: "backward", limit: 10, pollSource: "AUTO" });
+  void overHttp.sources;
+  // @ts-expect-error: a source is a tier's name or AUTO
+  await agent.history({ pollSource: "tape" });
+  // @ts-expect-error: tiers are named in upper case
+  const lower: Tier = "cache";
+  void lower;
+  const policy: StoragePolicy = "log";
+  const retention: Retention = { maxMessages: 1000, cache: { maxMessages: 50, maxBytes: 1 << 20, ttlSecs: 60 }, log: { maxAgeSecs: 86_400 } };
+  const created: ChannelInfo = await http.createChannel("c", { storage: policy, retention, password: "pw" });
+  const kept: StoragePolicy = created.storage;
+  const firstAvailable: number = created.firstAvailable;
+  const cacheBound: number | undefined = created.retention.cache?.maxMessages;
+  void [kept, firstAvailable, cacheBound];
+  const described: ChannelInfo = await http.channel("c");
+  void described.hasPassword;
+  const deleted: void = await http.deleteChannel("c");
+  void deleted;
+  // @ts-expect-error: storage is ephemeral, cache, log or persistent
+  await http.createChannel("c", { storage: "disk" });
+  // @ts-expect-error: retention fields are camelCase
+  await http.createChannel("c", { retention: { max_messages: 3 } });
   const card: AgentCard = await agent.announce(["translate", "summarize"], { status: "idle", stats: { reputation: 4.8 } });
   const updatedAt: number = card.updatedAt;
   const online: boolean = card.online;
