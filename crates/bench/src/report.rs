@@ -314,26 +314,47 @@ impl Results {
         }
 
         if !self.history.is_empty() {
-            let _ = writeln!(md, "\n## S6 history: the last 100 of the stored messages\n");
             let _ = writeln!(
                 md,
-                "| server | stored | reads/s (one connection) | p50 ms | p99 ms |\n|---|---|---|---|---|"
+                "\n## S6 history: pages of 100 from each storage tier\n\n`newest`: the last 100 \
+                 messages (every tier holds them); `older`: 100 from a random place below the cache.\n"
             );
+            let _ = writeln!(
+                md,
+                "| server | read (poll_source) | stored | reads/s (one connection) | p50 ms | p99 ms | p50 vs CACHE newest |\n|---|---|---|---|---|---|---|"
+            );
+            let cache_p50 = self
+                .history
+                .iter()
+                .find(|h| h.read == "CACHE newest")
+                .map(|h| h.latency.p50_us);
             for h in &self.history {
+                let ratio = match cache_p50 {
+                    Some(c) if c > 0 => format!("{:.1}×", h.latency.p50_us as f64 / c as f64),
+                    _ => "–".into(),
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {} | {} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {} |",
                     h.server,
+                    if h.read.is_empty() {
+                        "AUTO newest"
+                    } else {
+                        &h.read
+                    },
                     h.stored,
                     h.reads_per_s,
                     ms(h.latency.p50_us),
-                    ms(h.latency.p99_us)
+                    ms(h.latency.p99_us),
+                    ratio
                 );
-                targets.push((
-                    "S6 p99 ≤ 2 ms".into(),
-                    format!("{} ms", ms(h.latency.p99_us)),
-                    verdict(h.latency.p99_us <= 2000),
-                ));
+                if h.read.is_empty() || h.read == "AUTO newest" {
+                    targets.push((
+                        "S6 p99 ≤ 2 ms (AUTO, newest)".into(),
+                        format!("{} ms", ms(h.latency.p99_us)),
+                        verdict(h.latency.p99_us <= 2000),
+                    ));
+                }
             }
         }
 

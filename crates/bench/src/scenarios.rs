@@ -666,11 +666,24 @@ async fn fsync_batches(target: &Target) -> anyhow::Result<(f64, f64)> {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    http_get_with(addr, path, None).await
+}
+
+/// A GET with an optional bearer key; returns the whole response.
+async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    key: Option<&str>,
+) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
     let mut out = String::new();
@@ -732,11 +745,15 @@ pub fn fsync_floor_loop(
     Ok(records as f64 / started.elapsed().as_secs_f64())
 }
 
-/// S6: reading the last 100 of many stored messages.
+/// S6: reading pages of 100 from many stored messages, from each storage tier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryRead {
     /// Server name.
     pub server: String,
+    /// The read: its `poll_source` and which messages (`newest`: the last 100; `older`: 100
+    /// from a random place well before the cache).
+    #[serde(default)]
+    pub read: String,
     /// Messages stored before reading.
     pub stored: u64,
     /// Sequential reads per second on one connection.
@@ -753,47 +770,91 @@ pub async fn history(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<History
     let r = servers::start_switchboard(bins, false)?;
     preload(&r.target, "history", stored, 100).await?;
     eprintln!("s6 preloaded {stored} messages");
+    // Let the database writer finish, so the database tier holds everything too.
+    wait_for_database(&r.target, "history", stored).await?;
     let mut ws = r.target.publisher(None, "history", 7).await?;
-    let mut h = new_histogram();
-    let seconds = if plan.quick { 2.0 } else { 5.0 };
-    let started = Instant::now();
-    let mut reads = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        let t0 = Instant::now();
-        let request = format!(
-            r#"["1","h{reads}","channel:history","history",{{"direction":"backward","limit":100}}]"#
-        );
-        ws.send(Opcode::Text, request.as_bytes()).await?;
-        let expect = format!(r#""h{reads}""#);
-        loop {
-            let frame = ws.next().await?;
-            if frame
-                .payload
-                .windows(expect.len())
-                .any(|w| w == expect.as_bytes())
-            {
-                anyhow::ensure!(
-                    frame.payload.windows(11).any(|w| w == br#""status":"o"#),
-                    "history failed"
-                );
-                break;
+    let seconds = if plan.quick { 1.0 } else { 4.0 };
+    let mut out = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for (source, older) in [
+        ("CACHE", false),
+        ("LOG", false),
+        ("DATABASE", false),
+        ("AUTO", false),
+        ("LOG", true),
+        ("DATABASE", true),
+        ("AUTO", true),
+    ] {
+        let mut h = new_histogram();
+        let started = Instant::now();
+        let mut reads = 0u64;
+        while started.elapsed().as_secs_f64() < seconds {
+            let range = if older {
+                // xorshift: a different old page each time, below the cache's 1,024.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                format!(r#""from_offset":{},"#, 1 + seed % (stored - 2_000))
+            } else {
+                r#""direction":"backward","#.to_owned()
+            };
+            let t0 = Instant::now();
+            let request = format!(
+                r#"["1","h{reads}","channel:history","history",{{{range}"limit":100,"poll_source":"{source}"}}]"#
+            );
+            ws.send(Opcode::Text, request.as_bytes()).await?;
+            let expect = format!(r#""h{reads}""#);
+            loop {
+                let frame = ws.next().await?;
+                if frame
+                    .payload
+                    .windows(expect.len())
+                    .any(|w| w == expect.as_bytes())
+                {
+                    anyhow::ensure!(
+                        frame.payload.windows(11).any(|w| w == br#""status":"o"#),
+                        "history from {source} failed: {}",
+                        String::from_utf8_lossy(&frame.payload)
+                    );
+                    break;
+                }
             }
+            let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
+            reads += 1;
         }
-        let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
-        reads += 1;
+        let reads_per_s = reads as f64 / started.elapsed().as_secs_f64();
+        let latency = Percentiles::of(&h);
+        let read = format!("{source} {}", if older { "older" } else { "newest" });
+        eprintln!(
+            "s6 {read}: {reads_per_s:.0} reads/s p50 {} us p99 {} us",
+            latency.p50_us, latency.p99_us
+        );
+        out.push(HistoryRead {
+            server: "switchboard".into(),
+            read,
+            stored,
+            reads_per_s,
+            latency,
+        });
     }
-    let reads_per_s = reads as f64 / started.elapsed().as_secs_f64();
-    let latency = Percentiles::of(&h);
-    eprintln!(
-        "s6 switchboard {reads_per_s:.0} reads/s p50 {} us p99 {} us",
-        latency.p50_us, latency.p99_us
-    );
-    Ok(vec![HistoryRead {
-        server: "switchboard".into(),
-        stored,
-        reads_per_s,
-        latency,
-    }])
+    Ok(out)
+}
+
+/// Waits until the database tier holds offset `head` of `channel` (it trails the log).
+async fn wait_for_database(target: &Target, channel: &str, head: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let path = format!("/v1/channels/{channel}/messages?poll_source=DATABASE&from_offset={head}");
+    loop {
+        let body = http_get_with(target.addr, &path, target.key.as_deref()).await?;
+        if body.contains(&format!(r#""offset":{head}"#)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the database did not catch up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Publishes `count` persisted messages as fast as the server acknowledges them, keeping a

@@ -171,6 +171,10 @@ async fn sigkill_between_the_log_and_the_database_the_database_catches_up() {
         db.messages.is_empty(),
         "the database has not been written yet"
     );
+    assert!(
+        db.sources.is_empty(),
+        "and the reply says it served nothing"
+    );
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
 

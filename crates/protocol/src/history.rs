@@ -18,36 +18,43 @@ pub enum Direction {
 ///
 /// On the wire the names are upper case (`"CACHE"`, `"LOG"`, `"DATABASE"`, `"AUTO"`); lower
 /// case is accepted too, and `KAFKA` is an alias of `LOG` (the design documents' name).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum PollSource {
     /// The in-memory ring of recent messages only.
-    #[serde(alias = "cache")]
     Cache,
     /// The durable log only (the point of acknowledgement; retention-limited).
-    #[serde(alias = "log", alias = "KAFKA", alias = "kafka")]
     Log,
     /// The database only (permanent and queryable; written from the log asynchronously, so
     /// its newest messages may lag the log by a moment).
-    #[serde(alias = "database")]
     Database,
     /// Cache, then log, then database, stitched by offset without gaps or duplicates
     /// (default).
     #[default]
-    #[serde(alias = "auto")]
     Auto,
 }
 
 impl PollSource {
-    /// Parses a source name as the CLI and the HTTP query take it (any case, `kafka` = `log`).
+    /// Parses a source name in any case (`kafka` is `log`).
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "cache" => Some(PollSource::Cache),
             "log" | "kafka" => Some(PollSource::Log),
-            "database" | "db" => Some(PollSource::Database),
+            "database" => Some(PollSource::Database),
             "auto" => Some(PollSource::Auto),
             _ => None,
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for PollSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        PollSource::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown poll_source {text:?}: expected CACHE, LOG (or KAFKA), DATABASE or AUTO"
+            ))
+        })
     }
 }
 
@@ -138,4 +145,31 @@ pub struct HistoryPage {
     /// tier examined: a range holds every matching message the tier had there.
     #[serde(default)]
     pub sources: Vec<TierRange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_sources_take_any_case_and_kafka_is_the_log() {
+        for (text, source) in [
+            ("\"CACHE\"", PollSource::Cache),
+            ("\"Log\"", PollSource::Log),
+            ("\"kafka\"", PollSource::Log),
+            ("\"KAFKA\"", PollSource::Log),
+            ("\"database\"", PollSource::Database),
+            ("\"auto\"", PollSource::Auto),
+        ] {
+            assert_eq!(serde_json::from_str::<PollSource>(text).unwrap(), source);
+        }
+        assert!(serde_json::from_str::<PollSource>("\"tape\"").is_err());
+        assert_eq!(serde_json::to_string(&PollSource::Log).unwrap(), "\"LOG\"");
+        let q: HistoryQuery = serde_json::from_str(r#"{"poll_source":"Cache"}"#).unwrap();
+        assert_eq!(q.poll_source, Some(PollSource::Cache));
+        let page: HistoryPage =
+            serde_json::from_str(r#"{"messages":[],"epoch":"e","head":0,"first_available":1}"#)
+                .unwrap();
+        assert!(page.sources.is_empty(), "older servers send no sources");
+    }
 }

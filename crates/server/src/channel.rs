@@ -265,10 +265,24 @@ impl CacheBounds {
     fn new(row: &ChannelRow, limits: &ChannelLimits) -> Self {
         let own = row.cache_retention.unwrap_or_default();
         let pick = |own: Option<u64>, server: u64| own.filter(|v| *v > 0).unwrap_or(server);
+        let mut messages = pick(own.max_messages, limits.cache_messages as u64);
+        let mut ttl_secs = pick(own.ttl_secs, limits.cache_ttl_secs);
+        if row.storage == StoragePolicy::Cache {
+            // The cache is the channel's only tier: the channel's retention bounds it too.
+            if row.max_messages > 0 {
+                messages = messages.min(row.max_messages);
+            }
+            if row.max_age_secs > 0 {
+                ttl_secs = match ttl_secs {
+                    0 => row.max_age_secs,
+                    t => t.min(row.max_age_secs),
+                };
+            }
+        }
         CacheBounds {
-            messages: pick(own.max_messages, limits.cache_messages as u64).max(1) as usize,
+            messages: messages.max(1) as usize,
             bytes: pick(own.max_bytes, limits.cache_bytes).max(1),
-            ttl_ms: (pick(own.ttl_secs, limits.cache_ttl_secs) as i64).saturating_mul(1000),
+            ttl_ms: (ttl_secs as i64).saturating_mul(1000),
         }
     }
 
@@ -872,6 +886,15 @@ impl Channel {
             .and_then(|sub| sub.inbox.as_ref())
         {
             consumer.wake();
+        }
+    }
+
+    /// Waits (a few seconds at most) until the database holds everything the log held when
+    /// called: inbox entries and database reads then include every acknowledged message.
+    pub(crate) async fn database_caught_up(&self) {
+        let end = self.log.end();
+        if self.materializer.applied() < end {
+            self.materializer.wait_for(end).await;
         }
     }
 

@@ -112,7 +112,8 @@ pub struct StorageConfig {
     pub log: LogBackend,
     /// The database tier's backend.
     pub db: DbBackend,
-    /// Cache tier: recent messages kept in memory per channel (the channel may set less).
+    /// Cache tier: recent messages kept in memory per channel (a channel's own cache
+    /// retention replaces it).
     pub cache_messages: usize,
     /// Cache tier: most bytes of encoded messages kept in memory per channel.
     pub cache_bytes: u64,

@@ -81,6 +81,9 @@ impl Channel {
     /// Applies `batch` to `recipient`'s inbox in one transaction, then sends the receipts and
     /// updates the pending counts.
     pub async fn inbox_batch(&self, recipient: &str, batch: Batch) -> Result<BatchResult> {
+        // Inbox entries are written by the database writer, just behind the log: whatever
+        // was acknowledged before this call is in the inbox once it has caught up.
+        self.database_caught_up().await;
         let (channel_id, limits) = (self.row.id, self.limits.inbox);
         let agent = recipient.to_owned();
         let result = self

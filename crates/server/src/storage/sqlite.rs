@@ -1049,8 +1049,12 @@ pub(crate) fn delete_channel(conn: &Connection, id: i64) -> rusqlite::Result<()>
 /// First and last offsets: of the stored messages, or past what retention deleted.
 pub(crate) fn bounds(conn: &Connection, channel_id: i64) -> rusqlite::Result<StoreStats> {
     let (first, last, last_ts) = conn
+        // Each part is one index lookup (ts grows with offset within a channel); a single
+        // MIN/MAX/MAX(ts) aggregate would scan every row of the channel.
         .prepare_cached(
-            "SELECT MIN(offset), MAX(offset), MAX(ts) FROM messages WHERE channel_id = ?1",
+            "SELECT (SELECT MIN(offset) FROM messages WHERE channel_id = ?1),
+                    (SELECT MAX(offset) FROM messages WHERE channel_id = ?1),
+                    (SELECT ts FROM messages WHERE channel_id = ?1 ORDER BY offset DESC LIMIT 1)",
         )?
         .query_row([channel_id], |r| {
             Ok((

@@ -186,6 +186,23 @@ async fn create_channel(
     if body.expires_at.is_some_and(|at| at <= crate::now_ms()) {
         return Err(err!(InvalidPayload, "expires_at must be in the future"));
     }
+    let policy = body.storage.unwrap_or_default();
+    if let Some(r) = &body.retention {
+        if r.cache.is_some() && !policy.keeps_messages() {
+            return Err(err!(
+                InvalidPayload,
+                "retention.cache: an ephemeral channel keeps no cache"
+            ));
+        }
+        if r.log.is_some() && !policy.uses_database() {
+            return Err(err!(
+                InvalidPayload,
+                "retention.log is for persistent channels (the log keeps less, the database \
+                 the rest); for a {} channel set retention.max_age_secs",
+                policy.as_str()
+            ));
+        }
+    }
     let options = CreateOptions {
         password: body.password,
         storage: body.storage,

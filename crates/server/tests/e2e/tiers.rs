@@ -402,3 +402,63 @@ async fn a_deleted_channel_recreated_starts_empty_in_every_tier() {
         assert_eq!(page["messages"][0]["data"], "new");
     }
 }
+
+#[tokio::test]
+async fn retention_must_fit_the_policy_and_bounds_a_cache_only_channel() {
+    let s = TestServer::start().await;
+    for body in [
+        json!({"name": "a", "storage": "ephemeral", "retention": {"cache": {"max_messages": 3}}}),
+        json!({"name": "b", "storage": "log", "retention": {"log": {"max_age_secs": 60}}}),
+        json!({"name": "c", "storage": "cache", "retention": {"log": {"max_age_secs": 60}}}),
+    ] {
+        let (status, reply) = s.http("POST", "/v1/channels", Some(body)).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["code"], "invalid_payload");
+    }
+    let (status, reply) = s
+        .http(
+            "POST",
+            "/v1/channels",
+            Some(json!({"name": "mem", "storage": "cache", "retention": {"max_messages": 2}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let mut a = s.raw().await;
+    a.join("mem", agent("alice")).await.unwrap();
+    for i in 1..=4 {
+        a.publish("mem", json!({"type": "t", "data": i}))
+            .await
+            .unwrap();
+    }
+    let page = a
+        .request("channel:mem", "history", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&page), vec![3, 4]);
+    assert_eq!(page["first_available"], 3);
+}
+
+#[tokio::test]
+async fn an_acknowledged_direct_message_is_in_the_inbox_at_once() {
+    // The database writer waits before writing: an inbox read must still see what was
+    // acknowledged before it.
+    let s = TestServer::with(|c| c.storage.db_batch_delay_ms = 200).await;
+    let (status, ack) = s
+        .http(
+            "POST",
+            "/v1/channels/work/messages",
+            Some(json!({"type": "task", "data": 1, "to": "worker"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    let (status, got) = s
+        .http(
+            "POST",
+            "/v1/channels/work/inbox/worker/receive",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(got["messages"][0]["message"]["id"], ack["id"]);
+}

@@ -452,6 +452,7 @@ struct WindowReader {
     seq: u32,
     start: u64,
     data: Vec<u8>,
+    backward: bool,
 }
 
 impl WindowReader {
@@ -460,11 +461,24 @@ impl WindowReader {
             seq: 0,
             start: 0,
             data: Vec::new(),
+            backward: false,
         }
     }
 
     /// The record at byte `at` of `segment`: `(body length, position, record)`.
     fn read(&mut self, segment: &Segment, at: u64) -> std::io::Result<(usize, u64, Record)> {
+        self.read_toward(segment, at, false)
+    }
+
+    /// [`WindowReader::read`] for a reader going `backward` through the file: a refilled
+    /// window then also covers the records before `at`.
+    fn read_toward(
+        &mut self,
+        segment: &Segment,
+        at: u64,
+        backward: bool,
+    ) -> std::io::Result<(usize, u64, Record)> {
+        self.backward = backward;
         let h = self.bytes(segment, at, HEADER)?;
         let (len, crc) = header(h.try_into().expect("header size"));
         if len > MAX_BODY {
@@ -485,11 +499,18 @@ impl WindowReader {
             if end > durable {
                 return Err(corrupt(segment, at, "a record past the durable end"));
             }
-            let want = (len.max(READ_WINDOW) as u64).min(durable - at) as usize;
+            // Going backward, the window is centered on `at`, so the records before it
+            // (read next) and this record's body (read right after its header) are in it.
+            let start = if self.backward {
+                at.saturating_sub(READ_WINDOW as u64 / 2)
+            } else {
+                at
+            };
+            let want = ((end - start).max(READ_WINDOW as u64)).min(durable - start) as usize;
             self.data.resize(want, 0);
-            segment.file.read_exact_at(&mut self.data, at)?;
+            segment.file.read_exact_at(&mut self.data, start)?;
             self.seq = segment.seq;
-            self.start = at;
+            self.start = start;
         }
         let from = (at - self.start) as usize;
         Ok(&self.data[from..from + len])
@@ -705,6 +726,7 @@ impl Drop for EmbeddedLog {
 
 fn read_locs(shared: &Shared, locs: &[u64]) -> Result<Vec<Message>> {
     let mut reader = WindowReader::new();
+    let backward = locs.len() > 1 && locs[0] > locs[1];
     let mut out = Vec::with_capacity(locs.len());
     let mut segment: Option<Arc<Segment>> = None;
     for &l in locs {
@@ -713,7 +735,9 @@ fn read_locs(shared: &Shared, locs: &[u64]) -> Result<Vec<Message>> {
         }
         // A segment retention dropped meanwhile: those messages are gone from this tier.
         let Some(seg) = &segment else { continue };
-        let (_, _, record) = reader.read(seg, loc_byte(l)).map_err(unavailable)?;
+        let (_, _, record) = reader
+            .read_toward(seg, loc_byte(l), backward)
+            .map_err(unavailable)?;
         if let Record::Message(r) = record {
             out.push(Arc::unwrap_or_clone(r.message));
         }
