@@ -134,11 +134,15 @@ test("DATABASE reads trail the log, and soon return every message", async (t) =>
 test("storage policies: a channel is created with its tiers and retention; reading a tier it does not keep is no_history", async (t) => {
   // log: cache and log, no database.
   const logged = unique("logged");
-  const info = await http.createChannel(logged, { storage: "log", retention: { cache: { maxMessages: 3 }, log: { maxAgeSecs: 3600 } } });
+  const info = await http.createChannel(logged, { storage: "log", retention: { cache: { maxMessages: 3 } } });
   assert.equal(info.name, logged);
   assert.equal(info.storage, "log");
   assert.deepEqual(info.retention.cache, { maxMessages: 3 });
-  assert.deepEqual(info.retention.log, { maxAgeSecs: 3600 });
+  // The log's own retention is for persistent channels (a database keeps what the log drops).
+  const misfit = await rejection(http.createChannel(unique("misfit"), { storage: "log", retention: { log: { maxAgeSecs: 3600 } } }));
+  assert.equal(misfit.code, "invalid_payload");
+  const withLog = await http.createChannel(unique("kept"), { retention: { log: { maxAgeSecs: 3600 } } });
+  assert.deepEqual([withLog.storage, withLog.retention.log], ["persistent", { maxAgeSecs: 3600 }]);
   assert.deepEqual([info.head, info.firstAvailable, info.hasPassword, info.agents], [0, 1, false, 0]);
   assert.equal(typeof info.createdAt, "number");
   assert.equal("first_available" in info, false, "channel info is camelCase");

@@ -169,15 +169,19 @@ async def test_storage_policies_pick_the_tiers(tiered: ServerProcess) -> None:
     mem = await http.create_channel("mem", storage="cache", cache={"max_messages": 3})
     assert (mem.storage, mem.retention.get("cache")) == ("cache", {"max_messages": 3})
     logged = await http.create_channel(
-        "logged", storage="log", max_messages=100, cache={"max_messages": 2, "ttl_secs": 600}, log={"max_age_secs": 3600}
+        "logged", storage="log", max_messages=100, cache={"max_messages": 2, "ttl_secs": 600}
     )
     assert logged.storage == "log"
     assert logged.retention["max_messages"] == 100
     assert logged.retention.get("cache") == {"max_messages": 2, "ttl_secs": 600}
-    assert logged.retention.get("log") == {"max_age_secs": 3600}
     assert (await http.get_channel("logged")).retention == logged.retention
-    kept = await http.create_channel("kept")
+    # The log's own retention is for channels with a database behind it.
+    with pytest.raises(switchboard.InvalidRequestError) as misfit:
+        await http.create_channel("misfit", storage="log", log={"max_age_secs": 3600})
+    assert misfit.value.code == ErrorCode.INVALID_PAYLOAD
+    kept = await http.create_channel("kept", log={"max_age_secs": 3600})
     assert kept.storage == "persistent" and "cache" not in kept.retention
+    assert kept.retention.get("log") == {"max_age_secs": 3600}
 
     client = await switchboard.Client.connect(tiered.url, tiered.key, FAST)
     in_mem = await client.join("mem", "alice", presence=False)
