@@ -166,6 +166,8 @@ async fn sigkill_between_the_log_and_the_database_the_database_catches_up() {
         201,
         "every acknowledged message is in the log"
     );
+    // A DATABASE read waits (five seconds at most) for the database writer, which is not
+    // coming: it then serves what the database holds.
     let db = read_all(&http, PollSource::Database).await;
     assert!(
         db.messages.is_empty(),

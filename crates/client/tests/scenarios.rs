@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_client::{
-    Backoff, ChannelEvent, ChannelSender, Client, ClientConfig, CreateChannel, Error, HistoryQuery,
-    HttpClient, JoinParams, KvList, Message, Publish, Scope,
+    Backoff, ChannelEvent, ChannelSender, Client, ClientConfig, CreateChannel, Error, ErrorCode,
+    ErrorReply, HistoryQuery, HttpClient, JoinParams, KvList, Message, Publish, Scope,
 };
 use switchboard_server::{Config, Server};
 use tokio::net::{TcpListener, TcpStream};
@@ -436,7 +436,18 @@ impl Runner {
                 }
             }
             "history" => {
-                let query: HistoryQuery = parse(&step["query"], "query")?;
+                let query: HistoryQuery = match parse(&step["query"], "query") {
+                    Ok(query) => query,
+                    // A typed SDK cannot even build a query the protocol does not allow (an
+                    // unknown poll_source): that is its local invalid_payload.
+                    Err(why) if step["error"] == "invalid_payload" => {
+                        return Err(Failure::Sdk(Error::Server(ErrorReply::new(
+                            ErrorCode::InvalidPayload,
+                            why,
+                        ))));
+                    }
+                    Err(why) => return Err(why.into()),
+                };
                 let page = self.channel(step)?.sender.history(query).await?;
                 expect(step, to_value(&page))?;
             }

@@ -218,6 +218,8 @@ struct State {
     /// The cache tier: the newest messages, consecutive offsets, bounded by `CacheBounds`.
     ring: VecDeque<Arc<Entry>>,
     ring_bytes: u64,
+    /// The log position of the channel's newest durable record (0: none since loading).
+    log_position: u64,
     dedup: HashMap<String, u64>,
     dedup_order: VecDeque<String>,
     subscribers: HashMap<u64, Subscriber>,
@@ -477,6 +479,7 @@ impl Channel {
                 last_ts,
                 ring,
                 ring_bytes,
+                log_position: 0,
                 dedup,
                 dedup_order,
                 subscribers: HashMap::new(),
@@ -889,12 +892,13 @@ impl Channel {
         }
     }
 
-    /// Waits (a few seconds at most) until the database holds everything the log held when
-    /// called: inbox entries and database reads then include every acknowledged message.
+    /// Waits (a few seconds at most) until the database holds every record of this channel
+    /// the log held when called: inbox entries and database reads then include every
+    /// message acknowledged before.
     pub(crate) async fn database_caught_up(&self) {
-        let end = self.log.end();
-        if self.materializer.applied() < end {
-            self.materializer.wait_for(end).await;
+        let position = self.state.lock().log_position;
+        if self.materializer.applied() < position {
+            self.materializer.wait_for(position).await;
         }
     }
 
@@ -1170,7 +1174,11 @@ impl Channel {
             .expect("persisted messages have offsets");
         match result {
             Ok(position) => {
-                self.accept(&mut self.state.lock(), entry.clone());
+                {
+                    let mut s = self.state.lock();
+                    s.log_position = position;
+                    self.accept(&mut s, entry.clone());
+                }
                 if let Some(to) = inbox_to
                     && let Some(me) = self.me.upgrade()
                 {
@@ -1393,6 +1401,10 @@ impl Channel {
             db: self.store.clone(),
         };
         let source = query.poll_source.unwrap_or(PollSource::Auto);
+        if source == PollSource::Database {
+            // Read your writes: the database trails the log by a batch.
+            self.database_caught_up().await;
+        }
         let read = tiers
             .read(&query, source, limit as usize, visible_to)
             .await?;

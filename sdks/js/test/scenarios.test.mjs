@@ -213,7 +213,7 @@ class Run {
       agentName: p.agent_name,
       backoff: { initialMs: 20, maxMs: 500 },
     };
-    const fields = { password: "channelPassword", scope: "apiKeyScope", since: "since", epoch: "epoch", event_types: "eventTypes", echo: "echo", presence: "presence", meta: "meta", session_id: "sessionId", kv_events: "storageEvents" };
+    const fields = { password: "channelPassword", scope: "apiKeyScope", since: "since", epoch: "epoch", event_types: "eventTypes", echo: "echo", presence: "presence", meta: "meta", session_id: "sessionId", kv_events: "storageEvents", poll_source: "pollSource" };
     for (const [wire, option] of Object.entries(fields)) if (p[wire] !== undefined) options[option] = p[wire];
     const agent = new Agent();
     const reply = await agent.connection.connect(options);
