@@ -454,7 +454,15 @@ async fn open_tiers(
 /// Drops what the log's retention allows and records, per channel, what is gone.
 async fn log_retention(app: &App) {
     let log = app.log.clone();
-    let keep_from = app.materializer.applied() + 1;
+    // Only what the database holds durably may go (its copies are fsynced lazily).
+    let keep_from = match app
+        .store
+        .write(storage::sqlite_queries::durable_log_applied)
+        .await
+    {
+        Ok(applied) => applied + 1,
+        Err(e) => return tracing::warn!(error = %e, "log retention failed"),
+    };
     let dropped =
         match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms(), keep_from)).await
         {

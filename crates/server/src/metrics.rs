@@ -30,6 +30,8 @@ pub struct Metrics {
     pub fsync_batch_size: Histogram,
     /// Time one group commit took, in seconds.
     pub fsync_seconds: Histogram,
+    /// Log records the database has not copied yet (set when the metrics are read).
+    pub database_lag_records: Gauge,
     /// Connections closed because their outbound queue overflowed.
     pub slow_consumers: Counter,
     /// Per-tenant usage series (added to when usage is flushed).
@@ -62,6 +64,7 @@ impl Default for Metrics {
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
             ]),
             fsync_seconds: latency(),
+            database_lag_records: Gauge::default(),
             slow_consumers: Counter::default(),
             tenants: Default::default(),
             webhook_delivered: Counter::default(),
@@ -101,6 +104,11 @@ impl Default for Metrics {
             "fsync_seconds",
             "Duration of one group commit",
             m.fsync_seconds.clone(),
+        );
+        registry.register(
+            "database_lag_records",
+            "Log records the database has not copied yet",
+            m.database_lag_records.clone(),
         );
         registry.register(
             "slow_consumers",

@@ -27,6 +27,8 @@ pub struct Materializer {
     store: Arc<SqliteStore>,
     applied: watch::Sender<u64>,
     waiting: Mutex<BTreeMap<u64, Vec<Applied>>>,
+    /// Someone waits for the database (an inbox entry, a read): write without the delay.
+    urgent: tokio::sync::Notify,
     /// Held for a whole step, so steps never interleave.
     cursor: tokio::sync::Mutex<Option<Box<dyn LogCursor>>>,
 }
@@ -40,6 +42,7 @@ impl Materializer {
             store,
             applied: watch::Sender::new(applied),
             waiting: Mutex::new(BTreeMap::new()),
+            urgent: tokio::sync::Notify::new(),
         })
     }
 
@@ -54,6 +57,7 @@ impl Materializer {
             let mut waiting = self.waiting.lock();
             if self.applied() < position {
                 waiting.entry(position).or_default().push(f);
+                self.urgent.notify_one();
                 return;
             }
         }
@@ -63,6 +67,9 @@ impl Materializer {
     /// Waits (a few seconds at most) until the database holds the log up to `position`.
     pub async fn wait_for(&self, position: u64) {
         let mut applied = self.applied.subscribe();
+        if *applied.borrow() < position {
+            self.urgent.notify_one();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|a| *a >= position))
             .await;
     }
@@ -81,7 +88,7 @@ impl Materializer {
     }
 
     /// Follows the log until shutdown, waiting `delay` after new records arrive so one
-    /// transaction covers more of them.
+    /// transaction covers more of them, unless someone waits for them (then at once).
     pub async fn run(self: Arc<Self>, delay: Duration, mut shutdown: watch::Receiver<bool>) {
         let mut end = self.log.watch_end();
         loop {
@@ -94,6 +101,7 @@ impl Materializer {
                 tokio::select! {
                     _ = crate::shutting_down(&mut shutdown) => return,
                     () = tokio::time::sleep(delay) => {}
+                    () = self.urgent.notified() => {}
                 }
             }
             if let Err(e) = self.catch_up().await {

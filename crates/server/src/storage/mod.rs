@@ -34,10 +34,10 @@ pub(crate) mod sqlite_queries {
     };
     pub(crate) use super::sqlite::{
         LOG_APPLIED, add_usage, apply_log, bounds, create_channel, delete_channel,
-        expired_channels, get_channel, get_setting, history, insert_key, insert_temporary,
-        insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys, load_temporary,
-        log_dropped, prune, prune_temporary, put_setting, recent, recent_ids, revoke_key,
-        revoke_tenant, set_epoch, set_pruned_through, storage_of, usage_rows,
+        durable_log_applied, expired_channels, get_channel, get_setting, history, insert_key,
+        insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys,
+        load_temporary, log_dropped, prune, prune_temporary, put_setting, recent, recent_ids,
+        revoke_key, revoke_tenant, set_epoch, set_pruned_through, storage_of, usage_rows,
     };
     pub(crate) use super::streams::{delete_stream, load_streams, put_stream};
     pub(crate) use super::webhooks::{

@@ -423,7 +423,43 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
 /// Copies a batch of log records into the database and records the position reached, in
 /// one transaction (the database writer's step). Messages of channels that no longer exist,
 /// or that retention pruned already, are not inserted.
+///
+/// The transaction is not fsynced on its own: the log holds the records durably, and if a
+/// power loss takes this commit back, it takes `log_applied` back with it and the writer
+/// copies the records again. The next fsynced commit of any other write (or
+/// [`durable_log_applied`]) makes it durable too. This keeps the database's fsyncs off the
+/// disk the log's group commits wait for.
 pub(crate) fn apply_log(
+    conn: &Connection,
+    batch: &[(u64, Record)],
+    last: u64,
+) -> rusqlite::Result<()> {
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    if sync > 1 {
+        conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+    }
+    let applied = apply_log_transaction(conn, batch, last);
+    if sync > 1 {
+        conn.execute_batch("PRAGMA synchronous=FULL")?;
+    }
+    applied
+}
+
+/// Makes every commit so far durable and returns the log position the database holds for
+/// sure: the log may drop what is below it.
+pub(crate) fn durable_log_applied(conn: &Connection) -> rusqlite::Result<u64> {
+    // A commit at the connection's own synchronous level fsyncs the write-ahead log, and with
+    // it every earlier commit.
+    conn.execute(
+        "UPDATE settings SET value = value WHERE name = ?1",
+        [LOG_APPLIED],
+    )?;
+    Ok(get_setting(conn, LOG_APPLIED)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+fn apply_log_transaction(
     conn: &Connection,
     batch: &[(u64, Record)],
     last: u64,

@@ -132,6 +132,8 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let lag = app.log.end().saturating_sub(app.materializer.applied());
+    app.metrics.database_lag_records.set(lag as i64);
     (
         [(
             header::CONTENT_TYPE,
