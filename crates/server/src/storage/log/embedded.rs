@@ -11,14 +11,14 @@
 //! record at the end of the last segment (a crash mid-write, never acknowledged) is cut off,
 //! corruption anywhere else stops the start-up rather than silently losing messages.
 
+use super::index::OffsetIndex;
 use super::record::{HEADER, MAX_BODY, header};
 use super::{CommitObserver, LogCursor, LogDone, MessageLog, Record};
 use crate::error::Result;
 use crate::storage::unavailable;
-use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -67,13 +67,6 @@ struct Segment {
     max_ts: AtomicI64,
 }
 
-/// Where a channel's offsets live: `locs[i]` holds offset `first + i`.
-#[derive(Default)]
-struct ChannelIndex {
-    first: u64,
-    locs: VecDeque<u64>,
-}
-
 fn loc(seq: u32, byte: u64) -> u64 {
     (u64::from(seq) << 32) | byte
 }
@@ -90,7 +83,7 @@ struct Shared {
     dir: PathBuf,
     config: EmbeddedLogConfig,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
-    index: DashMap<i64, ChannelIndex>,
+    index: OffsetIndex,
     end: watch::Sender<u64>,
     failed: AtomicBool,
 }
@@ -137,7 +130,7 @@ impl EmbeddedLog {
                 ..config
             },
             segments: RwLock::new(BTreeMap::new()),
-            index: DashMap::new(),
+            index: OffsetIndex::default(),
             end: watch::Sender::new(0),
             failed: AtomicBool::new(false),
         };
@@ -288,24 +281,10 @@ fn scan_segment(
 /// Adds a durable record to the segment's bounds and the channel's index.
 fn index_record(shared: &Shared, segment: &Segment, at: u64, position: u64, record: &Record) {
     segment.last_position.store(position, Ordering::Relaxed);
-    match record {
-        Record::ChannelDeleted { channel_id } => {
-            shared.index.remove(channel_id);
-        }
-        Record::Message(r) => {
-            segment.max_ts.fetch_max(r.message.ts, Ordering::Relaxed);
-            let offset = r.message.offset.unwrap_or(0);
-            let mut entry = shared.index.entry(r.channel_id).or_default();
-            let index = entry.value_mut();
-            if index.locs.is_empty() || index.first + index.locs.len() as u64 != offset {
-                // Offsets of a channel are consecutive; anything else starts the index over
-                // (only the newest run is served).
-                index.locs.clear();
-                index.first = offset;
-            }
-            index.locs.push_back(at);
-        }
+    if let Record::Message(r) = record {
+        segment.max_ts.fetch_max(r.message.ts, Ordering::Relaxed);
     }
+    shared.index.add(record, at);
 }
 
 fn create_segment(shared: &Shared, seq: u32, base: u64) -> std::io::Result<Arc<Segment>> {
@@ -572,9 +551,7 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {
-        let index = self.shared.index.get(&channel_id)?;
-        let n = index.locs.len() as u64;
-        (n > 0).then(|| (index.first, index.first + n - 1))
+        self.shared.index.bounds(channel_id)
     }
 
     fn read(
@@ -585,24 +562,10 @@ impl MessageLog for EmbeddedLog {
         max: usize,
         direction: Direction,
     ) -> BoxFuture<'static, Result<Vec<Message>>> {
-        let locs: Vec<u64> = match self.shared.index.get(&channel_id) {
-            Some(index) if !index.locs.is_empty() && from <= to => {
-                let last = index.first + index.locs.len() as u64 - 1;
-                let (lo, hi) = (from.max(index.first), to.min(last));
-                if lo > hi {
-                    Vec::new()
-                } else {
-                    let range = (lo - index.first) as usize..=(hi - index.first) as usize;
-                    match direction {
-                        Direction::Forward => index.locs.range(range).take(max).copied().collect(),
-                        Direction::Backward => {
-                            index.locs.range(range).rev().take(max).copied().collect()
-                        }
-                    }
-                }
-            }
-            _ => Vec::new(),
-        };
+        let locs = self
+            .shared
+            .index
+            .places(channel_id, from, to, max, direction);
         let shared = self.shared.clone();
         Box::pin(async move {
             if locs.is_empty() {
@@ -615,11 +578,7 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn trim(&self, channel_id: i64, below: u64) {
-        if let Some(mut index) = self.shared.index.get_mut(&channel_id) {
-            while index.first < below && index.locs.pop_front().is_some() {
-                index.first += 1;
-            }
-        }
+        self.shared.index.trim(channel_id, below);
     }
 
     fn trim_older(&self, channel_id: i64, before_ts: i64) -> BoxFuture<'static, Result<u64>> {
@@ -628,11 +587,7 @@ impl MessageLog for EmbeddedLog {
             tokio::task::spawn_blocking(move || {
                 let mut reader = WindowReader::new();
                 loop {
-                    let Some((first, front)) = shared
-                        .index
-                        .get(&channel_id)
-                        .and_then(|i| Some((i.first, *i.locs.front()?)))
-                    else {
+                    let Some((first, front)) = shared.index.front(channel_id) else {
                         return Ok(u64::MAX);
                     };
                     let Some(segment) = shared.segments.read().get(&loc_seq(front)).cloned() else {
@@ -653,12 +608,7 @@ impl MessageLog for EmbeddedLog {
                     if !old {
                         return Ok(first);
                     }
-                    if let Some(mut index) = shared.index.get_mut(&channel_id)
-                        && index.first == first
-                    {
-                        index.locs.pop_front();
-                        index.first += 1;
-                    }
+                    shared.index.pop_front_if(channel_id, first);
                 }
             })
             .await
@@ -716,20 +666,7 @@ impl MessageLog for EmbeddedLog {
         let Some(through) = dropped_through else {
             return Ok(Vec::new());
         };
-        let mut trimmed = Vec::new();
-        for mut entry in self.shared.index.iter_mut() {
-            let index = entry.value_mut();
-            let mut highest = None;
-            while index.locs.front().is_some_and(|l| loc_seq(*l) <= through) {
-                index.locs.pop_front();
-                highest = Some(index.first);
-                index.first += 1;
-            }
-            if let Some(h) = highest {
-                trimmed.push((*entry.key(), h));
-            }
-        }
-        Ok(trimmed)
+        Ok(self.shared.index.drop_leading(|l| loc_seq(l) <= through))
     }
 
     fn is_failed(&self) -> bool {

@@ -9,6 +9,7 @@
 //! implementation passes the conformance suite in `conformance.rs`.
 
 mod embedded;
+mod index;
 mod record;
 
 #[cfg(test)]
