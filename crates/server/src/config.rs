@@ -110,6 +110,12 @@ pub struct StorageConfig {
     pub max_batch: usize,
     /// The log tier's backend.
     pub log: LogBackend,
+    /// `log = "jetstream"`: the NATS server(s) to connect to.
+    pub nats_url: String,
+    /// `log = "jetstream"`: the stream's name (also its subjects' prefix).
+    pub jetstream_stream: String,
+    /// `log = "jetstream"`: replicas of the stream (1, or 3 on a NATS cluster).
+    pub jetstream_replicas: usize,
     /// The database tier's backend.
     pub db: DbBackend,
     /// Cache tier: recent messages kept in memory per channel (a channel's own cache
@@ -201,6 +207,8 @@ pub struct InboxConfig {
 pub enum LogBackend {
     /// Segment files under the data directory.
     Embedded,
+    /// A NATS JetStream stream.
+    Jetstream,
 }
 
 /// Where the database tier (and metadata) lives.

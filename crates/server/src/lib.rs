@@ -422,12 +422,34 @@ async fn open_tiers(
     Arc<storage::materializer::Materializer>,
 )> {
     use storage::log::{EmbeddedLog, EmbeddedLogConfig};
-    let applied: u64 = store
-        .read(|c| storage::sqlite_queries::get_setting(c, storage::sqlite_queries::LOG_APPLIED))
-        .await?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    use storage::sqlite_queries::{LOG_APPLIED, LOG_IDENTITY, get_setting, put_setting};
     let s = &config.storage;
+    // Positions belong to one log: with another log, the database writer starts over.
+    let identity = match s.log {
+        config::LogBackend::Embedded => "embedded".to_owned(),
+        config::LogBackend::Jetstream => format!("jetstream:{}", s.jetstream_stream),
+    };
+    let (stored, applied) = store
+        .read(|c| Ok((get_setting(c, LOG_IDENTITY)?, get_setting(c, LOG_APPLIED)?)))
+        .await?;
+    let mut applied: u64 = applied.and_then(|v| v.parse().ok()).unwrap_or(0);
+    if stored.as_deref() != Some(identity.as_str()) {
+        if let Some(before) = stored {
+            tracing::warn!(
+                before,
+                now = identity,
+                "the log changed; the database writer starts at its beginning"
+            );
+            applied = 0;
+        }
+        let id = identity.clone();
+        store
+            .write(move |c| {
+                put_setting(c, LOG_IDENTITY, &id)?;
+                put_setting(c, LOG_APPLIED, &applied.to_string())
+            })
+            .await?;
+    }
     let log: Arc<dyn storage::log::MessageLog> = match s.log {
         config::LogBackend::Embedded => Arc::new(EmbeddedLog::open(
             &dir.join("log"),
@@ -441,6 +463,20 @@ async fn open_tiers(
             applied + 1,
             observer,
         )?),
+        config::LogBackend::Jetstream => Arc::new(
+            storage::log::JetStreamLog::open(
+                storage::log::JetStreamLogConfig {
+                    url: s.nats_url.clone(),
+                    stream: s.jetstream_stream.clone(),
+                    replicas: s.jetstream_replicas,
+                    retention_secs: s.log_retention_secs,
+                    retention_bytes: s.log_retention_bytes,
+                    max_batch: s.max_batch,
+                },
+                observer,
+            )
+            .await?,
+        ),
     };
     let materializer =
         storage::materializer::Materializer::new(log.clone(), store.clone(), applied);

@@ -33,7 +33,7 @@ pub(crate) mod sqlite_queries {
         inbox_prune, inbox_release, inbox_settle,
     };
     pub(crate) use super::sqlite::{
-        LOG_APPLIED, add_usage, apply_log, bounds, create_channel, delete_channel,
+        LOG_APPLIED, LOG_IDENTITY, add_usage, apply_log, bounds, create_channel, delete_channel,
         durable_log_applied, expired_channels, get_channel, get_setting, history, insert_key,
         insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys,
         load_temporary, log_dropped, prune, prune_temporary, put_setting, recent, recent_ids,

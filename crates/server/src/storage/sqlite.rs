@@ -507,6 +507,8 @@ fn apply_log_transaction(
 
 /// The setting holding the log position the database holds everything up to.
 pub(crate) const LOG_APPLIED: &str = "log_applied";
+/// The setting naming the log `LOG_APPLIED` is a position of.
+pub(crate) const LOG_IDENTITY: &str = "log_identity";
 
 fn encode_attachments(list: &[Bytes]) -> Vec<u8> {
     let mut out = BytesMut::new();

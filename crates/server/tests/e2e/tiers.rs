@@ -462,3 +462,77 @@ async fn an_acknowledged_direct_message_is_in_the_inbox_at_once() {
     assert_eq!(got["messages"].as_array().unwrap().len(), 1);
     assert_eq!(got["messages"][0]["message"]["id"], ack["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_tier_on_nats_jetstream() {
+    let url = std::env::var("SWITCHBOARD_TEST_NATS_URL").expect(
+        "SWITCHBOARD_TEST_NATS_URL: this test needs a NATS server 2.10+ with JetStream \
+         (scripts/test.sh starts one)",
+    );
+    let stream = format!(
+        "E2E_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut s = TestServer::with(|c| {
+        c.storage.log = switchboard_server::config::LogBackend::Jetstream;
+        c.storage.nats_url = url;
+        c.storage.jetstream_stream = stream;
+        c.storage.cache_messages = 2;
+    })
+    .await;
+    let mut a = s.raw().await;
+    a.join("js", agent("alice")).await.unwrap();
+    for i in 1..=6 {
+        let ack = a
+            .publish("js", json!({"type": "t", "data": i}))
+            .await
+            .unwrap();
+        assert_eq!(ack["offset"], i);
+    }
+    let page = a
+        .request("channel:js", "history", json!({"poll_source": "LOG"}))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&page), (1..=6).collect::<Vec<_>>());
+    let page = a.request("channel:js", "history", json!({})).await.unwrap();
+    assert_eq!(
+        sources(&page),
+        vec![("LOG".to_owned(), 1, 4), ("CACHE".to_owned(), 5, 6)]
+    );
+    let page = a
+        .request("channel:js", "history", json!({"poll_source": "DATABASE"}))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&page), (1..=6).collect::<Vec<_>>());
+    drop(a);
+    s.restart().await;
+    let mut a = s.raw().await;
+    // The index is rebuilt from the stream; offsets go on.
+    let reply = a
+        .join("js", json!({"agent_name": "alice", "since": 3}))
+        .await
+        .unwrap();
+    assert_eq!(reply["head"], 6);
+    for i in 4..=6 {
+        let got = a.message("js").await;
+        assert_eq!(got["offset"], i);
+    }
+    let ack = a
+        .publish("js", json!({"type": "t", "data": 7}))
+        .await
+        .unwrap();
+    assert_eq!(ack["offset"], 7);
+    let page = a
+        .request(
+            "channel:js",
+            "history",
+            json!({"poll_source": "KAFKA", "from_offset": 6}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(offsets(&page), vec![6, 7]);
+}

@@ -2,14 +2,40 @@
 //! offset, restart, following, trimming and deletion. Each check takes a function that
 //! opens the implementation on a directory (opening it again = a restart).
 
-use super::{EmbeddedLog, EmbeddedLogConfig, MessageLog, MessageRecord, Record};
+use super::{
+    EmbeddedLog, EmbeddedLogConfig, JetStreamLog, JetStreamLogConfig, LogCursor, MessageLog,
+    MessageRecord, Record,
+};
+use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 use std::path::Path;
 use std::sync::Arc;
 use switchboard_protocol::Message;
 use switchboard_protocol::history::Direction;
 
-type Open = fn(&Path) -> Arc<dyn MessageLog>;
+type Open = fn(&Path) -> BoxFuture<'static, Arc<dyn MessageLog>>;
+
+/// The next batch of a cursor (its reads may block, so off the async threads).
+async fn next_batch(
+    cursor: Box<dyn LogCursor>,
+    max: usize,
+) -> (Box<dyn LogCursor>, Vec<(u64, Record)>) {
+    tokio::task::spawn_blocking(move || {
+        let mut cursor = cursor;
+        let batch = cursor.next_batch(max).unwrap();
+        (cursor, batch)
+    })
+    .await
+    .unwrap()
+}
+
+/// Closes a log (which may wait for its writer) off the async threads.
+async fn close(log: &Arc<dyn MessageLog>) {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .unwrap();
+}
 
 fn message(channel: &str, offset: u64, ts: i64) -> Arc<Message> {
     Arc::new(Message {
@@ -53,7 +79,7 @@ fn offsets(messages: &[Message]) -> Vec<u64> {
 
 async fn appends_complete_in_order_with_increasing_positions(open: Open) {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for offset in 1..=500u64 {
         let tx = tx.clone();
@@ -77,7 +103,7 @@ async fn appends_complete_in_order_with_increasing_positions(open: Open) {
 
 async fn reads_by_offset_in_both_directions(open: Open) {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     for offset in 1..=50 {
         append(&log, record(7, offset, 1000 + offset as i64)).await;
         append(&log, record(8, offset, 1000)).await;
@@ -106,14 +132,14 @@ async fn reads_by_offset_in_both_directions(open: Open) {
 async fn everything_survives_a_restart(open: Open) {
     let dir = tempfile::tempdir().unwrap();
     let end = {
-        let log = open(dir.path());
+        let log = open(dir.path()).await;
         for offset in 1..=30 {
             append(&log, record(1, offset, 1000)).await;
         }
-        log.close();
+        close(&log).await;
         log.end()
     };
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     assert_eq!(log.end(), end);
     assert_eq!(log.bounds(1), Some((1, 30)));
     let all = log.read(1, 1, 30, 100, Direction::Forward).await.unwrap();
@@ -124,7 +150,7 @@ async fn everything_survives_a_restart(open: Open) {
 
 async fn a_follower_sees_every_record_once_in_order(open: Open) {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     let mut positions = Vec::new();
     for offset in 1..=300 {
         positions.push(append(&log, record(offset as i64 % 3, offset, 1000)).await);
@@ -132,7 +158,8 @@ async fn a_follower_sees_every_record_once_in_order(open: Open) {
     let mut cursor = log.follow(0);
     let mut seen = Vec::new();
     loop {
-        let batch = cursor.next_batch(64).unwrap();
+        let (c, batch) = next_batch(cursor, 64).await;
+        cursor = c;
         if batch.is_empty() {
             break;
         }
@@ -140,25 +167,26 @@ async fn a_follower_sees_every_record_once_in_order(open: Open) {
     }
     assert_eq!(seen, positions);
     // From the middle, and then new records as they come.
-    let mut cursor = log.follow(positions[149]);
-    let first = cursor.next_batch(1000).unwrap();
+    let cursor = log.follow(positions[149]);
+    let (cursor, first) = next_batch(cursor, 1000).await;
     assert_eq!(first.len(), 150);
-    assert!(cursor.next_batch(10).unwrap().is_empty());
+    let (cursor, none) = next_batch(cursor, 10).await;
+    assert!(none.is_empty());
     let p = append(&log, record(1, 301, 1000)).await;
-    let more = cursor.next_batch(10).unwrap();
+    let (_, more) = next_batch(cursor, 10).await;
     assert_eq!(more.len(), 1);
     assert_eq!(more[0].0, p);
     // After a restart, following from a position resumes right after it.
-    log.close();
+    close(&log).await;
     drop(log);
-    let log = open(dir.path());
-    let rest = log.follow(positions[289]).next_batch(1000).unwrap();
+    let log = open(dir.path()).await;
+    let (_, rest) = next_batch(log.follow(positions[289]), 1000).await;
     assert_eq!(rest.len(), 11);
 }
 
 async fn trimming_hides_old_offsets(open: Open) {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     for offset in 1..=20 {
         append(&log, record(1, offset, offset as i64 * 1000)).await;
     }
@@ -176,7 +204,7 @@ async fn trimming_hides_old_offsets(open: Open) {
 async fn a_deleted_channel_is_forgotten_also_after_a_restart(open: Open) {
     let dir = tempfile::tempdir().unwrap();
     {
-        let log = open(dir.path());
+        let log = open(dir.path()).await;
         for offset in 1..=5 {
             append(&log, record(4, offset, 1000)).await;
         }
@@ -185,9 +213,9 @@ async fn a_deleted_channel_is_forgotten_also_after_a_restart(open: Open) {
         // The id is reused: its offsets start over.
         append(&log, record(4, 1, 1000)).await;
         assert_eq!(log.bounds(4), Some((1, 1)));
-        log.close();
+        close(&log).await;
     }
-    let log = open(dir.path());
+    let log = open(dir.path()).await;
     assert_eq!(log.bounds(4), Some((1, 1)));
 }
 
@@ -196,32 +224,32 @@ macro_rules! conformance {
         mod $module {
             use super::*;
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn appends_complete_in_order_with_increasing_positions() {
                 super::appends_complete_in_order_with_increasing_positions($open).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reads_by_offset_in_both_directions() {
                 super::reads_by_offset_in_both_directions($open).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn everything_survives_a_restart() {
                 super::everything_survives_a_restart($open).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_follower_sees_every_record_once_in_order() {
                 super::a_follower_sees_every_record_once_in_order($open).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn trimming_hides_old_offsets() {
                 super::trimming_hides_old_offsets($open).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_deleted_channel_is_forgotten_also_after_a_restart() {
                 super::a_deleted_channel_is_forgotten_also_after_a_restart($open).await;
             }
@@ -240,10 +268,45 @@ pub(super) fn small_segments() -> EmbeddedLogConfig {
     }
 }
 
-fn open_embedded(dir: &Path) -> Arc<dyn MessageLog> {
+fn open_embedded(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
     let mut config = small_segments();
     config.fsync = true;
-    Arc::new(EmbeddedLog::open(dir, config, 1, Arc::new(|_, _| {})).unwrap())
+    let log: Arc<dyn MessageLog> =
+        Arc::new(EmbeddedLog::open(dir, config, 1, Arc::new(|_, _| {})).unwrap());
+    Box::pin(async move { log })
+}
+
+/// A JetStream log on the server `SWITCHBOARD_TEST_NATS_URL` names (scripts/test.sh starts
+/// one), in a stream named after `dir`, so opening the same directory again is a restart.
+fn open_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
+    let url = std::env::var("SWITCHBOARD_TEST_NATS_URL").expect(
+        "SWITCHBOARD_TEST_NATS_URL: the JetStream tests need a NATS server 2.10+ with JetStream \
+         (scripts/test.sh starts one)",
+    );
+    let name = dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    Box::pin(async move {
+        let log: Arc<dyn MessageLog> = Arc::new(
+            JetStreamLog::open(
+                JetStreamLogConfig {
+                    url,
+                    stream: format!("TEST_{name}"),
+                    replicas: 1,
+                    retention_secs: 0,
+                    retention_bytes: 0,
+                    max_batch: 64,
+                },
+                Arc::new(|_, _| {}),
+            )
+            .await
+            .unwrap(),
+        );
+        log
+    })
 }
 
 conformance!(embedded, open_embedded);
+conformance!(jetstream, open_jetstream);

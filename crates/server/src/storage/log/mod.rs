@@ -5,17 +5,20 @@
 //! follows that order to fill the database tier and records how far it got, so after a crash
 //! it picks up where it stopped. Per channel, the log serves reads by offset.
 //!
-//! Implementations: [`EmbeddedLog`] (segment files on local disk, the default). Every
-//! implementation passes the conformance suite in `conformance.rs`.
+//! Implementations: [`EmbeddedLog`] (segment files on local disk, the default) and
+//! [`JetStreamLog`] (a NATS JetStream stream). Every implementation passes the conformance
+//! suite in `conformance.rs`.
 
 mod embedded;
 mod index;
+mod jetstream;
 mod record;
 
 #[cfg(test)]
 mod conformance;
 
 pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use jetstream::{JetStreamLog, JetStreamLogConfig};
 pub use record::{MessageRecord, Record};
 
 use crate::error::Result;

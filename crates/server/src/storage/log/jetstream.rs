@@ -1,0 +1,470 @@
+//! The log on NATS JetStream: one stream, one subject per channel, the stream sequence as
+//! the log position.
+//!
+//! Records are encoded as in the embedded log (length, CRC, body) and published to
+//! `<subject_prefix>.<channel id>` on a stream with file storage, the configured replicas and
+//! the log's retention as the stream's limits (`max_age`, `max_bytes`, oldest discarded).
+//! Replication and ordering are JetStream's: a record is acknowledged once the stream's
+//! leader has stored it on a quorum of replicas. One task publishes in queue order and awaits
+//! the acks in that order, so a channel's appends complete in offset order; a batch of
+//! publishes is in flight at once.
+//!
+//! The per-channel offset index is rebuilt at start by reading the stream once (an ordered
+//! consumer); reads fetch records by sequence (direct get, from any replica). JetStream drops
+//! old records by its limits on its own, so unlike the embedded log it does not wait for the
+//! database writer: size the retention well above the database writer's worst lag.
+
+use super::index::OffsetIndex;
+use super::record::{HEADER, MAX_BODY, header};
+use super::{CommitObserver, LogCursor, LogDone, MessageLog, Record};
+use crate::error::{Error, Result};
+use crate::storage::unavailable;
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use switchboard_protocol::Message;
+use switchboard_protocol::history::Direction;
+use tokio::sync::{mpsc, watch};
+
+/// Settings of the JetStream log.
+#[derive(Debug, Clone)]
+pub struct JetStreamLogConfig {
+    /// The NATS server(s), e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The stream's name (also the subjects' prefix).
+    pub stream: String,
+    /// Replicas of the stream (1, or 3 on a three-node NATS cluster).
+    pub replicas: usize,
+    /// Records older than this are dropped by JetStream (0: no age limit).
+    pub retention_secs: u64,
+    /// The oldest records are dropped while the stream is larger (0: no size limit).
+    pub retention_bytes: u64,
+    /// Most appends published at once before their acks are awaited.
+    pub max_batch: usize,
+}
+
+/// How long one JetStream request may take before the log counts it as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Shared {
+    stream: stream::Stream,
+    context: jetstream::Context,
+    subject_prefix: String,
+    index: OffsetIndex,
+    end: watch::Sender<u64>,
+    failed: AtomicBool,
+}
+
+/// The JetStream log (see the module docs).
+pub struct JetStreamLog {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    writer: Mutex<Option<mpsc::UnboundedSender<(Record, LogDone)>>>,
+    stopped: Arc<(Mutex<bool>, Condvar)>,
+}
+
+fn nats_error(what: &str, e: impl std::fmt::Display) -> Error {
+    unavailable(format!("NATS JetStream: {what}: {e}"))
+}
+
+impl JetStreamLog {
+    /// Connects, creates the stream if needed (or updates its limits) and rebuilds the index.
+    pub async fn open(config: JetStreamLogConfig, observer: CommitObserver) -> Result<Self> {
+        if config.stream.is_empty() || config.stream.contains(['.', ' ', '*', '>']) {
+            return Err(Error::new(
+                switchboard_protocol::ErrorCode::Internal,
+                format!("invalid JetStream stream name {:?}", config.stream),
+            ));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connect(&config.url)
+            .await
+            .map_err(|e| nats_error(&format!("cannot connect to {}", config.url), e))?;
+        let context = jetstream::new(client);
+        let subject_prefix = format!("{}.log", config.stream);
+        let limit = |v: u64| {
+            if v == 0 {
+                -1
+            } else {
+                v.min(i64::MAX as u64) as i64
+            }
+        };
+        let wanted = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{subject_prefix}.*")],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas.max(1),
+            max_age: Duration::from_secs(config.retention_secs),
+            max_bytes: limit(config.retention_bytes),
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let stream = match context.get_stream(&config.stream).await {
+            Ok(_) => context
+                .update_stream(wanted.clone())
+                .await
+                .map_err(|e| nats_error("updating the stream's limits", e))
+                .and(
+                    context
+                        .get_stream(&config.stream)
+                        .await
+                        .map_err(|e| nats_error("opening the stream", e)),
+                )?,
+            Err(_) => context
+                .create_stream(wanted)
+                .await
+                .map_err(|e| nats_error("creating the stream", e))?,
+        };
+        let shared = Arc::new(Shared {
+            stream,
+            context,
+            subject_prefix,
+            index: OffsetIndex::default(),
+            end: watch::Sender::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let last = rebuild(&shared).await?;
+        shared.end.send_replace(last);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stopped = Arc::new((Mutex::new(false), Condvar::new()));
+        tokio::spawn(write_loop(
+            shared.clone(),
+            rx,
+            config.max_batch.max(1),
+            observer,
+            stopped.clone(),
+        ));
+        Ok(JetStreamLog {
+            shared,
+            runtime: tokio::runtime::Handle::current(),
+            writer: Mutex::new(Some(tx)),
+            stopped,
+        })
+    }
+}
+
+/// Reads the whole stream once, indexing every record; returns the last sequence.
+async fn rebuild(shared: &Shared) -> Result<u64> {
+    let info = shared
+        .stream
+        .get_info()
+        .await
+        .map_err(|e| nats_error("reading the stream's state", e))?;
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    if info.state.messages == 0 {
+        return Ok(last);
+    }
+    let mut messages = ordered_from(shared, first).await?;
+    while let Some(next) = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
+        .await
+        .map_err(|e| nats_error("reading the stream", e))?
+    {
+        let message = next.map_err(|e| nats_error("reading the stream", e))?;
+        let sequence = message
+            .info()
+            .map_err(|e| nats_error("reading the stream", e))?
+            .stream_sequence;
+        let record = decode(&message.message.payload, sequence)?;
+        shared.index.add(&record, sequence);
+        if sequence >= last {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// An ordered consumer over the whole stream from `start`.
+async fn ordered_from(shared: &Shared, start: u64) -> Result<consumer::pull::Ordered> {
+    shared
+        .stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("creating a reader", e))?
+        .messages()
+        .await
+        .map_err(|e| nats_error("creating a reader", e))
+}
+
+fn decode(payload: &[u8], sequence: u64) -> Result<Record> {
+    let damaged = |what: &str| {
+        unavailable(format!(
+            "NATS JetStream: record {sequence} of the log has {what}"
+        ))
+    };
+    if payload.len() < HEADER {
+        return Err(damaged("a truncated header"));
+    }
+    let (len, crc) = header(payload[..HEADER].try_into().expect("header size"));
+    let body = &payload[HEADER..];
+    if len > MAX_BODY || body.len() != len || crc32fast::hash(body) != crc {
+        return Err(damaged("a length or checksum that does not match"));
+    }
+    Record::decode(body)
+        .map(|(_, record)| record)
+        .map_err(damaged)
+}
+
+/// Publishes queued appends in order, a batch in flight at once, and completes them in order.
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(Record, LogDone)>,
+    max: usize,
+    observer: CommitObserver,
+    stopped: Arc<(Mutex<bool>, Condvar)>,
+) {
+    let mut batch = Vec::with_capacity(max);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit(&shared, &mut batch, &observer).await;
+    }
+    let (done, signal) = &*stopped;
+    *done.lock() = true;
+    signal.notify_all();
+}
+
+async fn commit(shared: &Shared, batch: &mut Vec<(Record, LogDone)>, observer: &CommitObserver) {
+    let started = std::time::Instant::now();
+    let n = batch.len();
+    let mut pending = Vec::with_capacity(n);
+    for (record, done) in batch.drain(..) {
+        let ack = if shared.failed.load(Ordering::Relaxed) {
+            Err(failed())
+        } else {
+            let mut payload = Vec::new();
+            record.encode(0, &mut payload);
+            let subject = format!("{}.{}", shared.subject_prefix, record.channel_id());
+            shared
+                .context
+                .publish(subject, payload.into())
+                .await
+                .map_err(|e| nats_error("publishing", e))
+        };
+        pending.push((record, done, ack));
+    }
+    let mut completed = Vec::with_capacity(n);
+    for (record, done, ack) in pending {
+        let result = match ack {
+            Ok(future) if !shared.failed.load(Ordering::Relaxed) => future
+                .await
+                .map(|ack| ack.sequence)
+                .map_err(|e| nats_error("storing", e)),
+            Ok(_) => Err(failed()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(sequence) => {
+                shared.index.add(&record, sequence);
+                shared.end.send_replace(sequence);
+            }
+            Err(ref e) if !shared.failed.swap(true, Ordering::Relaxed) => {
+                // Fail-stop: a record that may or may not be stored leaves a channel's
+                // offsets in doubt, so nothing more is accepted until a restart.
+                tracing::error!(error = %e, "log append failed; refusing further appends");
+            }
+            Err(_) => {}
+        }
+        completed.push((done, result));
+    }
+    observer(n, started.elapsed());
+    for (done, result) in completed {
+        done(result);
+    }
+}
+
+fn failed() -> Error {
+    unavailable("an earlier log append failed; restart the server")
+}
+
+/// Fetches records by sequence, concurrently; a record JetStream no longer has is skipped.
+async fn fetch(shared: &Shared, sequences: &[u64]) -> Result<Vec<(u64, Record)>> {
+    let gets = sequences.iter().map(|&s| async move {
+        match shared.stream.direct_get(s).await {
+            Ok(m) => decode(&m.payload, s).map(|r| Some((s, r))),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(nats_error("reading", e)),
+        }
+    });
+    let found = futures_util::future::try_join_all(gets).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+impl MessageLog for JetStreamLog {
+    fn append(&self, record: Record, done: LogDone) {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return done(Err(failed()));
+        }
+        let rejected = match self.writer.lock().as_ref() {
+            Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
+            None => Some(done),
+        };
+        if let Some(done) = rejected {
+            done(Err(Error::new(
+                switchboard_protocol::ErrorCode::ServerShutdown,
+                "the server is shutting down; retry on reconnect",
+            )));
+        }
+    }
+
+    fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {
+        self.shared.index.bounds(channel_id)
+    }
+
+    fn read(
+        &self,
+        channel_id: i64,
+        from: u64,
+        to: u64,
+        max: usize,
+        direction: Direction,
+    ) -> BoxFuture<'static, Result<Vec<Message>>> {
+        let sequences = self
+            .shared
+            .index
+            .places(channel_id, from, to, max, direction);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            Ok(fetch(&shared, &sequences)
+                .await?
+                .into_iter()
+                .filter_map(|(_, record)| match record {
+                    Record::Message(r) => Some(Arc::unwrap_or_clone(r.message)),
+                    Record::ChannelDeleted { .. } => None,
+                })
+                .collect())
+        })
+    }
+
+    fn trim(&self, channel_id: i64, below: u64) {
+        self.shared.index.trim(channel_id, below);
+    }
+
+    fn trim_older(&self, channel_id: i64, before_ts: i64) -> BoxFuture<'static, Result<u64>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            loop {
+                let Some((first, sequence)) = shared.index.front(channel_id) else {
+                    return Ok(u64::MAX);
+                };
+                let old = match fetch(&shared, &[sequence]).await?.pop() {
+                    Some((_, Record::Message(r))) => r.message.ts < before_ts,
+                    // Gone from the stream already.
+                    _ => true,
+                };
+                if !old {
+                    return Ok(first);
+                }
+                shared.index.pop_front_if(channel_id, first);
+            }
+        })
+    }
+
+    fn end(&self) -> u64 {
+        *self.shared.end.borrow()
+    }
+
+    fn follow(&self, after: u64) -> Box<dyn LogCursor> {
+        Box::new(JetStreamCursor {
+            shared: self.shared.clone(),
+            runtime: self.runtime.clone(),
+            after,
+            messages: None,
+        })
+    }
+
+    fn enforce_retention(&self, _now_ms: i64, _keep_from: u64) -> Result<Vec<(i64, u64)>> {
+        // JetStream applies the limits itself; the index forgets what it dropped.
+        let info = self
+            .runtime
+            .block_on(self.shared.stream.get_info())
+            .map_err(|e| nats_error("reading the stream's state", e))?;
+        let first = info.state.first_sequence;
+        Ok(self.shared.index.drop_leading(|s| s < first))
+    }
+
+    fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    fn watch_end(&self) -> watch::Receiver<u64> {
+        self.shared.end.subscribe()
+    }
+
+    fn close(&self) {
+        if self.writer.lock().take().is_none() {
+            return;
+        }
+        let (done, signal) = &*self.stopped;
+        let mut stopped = done.lock();
+        if !*stopped {
+            signal.wait_for(&mut stopped, REQUEST_TIMEOUT);
+        }
+    }
+}
+
+/// Follows the stream with an ordered consumer (the database writer's reader).
+struct JetStreamCursor {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    after: u64,
+    messages: Option<consumer::pull::Ordered>,
+}
+
+impl LogCursor for JetStreamCursor {
+    fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Record)>> {
+        let end = *self.shared.end.borrow();
+        if self.after >= end {
+            return Ok(Vec::new());
+        }
+        let runtime = self.runtime.clone();
+        runtime.block_on(async {
+            if self.messages.is_none() {
+                self.messages = Some(ordered_from(&self.shared, self.after + 1).await?);
+            }
+            let messages = self.messages.as_mut().expect("just set");
+            let mut out = Vec::new();
+            while out.len() < max && self.after < end {
+                let Some(next) = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
+                    .await
+                    .map_err(|e| nats_error("following the stream", e))?
+                else {
+                    break;
+                };
+                let message = next.map_err(|e| nats_error("following the stream", e))?;
+                let sequence = message
+                    .info()
+                    .map_err(|e| nats_error("following the stream", e))?
+                    .stream_sequence;
+                if sequence <= self.after {
+                    continue;
+                }
+                if sequence > self.after + 1 {
+                    tracing::warn!(
+                        from = self.after + 1,
+                        to = sequence - 1,
+                        "JetStream dropped log records before the database copied them (the log's retention is too short)"
+                    );
+                }
+                self.after = sequence;
+                out.push((sequence, decode(&message.message.payload, sequence)?));
+            }
+            Ok(out)
+        })
+    }
+}
