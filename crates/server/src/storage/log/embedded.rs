@@ -67,6 +67,21 @@ struct Segment {
     max_ts: AtomicI64,
 }
 
+impl Segment {
+    /// An empty segment (its records are added as they are scanned or written).
+    fn new(seq: u32, base: u64, path: PathBuf, file: File) -> Self {
+        Segment {
+            seq,
+            base,
+            path,
+            file,
+            len: AtomicU64::new(0),
+            last_position: AtomicU64::new(0),
+            max_ts: AtomicI64::new(0),
+        }
+    }
+}
+
 fn loc(seq: u32, byte: u64) -> u64 {
     (u64::from(seq) << 32) | byte
 }
@@ -91,7 +106,7 @@ struct Shared {
 /// The embedded log (see the module docs).
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    writer: Mutex<Option<mpsc::UnboundedSender<(Record, LogDone)>>>,
+    writer: Mutex<Option<mpsc::UnboundedSender<super::Append>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -212,15 +227,7 @@ fn scan_segment(
         .open(&path)
         .map_err(unavailable)?;
     let size = file.metadata().map_err(unavailable)?.len();
-    let segment = Segment {
-        seq,
-        base,
-        path,
-        file,
-        len: AtomicU64::new(0),
-        last_position: AtomicU64::new(0),
-        max_ts: AtomicI64::new(0),
-    };
+    let segment = Segment::new(seq, base, path, file);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, &segment.file);
     let mut byte = 0u64;
     let mut body = Vec::new();
@@ -297,15 +304,7 @@ fn create_segment(shared: &Shared, seq: u32, base: u64) -> std::io::Result<Arc<S
         .open(&path)?;
     // The new file's name must survive a crash as well as its contents.
     File::open(&shared.dir)?.sync_all()?;
-    let segment = Arc::new(Segment {
-        seq,
-        base,
-        path,
-        file,
-        len: AtomicU64::new(0),
-        last_position: AtomicU64::new(0),
-        max_ts: AtomicI64::new(0),
-    });
+    let segment = Arc::new(Segment::new(seq, base, path, file));
     shared.segments.write().insert(seq, segment.clone());
     Ok(segment)
 }
@@ -330,7 +329,7 @@ struct Placed {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<(Record, LogDone)>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<super::Append>) {
         let max = self.shared.config.max_batch;
         let mut batch = Vec::with_capacity(max);
         let mut buf = Vec::with_capacity(1 << 20);
@@ -351,7 +350,7 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<(Record, LogDone)>, buf: &mut Vec<u8>) {
         if self.shared.failed.load(Ordering::Relaxed) {
             for (_, done) in batch.drain(..) {
-                done(Err(failed()));
+                done(Err(super::log_failed()));
             }
             return;
         }
@@ -452,10 +451,6 @@ impl Writer {
     }
 }
 
-fn failed() -> crate::error::Error {
-    unavailable("an earlier log write failed; restart the server")
-}
-
 /// Reads records by byte from segments, a window at a time.
 struct WindowReader {
     seq: u32,
@@ -535,19 +530,8 @@ fn corrupt(segment: &Segment, at: u64, what: &str) -> std::io::Error {
 
 impl MessageLog for EmbeddedLog {
     fn append(&self, record: Record, done: LogDone) {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return done(Err(failed()));
-        }
-        let rejected = match self.writer.lock().as_ref() {
-            Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
-            None => Some(done),
-        };
-        if let Some(done) = rejected {
-            done(Err(crate::error::Error::new(
-                switchboard_protocol::ErrorCode::ServerShutdown,
-                "the server is shutting down; retry on reconnect",
-            )));
-        }
+        let failed = self.shared.failed.load(Ordering::Relaxed);
+        super::enqueue(&self.writer, failed, record, done);
     }
 
     fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {

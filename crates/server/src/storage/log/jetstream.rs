@@ -63,7 +63,7 @@ struct Shared {
 pub struct JetStreamLog {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
-    writer: Mutex<Option<mpsc::UnboundedSender<(Record, LogDone)>>>,
+    writer: Mutex<Option<mpsc::UnboundedSender<super::Append>>>,
     stopped: Arc<(Mutex<bool>, Condvar)>,
 }
 
@@ -218,7 +218,7 @@ fn decode(payload: &[u8], sequence: u64) -> Result<Record> {
 /// Publishes queued appends in order, a batch in flight at once, and completes them in order.
 async fn write_loop(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(Record, LogDone)>,
+    mut rx: mpsc::UnboundedReceiver<super::Append>,
     max: usize,
     observer: CommitObserver,
     stopped: Arc<(Mutex<bool>, Condvar)>,
@@ -245,7 +245,7 @@ async fn commit(shared: &Shared, batch: &mut Vec<(Record, LogDone)>, observer: &
     let mut pending = Vec::with_capacity(n);
     for (record, done) in batch.drain(..) {
         let ack = if shared.failed.load(Ordering::Relaxed) {
-            Err(failed())
+            Err(super::log_failed())
         } else {
             let mut payload = Vec::new();
             record.encode(0, &mut payload);
@@ -265,7 +265,7 @@ async fn commit(shared: &Shared, batch: &mut Vec<(Record, LogDone)>, observer: &
                 .await
                 .map(|ack| ack.sequence)
                 .map_err(|e| nats_error("storing", e)),
-            Ok(_) => Err(failed()),
+            Ok(_) => Err(super::log_failed()),
             Err(e) => Err(e),
         };
         match result {
@@ -288,10 +288,6 @@ async fn commit(shared: &Shared, batch: &mut Vec<(Record, LogDone)>, observer: &
     }
 }
 
-fn failed() -> Error {
-    unavailable("an earlier log append failed; restart the server")
-}
-
 /// Fetches records by sequence, concurrently; a record JetStream no longer has is skipped.
 async fn fetch(shared: &Shared, sequences: &[u64]) -> Result<Vec<(u64, Record)>> {
     let gets = sequences.iter().map(|&s| async move {
@@ -307,19 +303,8 @@ async fn fetch(shared: &Shared, sequences: &[u64]) -> Result<Vec<(u64, Record)>>
 
 impl MessageLog for JetStreamLog {
     fn append(&self, record: Record, done: LogDone) {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return done(Err(failed()));
-        }
-        let rejected = match self.writer.lock().as_ref() {
-            Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
-            None => Some(done),
-        };
-        if let Some(done) = rejected {
-            done(Err(Error::new(
-                switchboard_protocol::ErrorCode::ServerShutdown,
-                "the server is shutting down; retry on reconnect",
-            )));
-        }
+        let failed = self.shared.failed.load(Ordering::Relaxed);
+        super::enqueue(&self.writer, failed, record, done);
     }
 
     fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {

@@ -85,6 +85,36 @@ pub trait MessageLog: Send + Sync + 'static {
     fn close(&self);
 }
 
+/// What a log's writer takes: the record and what to run once it is durable.
+type Append = (Record, LogDone);
+
+/// Hands an append to a log's writer, or fails it at once when the log failed or is closed.
+fn enqueue(
+    writer: &parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Append>>>,
+    failed: bool,
+    record: Record,
+    done: LogDone,
+) {
+    if failed {
+        return done(Err(log_failed()));
+    }
+    let rejected = match writer.lock().as_ref() {
+        Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
+        None => Some(done),
+    };
+    if let Some(done) = rejected {
+        done(Err(crate::error::Error::new(
+            switchboard_protocol::ErrorCode::ServerShutdown,
+            "the server is shutting down; retry on reconnect",
+        )));
+    }
+}
+
+/// The error of every append after one failed (fail-stop).
+fn log_failed() -> crate::error::Error {
+    crate::storage::unavailable("an earlier log write failed; restart the server")
+}
+
 /// A reader following the log in position order (the database writer's).
 pub trait LogCursor: Send {
     /// Up to `max` durable records after the last one returned (blocking I/O: call it off
