@@ -424,31 +424,22 @@ async fn open_tiers(
     use storage::log::{EmbeddedLog, EmbeddedLogConfig};
     use storage::sqlite_queries::{LOG_APPLIED, LOG_IDENTITY, get_setting, put_setting};
     let s = &config.storage;
-    // Positions belong to one log: with another log, the database writer starts over.
-    let identity = match s.log {
-        config::LogBackend::Embedded => "embedded".to_owned(),
-        config::LogBackend::Jetstream => format!("jetstream:{}", s.jetstream_stream),
-    };
     let (stored, applied) = store
         .read(|c| Ok((get_setting(c, LOG_IDENTITY)?, get_setting(c, LOG_APPLIED)?)))
         .await?;
     let mut applied: u64 = applied.and_then(|v| v.parse().ok()).unwrap_or(0);
-    if stored.as_deref() != Some(identity.as_str()) {
-        if let Some(before) = stored {
-            tracing::warn!(
-                before,
-                now = identity,
-                "the log changed; the database writer starts at its beginning"
-            );
-            applied = 0;
+    // Positions belong to one log. Data directories from before `log_identity` used the
+    // embedded log.
+    let before = stored.or_else(|| (applied > 0).then(|| "embedded".to_owned()));
+    let embedded = s.log == config::LogBackend::Embedded;
+    if embedded && before.as_deref().is_some_and(|b| b != "embedded") {
+        // Back to the embedded log after another: what it holds is older than the database.
+        let old = dir.join("log");
+        if old.exists() {
+            let aside = dir.join(format!("log.replaced-{}", now_ms()));
+            std::fs::rename(&old, &aside).map_err(storage::unavailable)?;
+            tracing::warn!(to = %aside.display(), "the embedded log predates the log used since; moved aside");
         }
-        let id = identity.clone();
-        store
-            .write(move |c| {
-                put_setting(c, LOG_IDENTITY, &id)?;
-                put_setting(c, LOG_APPLIED, &applied.to_string())
-            })
-            .await?;
     }
     let log: Arc<dyn storage::log::MessageLog> = match s.log {
         config::LogBackend::Embedded => Arc::new(EmbeddedLog::open(
@@ -478,6 +469,41 @@ async fn open_tiers(
             .await?,
         ),
     };
+    let identity = log.identity();
+    if before.as_deref() != Some(identity.as_str()) {
+        let switched = before.is_some();
+        if switched {
+            if !embedded && log.end() > 0 {
+                return Err(storage::unavailable(format!(
+                    "the JetStream stream {} holds records, but this data directory used \
+                     another log since ({}): they are not this database's. Delete the stream \
+                     (nats stream rm {}) or set another [storage] jetstream_stream",
+                    s.jetstream_stream,
+                    before.unwrap_or_default(),
+                    s.jetstream_stream
+                )));
+            }
+            // The new log starts empty. The database writer starts at its end, and `log`
+            // channels, whose history was in the old log, start a new epoch rather than
+            // reuse offsets.
+            applied = log.end();
+            tracing::warn!(
+                before,
+                now = identity,
+                "the log changed: the database writer starts at its end, and channels with the log storage policy start a new epoch"
+            );
+        }
+        let id = identity.clone();
+        store
+            .write(move |c| {
+                if switched {
+                    storage::sqlite_queries::new_log_epochs(c)?;
+                }
+                put_setting(c, LOG_IDENTITY, &id)?;
+                put_setting(c, LOG_APPLIED, &applied.to_string())
+            })
+            .await?;
+    }
     let materializer =
         storage::materializer::Materializer::new(log.clone(), store.clone(), applied);
     let copied = materializer.catch_up().await?;

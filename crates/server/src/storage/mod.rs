@@ -36,8 +36,9 @@ pub(crate) mod sqlite_queries {
         LOG_APPLIED, LOG_IDENTITY, add_usage, apply_log, bounds, create_channel, delete_channel,
         durable_log_applied, expired_channels, get_channel, get_setting, history, insert_key,
         insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys,
-        load_temporary, log_dropped, prune, prune_temporary, put_setting, recent, recent_ids,
-        revoke_key, revoke_tenant, set_epoch, set_pruned_through, storage_of, usage_rows,
+        load_temporary, log_dropped, new_log_epochs, prune, prune_temporary, put_setting, recent,
+        recent_ids, revoke_key, revoke_tenant, set_epoch, set_pruned_through, storage_of,
+        usage_rows,
     };
     pub(crate) use super::streams::{delete_stream, load_streams, put_stream};
     pub(crate) use super::webhooks::{

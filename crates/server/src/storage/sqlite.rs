@@ -1224,6 +1224,16 @@ pub(crate) fn set_epoch(conn: &Connection, id: i64, epoch: &str) -> rusqlite::Re
     Ok(())
 }
 
+/// Gives every channel with the `log` storage policy a new epoch (its history was in a log
+/// that is no longer used).
+pub(crate) fn new_log_epochs(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE channels SET epoch = lower(hex(randomblob(8))), pruned_through = 0 WHERE persistent = 3",
+        [],
+    )?;
+    Ok(())
+}
+
 /// Records that a channel's offsets up to `through` were removed (never lowers it).
 pub(crate) fn set_pruned_through(conn: &Connection, id: i64, through: u64) -> rusqlite::Result<()> {
     conn.execute(

@@ -653,6 +653,10 @@ impl MessageLog for EmbeddedLog {
         Ok(self.shared.index.drop_leading(|l| loc_seq(l) <= through))
     }
 
+    fn identity(&self) -> String {
+        "embedded".to_owned()
+    }
+
     fn is_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Relaxed)
     }

@@ -383,6 +383,15 @@ impl MessageLog for JetStreamLog {
         Ok(self.shared.index.drop_leading(|s| s < first))
     }
 
+    fn identity(&self) -> String {
+        let info = self.shared.stream.cached_info();
+        format!(
+            "jetstream:{}:{}",
+            info.config.name,
+            info.created.unix_timestamp_nanos()
+        )
+    }
+
     fn is_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Relaxed)
     }

@@ -78,6 +78,10 @@ pub trait MessageLog: Send + Sync + 'static {
     /// A watch of [`MessageLog::end`], to wait for new records without polling.
     fn watch_end(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// Names this log instance: positions of one log mean nothing in another (a stream
+    /// deleted and created again under the same name is another log).
+    fn identity(&self) -> String;
+
     /// Whether a write failed: the log then refuses every append (fail-stop) until restart.
     fn is_failed(&self) -> bool;
 
