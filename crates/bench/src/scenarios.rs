@@ -617,7 +617,7 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
         peak_per_s: peak,
         ack_at_half_peak,
         mean_batch: batch,
-        durability: "fsync before ack, group commit (SQLite WAL, synchronous=FULL)".into(),
+        durability: "fsync before ack, group commit (embedded log: one pwrite + fdatasync per batch; the database written behind it)".into(),
         steps,
     });
     let floor_batch = batch.max(1.0).round() as u64;

@@ -468,21 +468,39 @@ fn apply_log_transaction(
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-             WHERE ?2 > COALESCE((SELECT pruned_through FROM channels WHERE id = ?1), 9223372036854775807)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let mut pruned_of =
+            tx.prepare_cached("SELECT pruned_through FROM channels WHERE id = ?1")?;
+        // Per channel, what retention removed (None: the channel is gone); looked up once
+        // per batch.
+        let mut pruned: std::collections::HashMap<i64, Option<u64>> = Default::default();
         for (_, record) in batch {
             match record {
                 Record::ChannelDeleted { channel_id } => {
                     tx.execute("DELETE FROM messages WHERE channel_id = ?1", [channel_id])?;
                     tx.execute("DELETE FROM inbox WHERE channel_id = ?1", [channel_id])?;
+                    pruned.remove(channel_id);
                 }
                 Record::Message(r) => {
                     let m = &r.message;
                     if let (Some(inbox), Some(to)) = (&r.inbox, &m.to) {
                         inbox_insert(&tx, r.channel_id, to, m, inbox)?;
                     }
-                    if r.to_database {
+                    let through = match pruned.get(&r.channel_id) {
+                        Some(through) => *through,
+                        None => {
+                            let through = pruned_of
+                                .query_row([r.channel_id], |row| row.get::<_, i64>(0))
+                                .optional()?
+                                .map(|v| v as u64);
+                            pruned.insert(r.channel_id, through);
+                            through
+                        }
+                    };
+                    // Not for channels that are gone, nor what retention removed already.
+                    let wanted = through.is_some_and(|t| m.offset.unwrap_or(0) > t);
+                    if r.to_database && wanted {
                         let attachments =
                             (!m.attachments.is_empty()).then(|| encode_attachments(&m.attachments));
                         insert.execute(params![

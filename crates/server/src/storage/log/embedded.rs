@@ -44,6 +44,9 @@ pub struct EmbeddedLogConfig {
     pub retention_bytes: u64,
 }
 
+/// Newest records kept in memory for the database writer.
+const RECENT_RECORDS: usize = 16_384;
+
 /// Bytes read at once when reading records (several records per `pread`).
 const READ_WINDOW: usize = 64 << 10;
 
@@ -99,6 +102,9 @@ struct Shared {
     config: EmbeddedLogConfig,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     index: OffsetIndex,
+    /// The newest records written, with their positions (consecutive), for the database
+    /// writer; at most `RECENT_RECORDS`.
+    recent: Mutex<std::collections::VecDeque<(u64, Record)>>,
     end: watch::Sender<u64>,
     failed: AtomicBool,
 }
@@ -146,6 +152,7 @@ impl EmbeddedLog {
             },
             segments: RwLock::new(BTreeMap::new()),
             index: OffsetIndex::default(),
+            recent: Mutex::new(std::collections::VecDeque::new()),
             end: watch::Sender::new(0),
             failed: AtomicBool::new(false),
         };
@@ -409,6 +416,12 @@ impl Writer {
                     );
                     end = p.position;
                 }
+                {
+                    let mut recent = self.shared.recent.lock();
+                    recent.extend(placed.iter().map(|p| (p.position, p.record.clone())));
+                    let excess = recent.len().saturating_sub(RECENT_RECORDS);
+                    recent.drain(..excess);
+                }
                 self.shared.end.send_replace(end);
                 for p in placed {
                     (p.done)(Ok(p.position));
@@ -605,20 +618,11 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn follow(&self, after: u64) -> Box<dyn LogCursor> {
-        let seq = {
-            let segments = self.shared.segments.read();
-            segments
-                .values()
-                .filter(|s| s.base <= after + 1)
-                .map(|s| s.seq)
-                .next_back()
-                .or_else(|| segments.keys().next().copied())
-                .unwrap_or(1)
-        };
         Box::new(EmbeddedCursor {
             shared: self.shared.clone(),
-            seq,
+            seq: 0,
             byte: 0,
+            on_disk: false,
             after,
             reader: WindowReader::new(),
         })
@@ -705,13 +709,60 @@ struct EmbeddedCursor {
     shared: Arc<Shared>,
     seq: u32,
     byte: u64,
+    /// Whether `seq` and `byte` follow `after` (false after reading from memory).
+    on_disk: bool,
     /// Records up to this position were returned already (or skipped).
     after: u64,
     reader: WindowReader,
 }
 
+impl EmbeddedCursor {
+    /// The newest records, from memory, when they start at most just after `after`.
+    fn from_memory(&mut self, max: usize) -> Option<Vec<(u64, Record)>> {
+        let recent = self.shared.recent.lock();
+        let (front, _) = recent.front()?;
+        if *front > self.after + 1 {
+            return None;
+        }
+        let start = (self.after + 1 - front) as usize;
+        let out: Vec<(u64, Record)> = recent
+            .range(start.min(recent.len())..)
+            .take(max)
+            .cloned()
+            .collect();
+        if let Some((last, _)) = out.last() {
+            self.after = *last;
+            // The file position no longer follows `after`.
+            self.on_disk = false;
+        }
+        Some(out)
+    }
+
+    /// Places the file position on the segment that holds `after + 1`.
+    fn seek(&mut self) {
+        let segments = self.shared.segments.read();
+        self.seq = segments
+            .values()
+            .filter(|s| s.base <= self.after + 1)
+            .map(|s| s.seq)
+            .next_back()
+            .or_else(|| segments.keys().next().copied())
+            .unwrap_or(1);
+        self.byte = 0;
+        self.on_disk = true;
+    }
+}
+
 impl LogCursor for EmbeddedCursor {
     fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Record)>> {
+        // A reader keeping up takes the records the writer just wrote, without reading or
+        // decoding them again.
+        if let Some(out) = self.from_memory(max) {
+            return Ok(out);
+        }
+        if !self.on_disk {
+            self.seek();
+        }
         let mut out = Vec::new();
         while out.len() < max {
             let (segment, newer) = {
