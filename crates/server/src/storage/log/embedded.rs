@@ -718,7 +718,7 @@ struct EmbeddedCursor {
 
 impl EmbeddedCursor {
     /// The newest records, from memory, when they start at most just after `after`.
-    fn from_memory(&mut self, max: usize) -> Option<Vec<(u64, Record)>> {
+    fn take_recent(&mut self, max: usize) -> Option<Vec<(u64, Record)>> {
         let recent = self.shared.recent.lock();
         let (front, _) = recent.front()?;
         if *front > self.after + 1 {
@@ -757,7 +757,7 @@ impl LogCursor for EmbeddedCursor {
     fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Record)>> {
         // A reader keeping up takes the records the writer just wrote, without reading or
         // decoding them again.
-        if let Some(out) = self.from_memory(max) {
+        if let Some(out) = self.take_recent(max) {
             return Ok(out);
         }
         if !self.on_disk {
