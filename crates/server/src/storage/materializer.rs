@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Records one database transaction covers at most.
-const BATCH: usize = 2048;
+const BATCH: usize = 256;
 
 /// Runs once a record is in the database.
 pub type Applied = Box<dyn FnOnce() + Send>;
