@@ -21,7 +21,8 @@ use switchboard_protocol::{HistoryQuery, Message, PollSource, StoragePolicy, Tie
 /// Messages the cache and log tiers examine for one read at most.
 pub const MAX_SCAN: usize = 10_000;
 
-/// Log records read per step of a filtered log read.
+/// Most log records read in one step (a read starts with what its page needs and doubles
+/// while filters reject records).
 const LOG_CHUNK: usize = 1_000;
 
 /// What a read sees of one channel.
@@ -256,6 +257,8 @@ impl Tiers {
         let forward = q.direction == Direction::Forward;
         let (mut from, mut to) = (part.from, part.to);
         let mut found = Vec::new();
+        // Read what the page still needs; when filters reject records, read more each time.
+        let mut want = need.clamp(16, LOG_CHUNK);
         loop {
             if found.len() >= need || *budget == 0 {
                 let examined = if forward { from - 1 } else { to + 1 };
@@ -266,7 +269,8 @@ impl Tiers {
                 };
                 return Ok((found, examined, complete));
             }
-            let chunk = LOG_CHUNK.min(*budget);
+            let chunk = want.min(*budget);
+            want = (want * 2).min(LOG_CHUNK);
             let read = self
                 .log
                 .read(self.channel_id, from, to, chunk, q.direction)
