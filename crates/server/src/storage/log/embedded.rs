@@ -380,7 +380,14 @@ impl Writer {
                     .flush(buf, base)
                     // The closed segment ends at its last record, without preallocated zeros.
                     .and_then(|()| self.active.file.set_len(base + buf.len() as u64))
-                    .and_then(|()| create_segment(&self.shared, self.active.seq + 1, position))
+                    .and_then(|()| {
+                        // Retention must see at once that this segment holds the batch's
+                        // first records (it is indexed only once the whole batch is durable).
+                        self.active
+                            .last_position
+                            .store(position - 1, Ordering::Relaxed);
+                        create_segment(&self.shared, self.active.seq + 1, position)
+                    })
                     .map(|segment| {
                         self.active = segment;
                         self.allocated = 0;
