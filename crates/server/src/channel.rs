@@ -374,21 +374,10 @@ impl Channel {
         let topic: Arc<str> =
             format!("{}{}", switchboard_protocol::CHANNEL_TOPIC_PREFIX, row.name).into();
         let from_db = policy.uses_database();
-        let (db, db_recent, db_ids, inbox_pending) = store
+        let (db, inbox_pending) = store
             .read(move |conn| {
-                let bounds = sqlite_queries::bounds(conn, id)?;
                 Ok((
-                    bounds,
-                    if from_db {
-                        sqlite_queries::recent(conn, id, &name, cache.messages)?
-                    } else {
-                        Vec::new()
-                    },
-                    if from_db {
-                        sqlite_queries::recent_ids(conn, id, window)?
-                    } else {
-                        Vec::new()
-                    },
+                    sqlite_queries::bounds(conn, id)?,
                     sqlite_queries::inbox_counts(conn, id)?,
                 ))
             })
@@ -400,28 +389,30 @@ impl Channel {
         } else {
             None
         };
-        let (recent, log_ids) = match logged {
+        // The newest messages fill the cache and the dedup window: from the log, which holds
+        // the newest, in one read; the database only for what the log does not hold.
+        let mut newest = match logged {
             Some((first, last)) => {
-                let newest = |n: usize| last.saturating_sub(n as u64 - 1).max(first);
-                let recent = log
-                    .read(
-                        id,
-                        newest(cache.messages),
-                        last,
-                        cache.messages,
-                        Direction::Forward,
-                    )
-                    .await?;
-                let ids = log
-                    .read(id, newest(window), last, window, Direction::Forward)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.id, m.offset.unwrap_or(0)))
-                    .collect();
-                (recent, ids)
+                let n = window.max(cache.messages);
+                let from = last.saturating_sub(n as u64 - 1).max(first);
+                log.read(id, from, last, n, Direction::Forward).await?
             }
-            None => (db_recent, Vec::new()),
+            None => Vec::new(),
         };
+        let missing = window.saturating_sub(newest.len());
+        let mut older_ids = Vec::new();
+        if from_db && missing > 0 {
+            let below = logged.map_or(u64::MAX, |(first, _)| first);
+            older_ids = store
+                .read(move |conn| sqlite_queries::recent_ids(conn, id, below, missing))
+                .await?;
+            if newest.is_empty() {
+                let n = cache.messages;
+                newest = store
+                    .read(move |conn| sqlite_queries::recent(conn, id, &name, n))
+                    .await?;
+            }
+        }
         let (head, first_available) = if policy == StoragePolicy::Cache {
             (0, 1)
         } else {
@@ -435,21 +426,11 @@ impl Channel {
             }
             (head, first)
         };
-        let mut ring = VecDeque::with_capacity(recent.len());
-        let mut ring_bytes = 0;
-        for m in recent {
-            let entry = Arc::new(Entry {
-                frame: message_frame(&topic, &m),
-                message: Arc::new(m),
-            });
-            ring_bytes += entry.frame.len() as u64;
-            ring.push_back(entry);
-        }
-        cache.evict(&mut ring, &mut ring_bytes, now_ms());
-        // The dedup window: the database's ids, then the log's newer ones.
-        let mut dedup = HashMap::with_capacity(window.min(db_ids.len() + log_ids.len()));
+        // The dedup window: the database's older ids, then the newest messages' ones.
+        let mut dedup = HashMap::with_capacity(window.min(older_ids.len() + newest.len()));
         let mut dedup_order = VecDeque::with_capacity(dedup.capacity());
-        for (id, offset) in db_ids.into_iter().chain(log_ids) {
+        let newest_ids = newest.iter().map(|m| (m.id.clone(), m.offset.unwrap_or(0)));
+        for (id, offset) in older_ids.into_iter().chain(newest_ids) {
             if dedup.insert(id.clone(), offset).is_none() {
                 dedup_order.push_back(id);
             }
@@ -459,6 +440,18 @@ impl Channel {
                 dedup.remove(&old);
             }
         }
+        let cached = newest.len().saturating_sub(cache.messages);
+        let mut ring = VecDeque::with_capacity(newest.len() - cached);
+        let mut ring_bytes = 0;
+        for m in newest.into_iter().skip(cached) {
+            let entry = Arc::new(Entry {
+                frame: message_frame(&topic, &m),
+                message: Arc::new(m),
+            });
+            ring_bytes += entry.frame.len() as u64;
+            ring.push_back(entry);
+        }
+        cache.evict(&mut ring, &mut ring_bytes, now_ms());
         // Timestamps stay monotonic per channel even if the clock stepped back across a restart.
         let last_ts = db
             .last_ts
@@ -1380,14 +1373,19 @@ impl Channel {
         }
         let lo = query.from_offset.unwrap_or(0);
         let hi = query.to_offset.unwrap_or(u64::MAX);
+        let source = query.poll_source.unwrap_or(PollSource::Auto);
         let (cache, cache_first, head) = {
             let s = self.state.lock();
-            let cache = s
-                .ring
-                .iter()
-                .filter(|e| e.message.offset.is_some_and(|o| o >= lo && o <= hi))
-                .map(|e| e.message.clone())
-                .collect();
+            // Only reads that may touch the cache take its messages.
+            let cache = match source {
+                PollSource::Cache | PollSource::Auto => s
+                    .ring
+                    .iter()
+                    .filter(|e| e.message.offset.is_some_and(|o| o >= lo && o <= hi))
+                    .map(|e| e.message.clone())
+                    .collect(),
+                PollSource::Log | PollSource::Database => Vec::new(),
+            };
             (cache, s.ring.front().and_then(|e| e.message.offset), s.head)
         };
         let tiers = crate::history::Tiers {
@@ -1400,7 +1398,6 @@ impl Channel {
             log: self.log.clone(),
             db: self.store.clone(),
         };
-        let source = query.poll_source.unwrap_or(PollSource::Auto);
         if source == PollSource::Database {
             // Read your writes: the database trails the log by a batch.
             self.database_caught_up().await;

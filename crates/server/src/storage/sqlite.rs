@@ -1154,17 +1154,20 @@ pub(crate) fn recent(
     Ok(out)
 }
 
-/// The ids and offsets of the newest `n` messages, oldest first.
+/// The ids and offsets of the newest `n` messages below offset `below`, oldest first.
 pub(crate) fn recent_ids(
     conn: &Connection,
     channel_id: i64,
+    below: u64,
     n: usize,
 ) -> rusqlite::Result<Vec<(String, u64)>> {
+    let below = below.min(i64::MAX as u64) as i64;
     let mut out = conn
         .prepare_cached(
-            "SELECT id, offset FROM messages WHERE channel_id = ?1 ORDER BY offset DESC LIMIT ?2",
+            "SELECT id, offset FROM messages WHERE channel_id = ?1 AND offset < ?3
+             ORDER BY offset DESC LIMIT ?2",
         )?
-        .query_map(params![channel_id, n as i64], |r| {
+        .query_map(params![channel_id, n as i64, below], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -62,7 +62,7 @@ fn record(channel_id: i64, offset: u64, ts: i64) -> Record {
 }
 
 /// Appends and waits for durability; returns the position.
-async fn append(log: &Arc<dyn MessageLog>, record: Record) -> u64 {
+pub(super) async fn append(log: &dyn MessageLog, record: Record) -> u64 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     log.append(
         record,
@@ -105,8 +105,8 @@ async fn reads_by_offset_in_both_directions(open: Open) {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
     for offset in 1..=50 {
-        append(&log, record(7, offset, 1000 + offset as i64)).await;
-        append(&log, record(8, offset, 1000)).await;
+        append(&*log, record(7, offset, 1000 + offset as i64)).await;
+        append(&*log, record(8, offset, 1000)).await;
     }
     assert_eq!(log.bounds(7), Some((1, 50)));
     assert_eq!(log.bounds(9), None);
@@ -134,7 +134,7 @@ async fn everything_survives_a_restart(open: Open) {
     let end = {
         let log = open(dir.path()).await;
         for offset in 1..=30 {
-            append(&log, record(1, offset, 1000)).await;
+            append(&*log, record(1, offset, 1000)).await;
         }
         close(&log).await;
         log.end()
@@ -144,7 +144,7 @@ async fn everything_survives_a_restart(open: Open) {
     assert_eq!(log.bounds(1), Some((1, 30)));
     let all = log.read(1, 1, 30, 100, Direction::Forward).await.unwrap();
     assert_eq!(offsets(&all), (1..=30).collect::<Vec<_>>());
-    let next = append(&log, record(1, 31, 1000)).await;
+    let next = append(&*log, record(1, 31, 1000)).await;
     assert!(next > end, "positions continue after a restart");
 }
 
@@ -153,7 +153,7 @@ async fn a_follower_sees_every_record_once_in_order(open: Open) {
     let log = open(dir.path()).await;
     let mut positions = Vec::new();
     for offset in 1..=300 {
-        positions.push(append(&log, record(offset as i64 % 3, offset, 1000)).await);
+        positions.push(append(&*log, record(offset as i64 % 3, offset, 1000)).await);
     }
     let mut cursor = log.follow(0);
     let mut seen = Vec::new();
@@ -172,7 +172,7 @@ async fn a_follower_sees_every_record_once_in_order(open: Open) {
     assert_eq!(first.len(), 150);
     let (cursor, none) = next_batch(cursor, 10).await;
     assert!(none.is_empty());
-    let p = append(&log, record(1, 301, 1000)).await;
+    let p = append(&*log, record(1, 301, 1000)).await;
     let (_, more) = next_batch(cursor, 10).await;
     assert_eq!(more.len(), 1);
     assert_eq!(more[0].0, p);
@@ -188,7 +188,7 @@ async fn trimming_hides_old_offsets(open: Open) {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
     for offset in 1..=20 {
-        append(&log, record(1, offset, offset as i64 * 1000)).await;
+        append(&*log, record(1, offset, offset as i64 * 1000)).await;
     }
     log.trim(1, 6);
     assert_eq!(log.bounds(1), Some((6, 20)));
@@ -206,12 +206,12 @@ async fn a_deleted_channel_is_forgotten_also_after_a_restart(open: Open) {
     {
         let log = open(dir.path()).await;
         for offset in 1..=5 {
-            append(&log, record(4, offset, 1000)).await;
+            append(&*log, record(4, offset, 1000)).await;
         }
-        append(&log, Record::ChannelDeleted { channel_id: 4 }).await;
+        append(&*log, Record::ChannelDeleted { channel_id: 4 }).await;
         assert_eq!(log.bounds(4), None);
         // The id is reused: its offsets start over.
-        append(&log, record(4, 1, 1000)).await;
+        append(&*log, record(4, 1, 1000)).await;
         assert_eq!(log.bounds(4), Some((1, 1)));
         close(&log).await;
     }

@@ -778,8 +778,11 @@ impl LogCursor for EmbeddedCursor {
                 let newer = segments.range(self.seq + 1..).next().map(|(s, _)| *s);
                 (segment, newer)
             };
+            // A segment read to its end (its length is read after checking for a newer
+            // segment: once one exists, this one is final) or dropped under us (never one with
+            // records not yet read): on to the next, if there is one.
+            let segment = segment.filter(|s| self.byte < s.len.load(Ordering::Acquire));
             let Some(segment) = segment else {
-                // Dropped under us (cannot happen for records not yet read); skip ahead.
                 match newer {
                     Some(seq) => {
                         self.seq = seq;
@@ -789,18 +792,6 @@ impl LogCursor for EmbeddedCursor {
                     None => break,
                 }
             };
-            // Read after checking for a newer segment: once one exists, this one is final.
-            let durable = segment.len.load(Ordering::Acquire);
-            if self.byte >= durable {
-                match newer {
-                    Some(seq) => {
-                        self.seq = seq;
-                        self.byte = 0;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
             let (len, position, record) =
                 self.reader.read(&segment, self.byte).map_err(unavailable)?;
             self.byte += (HEADER + len) as u64;
@@ -815,7 +806,7 @@ impl LogCursor for EmbeddedCursor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conformance::small_segments;
+    use super::super::conformance::{append, small_segments};
     use super::super::{MessageLog, MessageRecord, Record};
     use super::*;
     use serde_json::value::RawValue;
@@ -842,17 +833,6 @@ mod tests {
 
     fn open(dir: &Path, config: EmbeddedLogConfig) -> EmbeddedLog {
         EmbeddedLog::open(dir, config, 1, Arc::new(|_, _| {})).unwrap()
-    }
-
-    async fn append(log: &EmbeddedLog, record: Record) -> u64 {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        log.append(
-            record,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.await.unwrap().unwrap()
     }
 
     fn segments(dir: &Path) -> Vec<PathBuf> {
