@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use switchboard_client::{CreateKey, CreatedKey, CreatedTenant, HttpClient, KeyInfo, TenantInfo};
 use switchboard_server::auth::{Keys, NewKey};
-use switchboard_server::storage::SqliteStore;
+use switchboard_server::storage::Database;
 
 /// Where the tenants and keys live.
 #[derive(Debug, Clone, Args)]
@@ -95,7 +95,7 @@ enum Backend {
     Online(HttpClient),
     Offline {
         keys: Box<Keys>,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Database>,
     },
 }
 
@@ -110,9 +110,9 @@ impl Backend {
     async fn open(target: &AdminTarget) -> anyhow::Result<Backend> {
         if let Some(dir) = &target.data_dir {
             let storage = switchboard_server::Config::default().storage;
-            let store = SqliteStore::open(dir, &storage)
+            let store = switchboard_server::storage::open_database(dir, &storage)
+                .await
                 .with_context(|| format!("cannot open {}", dir.display()))?;
-            let store = Arc::new(store);
             let keys = Box::new(Keys::load(store.clone()).await?);
             return Ok(Backend::Offline { keys, store });
         }
@@ -124,7 +124,7 @@ impl Backend {
 
     async fn close(self) {
         if let Backend::Offline { store, .. } = self {
-            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            store.close().await;
         }
     }
 

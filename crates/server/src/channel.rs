@@ -13,7 +13,7 @@ use crate::inbox::{Consumer, Settler};
 use crate::metrics::Metrics;
 use crate::storage::log::{MessageLog, MessageRecord, Record};
 use crate::storage::materializer::Materializer;
-use crate::storage::{ChannelRow, InboxWrite, SqliteStore, sqlite_queries};
+use crate::storage::{ChannelRow, Database, InboxWrite};
 use crate::webhooks::Webhooks;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -331,7 +331,7 @@ pub struct Channel {
     pub scope: Scope,
     state: Mutex<State>,
     head_tx: watch::Sender<u64>,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Database>,
     log: Arc<dyn MessageLog>,
     materializer: Arc<Materializer>,
     cache: CacheBounds,
@@ -352,7 +352,7 @@ impl Channel {
     #[allow(clippy::too_many_arguments)]
     pub async fn load(
         mut row: ChannelRow,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Database>,
         log: Arc<dyn MessageLog>,
         materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
@@ -366,22 +366,13 @@ impl Channel {
             // The cache did not survive the restart: a new epoch tells resuming clients.
             let epoch = random_id::<8>();
             let e = epoch.clone();
-            store
-                .write(move |conn| sqlite_queries::set_epoch(conn, id, &e))
-                .await?;
+            store.set_epoch(id, &e).await?;
             row.epoch = epoch;
         }
         let topic: Arc<str> =
             format!("{}{}", switchboard_protocol::CHANNEL_TOPIC_PREFIX, row.name).into();
         let from_db = policy.uses_database();
-        let (db, inbox_pending) = store
-            .read(move |conn| {
-                Ok((
-                    sqlite_queries::bounds(conn, id)?,
-                    sqlite_queries::inbox_counts(conn, id)?,
-                ))
-            })
-            .await?;
+        let (db, inbox_pending) = (store.bounds(id).await?, store.inbox_counts(id).await?);
         // What retention removed stays removed, also from the log's rebuilt index.
         log.trim(id, db.pruned + 1);
         let logged = if policy.uses_log() {
@@ -403,14 +394,10 @@ impl Channel {
         let mut older_ids = Vec::new();
         if from_db && missing > 0 {
             let below = logged.map_or(u64::MAX, |(first, _)| first);
-            older_ids = store
-                .read(move |conn| sqlite_queries::recent_ids(conn, id, below, missing))
-                .await?;
+            older_ids = store.recent_ids(id, below, missing).await?;
             if newest.is_empty() {
                 let n = cache.messages;
-                newest = store
-                    .read(move |conn| sqlite_queries::recent(conn, id, &name, n))
-                    .await?;
+                newest = store.recent(id, &name, n).await?;
             }
         }
         let (head, first_available) = if policy == StoragePolicy::Cache {
@@ -908,10 +895,7 @@ impl Channel {
     /// Re-reads the pending inbox counts (after retention dead-lettered expired messages).
     pub async fn reload_inbox_counts(&self) -> Result<()> {
         let id = self.row.id;
-        let counts = self
-            .store
-            .read(move |conn| sqlite_queries::inbox_counts(conn, id))
-            .await?;
+        let counts = self.store.inbox_counts(id).await?;
         self.state.lock().inbox_pending = counts.into_iter().collect();
         Ok(())
     }
@@ -1501,16 +1485,9 @@ impl Channel {
         let log_first = self.log.bounds(id).map(|(first, _)| first);
         let first = if policy.uses_database() {
             let bounds = if max_messages > 0 || max_age > 0 {
-                self.store
-                    .write(move |conn| {
-                        sqlite_queries::prune(conn, id, below, before_ts)?;
-                        sqlite_queries::bounds(conn, id)
-                    })
-                    .await?
+                self.store.prune(id, below, before_ts).await?
             } else {
-                self.store
-                    .read(move |conn| sqlite_queries::bounds(conn, id))
-                    .await?
+                self.store.bounds(id).await?
             };
             bounds.first.min(log_first.unwrap_or(u64::MAX))
         } else {
@@ -1518,9 +1495,7 @@ impl Channel {
             // not serve (or renumber) what retention removed.
             let first = log_first.unwrap_or(head + 1);
             if first > 1 && (max_messages > 0 || max_age > 0) {
-                self.store
-                    .write(move |conn| sqlite_queries::set_pruned_through(conn, id, first - 1))
-                    .await?;
+                self.store.set_pruned_through(id, first - 1).await?;
             }
             first
         };

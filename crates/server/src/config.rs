@@ -116,8 +116,13 @@ pub struct StorageConfig {
     pub jetstream_stream: String,
     /// `log = "jetstream"`: replicas of the stream (1, or 3 on a NATS cluster).
     pub jetstream_replicas: usize,
-    /// The database tier's backend.
+    /// The database tier's backend (also where tenants, keys, channels and all other
+    /// metadata live).
     pub db: DbBackend,
+    /// `db = "postgres"`: the connection URL (`postgres://user:password@host:port/database`).
+    pub postgres_url: String,
+    /// `db = "postgres"`: most connections this node opens.
+    pub postgres_connections: u32,
     /// Cache tier: recent messages kept in memory per channel (a channel's own cache
     /// retention replaces it).
     pub cache_messages: usize,
@@ -217,6 +222,8 @@ pub enum LogBackend {
 pub enum DbBackend {
     /// `switchboard.db` under the data directory (WAL mode).
     Sqlite,
+    /// A PostgreSQL database, which several nodes may share.
+    Postgres,
 }
 
 /// What an acknowledgement promises.

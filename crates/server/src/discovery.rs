@@ -4,7 +4,7 @@
 //! `sys.discovery` channel.
 
 use crate::error::{Result, err};
-use crate::storage::{AgentRow, SqliteStore, sqlite_queries};
+use crate::storage::{AgentRow, Database};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -47,7 +47,7 @@ pub type Change = (Arc<str>, AgentUpdate);
 
 /// Every tenant's agents.
 pub struct Directory {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     tenants: DashMap<Arc<str>, Arc<Mutex<TenantDirectory>>>,
     max_per_tenant: usize,
     changes: mpsc::UnboundedSender<Change>,
@@ -55,12 +55,12 @@ pub struct Directory {
 
 impl Directory {
     /// Loads the announced agents; changes will go to `changes`.
-    pub fn load(
-        store: Arc<SqliteStore>,
+    pub async fn load(
+        store: Arc<dyn Database>,
         max_per_tenant: usize,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Result<Directory> {
-        let rows = store.read_now(sqlite_queries::load_agents)?;
+        let rows = store.load_agents().await?;
         let directory = Directory {
             store,
             tenants: DashMap::new(),
@@ -180,14 +180,9 @@ impl Directory {
             metadata: serde_json::to_string(&card.metadata).expect("JSON serializes"),
             updated_at: card.updated_at,
         };
-        let (dir, name) = (dir.clone(), name.to_owned());
-        self.store
-            .write(move |conn| {
-                sqlite_queries::put_agent(conn, &row)?;
-                dir.lock().cards.insert(name, card);
-                Ok(())
-            })
-            .await
+        self.store.put_agent(row).await?;
+        dir.lock().cards.insert(name.to_owned(), card);
+        Ok(())
     }
 
     /// Deletes `name`'s card.
@@ -196,14 +191,8 @@ impl Directory {
         let Some(card) = dir.lock().card(name) else {
             return Err(err!(NotFound, "{name:?} has not announced itself"));
         };
-        let (t, n, d) = (tenant.to_owned(), name.to_owned(), dir.clone());
-        self.store
-            .write(move |conn| {
-                sqlite_queries::delete_agent(conn, &t, &n)?;
-                d.lock().cards.remove(&n);
-                Ok(())
-            })
-            .await?;
+        self.store.delete_agent(tenant, name).await?;
+        dir.lock().cards.remove(name);
         self.emit(tenant, AgentChange::Removed, card);
         Ok(())
     }

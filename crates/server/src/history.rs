@@ -12,8 +12,8 @@
 //! stops it early, `next` says where to continue, exactly as when `limit` does.
 
 use crate::error::{Result, err};
+use crate::storage::Database;
 use crate::storage::log::MessageLog;
-use crate::storage::{SqliteStore, sqlite_queries};
 use std::sync::Arc;
 use switchboard_protocol::history::Direction;
 use switchboard_protocol::{HistoryQuery, Message, PollSource, StoragePolicy, Tier, TierRange};
@@ -42,7 +42,7 @@ pub(crate) struct Tiers {
     /// The log tier.
     pub log: Arc<dyn MessageLog>,
     /// The database tier.
-    pub db: Arc<SqliteStore>,
+    pub db: Arc<dyn Database>,
 }
 
 /// A page read from the tiers.
@@ -310,24 +310,15 @@ impl Tiers {
         let mut bounded = q.clone();
         bounded.from_offset = Some(part.from);
         bounded.to_offset = Some(part.to);
-        let (id, name, agent) = (
-            self.channel_id,
-            self.name.clone(),
-            visible_to.map(str::to_owned),
-        );
         let (found, newest) = self
             .db
-            .read(move |conn| {
-                let found = sqlite_queries::history(
-                    conn,
-                    id,
-                    &name,
-                    &bounded,
-                    need as u32 - 1,
-                    agent.as_deref(),
-                )?;
-                Ok((found, sqlite_queries::bounds(conn, id)?.last))
-            })
+            .history(
+                self.channel_id,
+                &self.name,
+                &bounded,
+                need as u32 - 1,
+                visible_to,
+            )
             .await?;
         if found.len() >= need {
             let last = found.last().and_then(|m| m.offset).unwrap_or(part.from);

@@ -6,7 +6,7 @@ use crate::error::{Error, Result, err};
 use crate::metrics::Metrics;
 use crate::storage::log::{MessageLog, Record};
 use crate::storage::materializer::Materializer;
-use crate::storage::{ChannelRow, SqliteStore, sqlite_queries};
+use crate::storage::{ChannelRow, Database};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub struct CreateOptions {
 /// Every loaded channel.
 pub struct Hub {
     channels: DashMap<ChannelKey, Arc<Channel>>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     log: Arc<dyn MessageLog>,
     materializer: Arc<Materializer>,
     metrics: Arc<Metrics>,
@@ -52,7 +52,7 @@ impl Hub {
     /// An empty hub over the tiers.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Database>,
         log: Arc<dyn MessageLog>,
         materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
@@ -103,11 +103,7 @@ impl Hub {
             return Ok(Some(ch.clone()));
         }
         let (t, n) = (key.tenant.to_string(), name.to_owned());
-        match self
-            .store
-            .read(move |conn| sqlite_queries::get_channel(conn, &t, &n))
-            .await?
-        {
+        match self.store.get_channel(&t, &n).await? {
             Some(row) => Ok(Some(self.install(key, row).await?)),
             None => Ok(None),
         }
@@ -161,16 +157,12 @@ impl Hub {
             expires_at: options.expires_at,
         };
         let max = self.limits.max_per_tenant;
-        let (stored, created) = self
-            .store
-            .write(move |conn| sqlite_queries::create_channel(conn, &row, max))
-            .await?
-            .ok_or_else(|| {
-                err!(
-                    TooManyChannels,
-                    "the tenant holds its maximum of {max} channels; delete some first"
-                )
-            })?;
+        let (stored, created) = self.store.create_channel(row, max).await?.ok_or_else(|| {
+            err!(
+                TooManyChannels,
+                "the tenant holds its maximum of {max} channels; delete some first"
+            )
+        })?;
         Ok((self.install(key, stored).await?, created))
     }
 
@@ -224,10 +216,7 @@ impl Hub {
         );
         rx.await
             .map_err(|_| err!(ServerShutdown, "the server is shutting down"))??;
-        let deleted = self
-            .store
-            .write(move |conn| sqlite_queries::delete_channel(conn, id))
-            .await;
+        let deleted = self.store.delete_channel(id).await;
         self.channels
             .remove_if(&ChannelKey::new(tenant, scope, name), |_, c| {
                 Arc::ptr_eq(c, &channel)

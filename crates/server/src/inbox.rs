@@ -16,7 +16,7 @@
 use crate::channel::Channel;
 use crate::connection::{ConnHandle, text_frame};
 use crate::error::{Error, Result, err};
-use crate::storage::{InboxRow, Outcome, Settle, Settled, sqlite_queries};
+use crate::storage::{InboxBatch, InboxBatchResult, Outcome, Settle, Settled};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,28 +27,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Acks and rejects one consumer may have queued for its pump.
 const COMMAND_QUEUE: usize = 256;
-
-/// What one store transaction does to one inbox.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Acks and rejects, in order.
-    pub settle: Vec<Settle>,
-    /// Lease up to this many visible messages for this many milliseconds.
-    pub lease: Option<(u32, i64)>,
-}
-
-/// What a [`Batch`] did.
-#[derive(Debug, Default)]
-pub struct BatchResult {
-    /// Per settlement: what became of the message (`None`: no such pending message).
-    pub settled: Vec<Option<Settled>>,
-    /// The leased messages, oldest first.
-    pub leased: Vec<InboxRow>,
-    /// Messages dead-lettered instead of leased (delivered too often).
-    pub dead: Vec<Settled>,
-    /// When the next leased message becomes visible again.
-    pub next_visible: Option<i64>,
-}
 
 /// A `reject` as a settlement, once its reason fits.
 pub fn rejection(reject: switchboard_protocol::Reject) -> Result<Settle> {
@@ -80,44 +58,22 @@ fn not_found(id: &str) -> Error {
 impl Channel {
     /// Applies `batch` to `recipient`'s inbox in one transaction, then sends the receipts and
     /// updates the pending counts.
-    pub async fn inbox_batch(&self, recipient: &str, batch: Batch) -> Result<BatchResult> {
+    pub async fn inbox_batch(
+        &self,
+        recipient: &str,
+        batch: InboxBatch,
+    ) -> Result<InboxBatchResult> {
         // Inbox entries are written by the database writer, just behind the log: whatever
         // was acknowledged before this call is in the inbox once it has caught up.
         self.database_caught_up().await;
         let (channel_id, limits) = (self.row.id, self.limits.inbox);
-        let agent = recipient.to_owned();
+        let limits = crate::storage::InboxLimits {
+            max_deliveries: limits.max_deliveries,
+            max_rejections: limits.max_rejections,
+        };
         let result = self
             .store
-            .write(move |conn| {
-                let tx = conn.unchecked_transaction()?;
-                let now = crate::now_ms();
-                let mut result = BatchResult::default();
-                for settle in &batch.settle {
-                    result.settled.push(sqlite_queries::inbox_settle(
-                        &tx,
-                        channel_id,
-                        &agent,
-                        now,
-                        settle,
-                        limits.max_rejections.max(1),
-                    )?);
-                }
-                if let Some((max, visibility_ms)) = batch.lease {
-                    (result.leased, result.dead) = sqlite_queries::inbox_lease(
-                        &tx,
-                        channel_id,
-                        &agent,
-                        now,
-                        visibility_ms,
-                        max,
-                        limits.max_deliveries.max(1),
-                    )?;
-                }
-                result.next_visible =
-                    sqlite_queries::inbox_next_visible(&tx, channel_id, &agent, now)?;
-                tx.commit()?;
-                Ok(result)
-            })
+            .inbox_batch(channel_id, recipient, batch, limits, crate::now_ms())
             .await?;
         let mut receipts = Vec::new();
         let mut removed = 0;
@@ -178,7 +134,7 @@ impl Channel {
         let result = self
             .inbox_batch(
                 recipient,
-                Batch {
+                InboxBatch {
                     settle: vec![settle],
                     lease: None,
                 },
@@ -202,7 +158,7 @@ impl Channel {
         let result = self
             .inbox_batch(
                 recipient,
-                Batch {
+                InboxBatch {
                     settle: Vec::new(),
                     lease: Some((max, visibility_ms)),
                 },
@@ -236,16 +192,13 @@ impl Channel {
         let (channel_id, tenant) = (self.row.id, tenant.to_owned());
         let rows = self
             .store
-            .read(move |conn| {
-                sqlite_queries::dead_letters(
-                    conn,
-                    channel_id,
-                    &tenant,
-                    q.recipient.as_deref(),
-                    after,
-                    limit + 1,
-                )
-            })
+            .dead_letters(
+                channel_id,
+                &tenant,
+                q.recipient.as_deref(),
+                after,
+                limit + 1,
+            )
             .await?;
         let more = rows.len() > limit as usize;
         let mut entries = Vec::with_capacity(rows.len().min(limit as usize));
@@ -269,9 +222,7 @@ impl Channel {
         let (channel_id, tenant, message_id) = (self.row.id, tenant.to_owned(), id.to_owned());
         let deleted = self
             .store
-            .write(move |conn| {
-                sqlite_queries::delete_dead_letter(conn, channel_id, &tenant, &message_id)
-            })
+            .delete_dead_letter(channel_id, &tenant, &message_id)
             .await?;
         if deleted {
             Ok(())
@@ -426,7 +377,7 @@ async fn pump(
         if settle.is_empty() && lease.is_none() {
             continue;
         }
-        let batch = Batch {
+        let batch = InboxBatch {
             settle: std::mem::take(&mut settle),
             lease,
         };
@@ -474,9 +425,7 @@ async fn pump(
         let (channel_id, now, recipient) = (channel.row.id, crate::now_ms(), agent.clone());
         let released = channel
             .store
-            .write(move |conn| {
-                sqlite_queries::inbox_release(conn, channel_id, &recipient, &ids, now)
-            })
+            .inbox_release(channel_id, &recipient, ids, now)
             .await;
         match released {
             // A consumer that joined meanwhile (a reconnect, a takeover) may have leased

@@ -6,7 +6,7 @@
 use crate::App;
 use crate::channel::Channel;
 use crate::error::{Error, Result, err};
-use crate::storage::{KvRefused, KvRow, sqlite_queries};
+use crate::storage::{KvRefused, KvRow, KvWrite};
 use serde_json::value::RawValue;
 use switchboard_protocol::kv::{
     KvChange, KvEntry, KvKey, KvList, KvOp, KvPage, KvPut, MAX_KEY_LEN, MAX_LIST_LIMIT, valid_key,
@@ -66,21 +66,17 @@ pub async fn put(app: &App, channel: &Channel, by: &str, req: KvPut) -> Result<K
         None => None,
     };
     let (id, max_keys) = (channel.row.id, limits.max_kv_keys_per_channel);
-    let (key, value, by_owned) = (req.key.clone(), req.value.get().to_owned(), by.to_owned());
     let written = app
         .store
-        .write(move |c| {
-            sqlite_queries::kv_put(
-                c,
-                id,
-                &key,
-                &value,
-                req.version,
-                expires_at,
-                &by_owned,
-                now,
-                max_keys,
-            )
+        .kv_put(KvWrite {
+            channel_id: id,
+            key: req.key.clone(),
+            value: req.value.get().to_owned(),
+            expected: req.version,
+            expires_at,
+            by: by.to_owned(),
+            now,
+            max_keys,
         })
         .await?
         .map_err(|why| refused(&req.key, why, max_keys))?;
@@ -101,7 +97,7 @@ pub async fn get(app: &App, channel: &Channel, req: &KvKey) -> Result<KvEntry> {
     let (id, key, now) = (channel.row.id, req.key.clone(), crate::now_ms());
     let row = app
         .store
-        .read(move |c| sqlite_queries::kv_get(c, id, &key, now))
+        .kv_get(id, &key, now)
         .await?
         .ok_or_else(|| err!(NotFound, "no key {:?} in this channel", req.key))?;
     entry(row)
@@ -113,7 +109,7 @@ pub async fn delete(app: &App, channel: &Channel, by: &str, req: KvKey) -> Resul
     let (id, key, now) = (channel.row.id, req.key.clone(), crate::now_ms());
     let deleted = app
         .store
-        .write(move |c| sqlite_queries::kv_delete(c, id, &key, req.version, now))
+        .kv_delete(id, &key, req.version, now)
         .await?
         .map_err(|why| refused(&req.key, why, 0))?
         .ok_or_else(|| err!(NotFound, "no key {:?} in this channel", req.key))?;
@@ -145,7 +141,7 @@ pub async fn list(app: &App, channel: &Channel, req: KvList) -> Result<KvPage> {
     // One more than asked tells whether another page follows.
     let mut rows = app
         .store
-        .read(move |c| sqlite_queries::kv_list(c, id, &prefix, &after, limit + 1, now))
+        .kv_list(id, &prefix, &after, limit + 1, now)
         .await?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);

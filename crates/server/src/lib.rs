@@ -37,7 +37,7 @@ use crate::auth::Keys;
 use crate::channel::ChannelLimits;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::storage::SqliteStore;
+use crate::storage::Database;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub struct App {
     /// Loaded channels.
     pub hub: Hub,
     /// The database tier and every other record.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Database>,
     /// The log tier.
     pub log: Arc<dyn storage::log::MessageLog>,
     /// Copies the log into the database.
@@ -107,19 +107,11 @@ impl App {
         self.rate_limits.prune();
         complete_expired_channels(self).await;
         let now = now_ms();
-        if let Err(e) = self
-            .store
-            .write(move |c| storage::sqlite_queries::kv_prune(c, now))
-            .await
-        {
+        if let Err(e) = self.store.kv_prune(now).await {
             tracing::warn!(error = %e, "pruning expired channel storage failed");
         }
         let retention_ms = (self.config.inbox.retention_secs as i64).saturating_mul(1000);
-        match self
-            .store
-            .write(move |c| storage::sqlite_queries::inbox_prune(c, now, retention_ms))
-            .await
-        {
+        match self.store.inbox_prune(now, retention_ms).await {
             Ok(0) => {}
             Ok(_) => {
                 for channel in self.hub.loaded() {
@@ -216,7 +208,9 @@ impl Server {
             observer_metrics.fsync_batch_size.observe(batch as f64);
             observer_metrics.fsync_seconds.observe(took.as_secs_f64());
         });
-        let store = Arc::new(SqliteStore::open(&dir, &config.storage).map_err(storage_error)?);
+        let store = storage::open_database(&dir, &config.storage)
+            .await
+            .map_err(storage_error)?;
         let (log, materializer) = open_tiers(&dir, &config, &store, observer)
             .await
             .map_err(storage_error)?;
@@ -255,6 +249,7 @@ impl Server {
             inbox: config.inbox,
         };
         let webhooks = webhooks::Webhooks::start(store.clone(), config.webhooks, metrics.clone())
+            .await
             .map_err(storage_error)?;
         let hub = Hub::new(
             store.clone(),
@@ -285,6 +280,7 @@ impl Server {
             config.limits.max_announced_agents_per_tenant,
             changes_tx,
         )
+        .await
         .map_err(storage_error)?;
         let streams = stream::Streams::load(dir.join("streams"), store.clone(), config.streams)
             .await
@@ -369,8 +365,7 @@ impl Server {
         if let Err(e) = self.app.materializer.catch_up().await {
             tracing::warn!(error = %e, "the database is behind the log; it catches up at the next start");
         }
-        let store = self.app.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        self.app.store.close().await;
         tracing::info!("switchboard stopped");
     }
 
@@ -415,18 +410,16 @@ fn write_secret(path: &std::path::Path, key: &str) -> std::io::Result<()> {
 async fn open_tiers(
     dir: &std::path::Path,
     config: &Config,
-    store: &Arc<SqliteStore>,
+    store: &Arc<dyn Database>,
     observer: storage::log::CommitObserver,
 ) -> Result<(
     Arc<dyn storage::log::MessageLog>,
     Arc<storage::materializer::Materializer>,
 )> {
     use storage::log::{EmbeddedLog, EmbeddedLogConfig};
-    use storage::sqlite_queries::{LOG_APPLIED, LOG_IDENTITY, get_setting, put_setting};
     let s = &config.storage;
-    let (stored, applied) = store
-        .read(|c| Ok((get_setting(c, LOG_IDENTITY)?, get_setting(c, LOG_APPLIED)?)))
-        .await?;
+    let stored = store.get_setting(storage::LOG_IDENTITY).await?;
+    let applied = store.get_setting(storage::LOG_APPLIED).await?;
     let mut applied: u64 = applied.and_then(|v| v.parse().ok()).unwrap_or(0);
     // Positions belong to one log. Data directories from before `log_identity` used the
     // embedded log.
@@ -493,16 +486,7 @@ async fn open_tiers(
                 "the log changed: the database writer starts at its end, and channels with the log storage policy start a new epoch"
             );
         }
-        let id = identity.clone();
-        store
-            .write(move |c| {
-                if switched {
-                    storage::sqlite_queries::new_log_epochs(c)?;
-                }
-                put_setting(c, LOG_IDENTITY, &id)?;
-                put_setting(c, LOG_APPLIED, &applied.to_string())
-            })
-            .await?;
+        store.set_log(&identity, applied, switched).await?;
     }
     let materializer =
         storage::materializer::Materializer::new(log.clone(), store.clone(), applied);
@@ -517,11 +501,7 @@ async fn open_tiers(
 async fn log_retention(app: &App) {
     let log = app.log.clone();
     // Only what the database holds durably may go (its copies are fsynced lazily).
-    let keep_from = match app
-        .store
-        .write(storage::sqlite_queries::durable_log_applied)
-        .await
-    {
+    let keep_from = match app.store.durable_log_applied().await {
         Ok(applied) => applied + 1,
         Err(e) => return tracing::warn!(error = %e, "log retention failed"),
     };
@@ -540,11 +520,7 @@ async fn log_retention(app: &App) {
             channel.log_dropped(*through);
         }
     }
-    if let Err(e) = app
-        .store
-        .write(move |c| storage::sqlite_queries::log_dropped(c, &dropped))
-        .await
-    {
+    if let Err(e) = app.store.log_dropped(dropped).await {
         tracing::warn!(error = %e, "recording what log retention dropped failed");
     }
 }
@@ -568,11 +544,7 @@ async fn usage_loop(app: Arc<App>) {
 /// Completes the team channels whose `expires_at` has come.
 async fn complete_expired_channels(app: &App) {
     let now = now_ms();
-    let expired = match app
-        .store
-        .read(move |c| storage::sqlite_queries::expired_channels(c, now))
-        .await
-    {
+    let expired = match app.store.expired_channels(now).await {
         Ok(expired) => expired,
         Err(e) => return tracing::warn!(error = %e, "listing expired team channels failed"),
     };

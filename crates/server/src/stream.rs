@@ -16,7 +16,7 @@ use crate::channel::Channel;
 use crate::config::StreamsConfig;
 use crate::connection::{ConnHandle, Outbound, text_frame};
 use crate::error::{Error, Result, err};
-use crate::storage::{SqliteStore, StreamRow, sqlite_queries};
+use crate::storage::{Database, StreamRow};
 use bytes::Bytes;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -125,7 +125,7 @@ impl Stream {
 /// Every stream of the server.
 pub struct Streams {
     dir: PathBuf,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     config: StreamsConfig,
     by_id: DashMap<String, Arc<Stream>>,
 }
@@ -138,7 +138,7 @@ impl Streams {
     /// Loads the streams that were open (resuming each from its last checkpoint).
     pub async fn load(
         dir: PathBuf,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Database>,
         config: StreamsConfig,
     ) -> Result<Streams> {
         std::fs::create_dir_all(&dir).map_err(blocking_error)?;
@@ -148,7 +148,7 @@ impl Streams {
             config,
             by_id: DashMap::new(),
         };
-        for row in streams.store.read_now(sqlite_queries::load_streams)? {
+        for row in streams.store.load_streams().await? {
             match streams.restore(&row) {
                 Ok(stream) => {
                     streams.by_id.insert(row.id.clone(), Arc::new(stream));
@@ -157,10 +157,7 @@ impl Streams {
                     tracing::warn!(stream = row.id, error = %e, "dropping a stream that cannot be resumed");
                     let _ = std::fs::remove_file(streams.dir.join(&row.id));
                     let id = row.id.clone();
-                    streams
-                        .store
-                        .write(move |conn| sqlite_queries::delete_stream(conn, &id))
-                        .await?;
+                    streams.store.delete_stream(&id).await?;
                 }
             }
         }
@@ -333,9 +330,7 @@ impl Streams {
             touched: AtomicI64::new(crate::now_ms()),
         });
         let row = stream.row(&stream.spool.lock());
-        self.store
-            .write(move |conn| sqlite_queries::put_stream(conn, &row))
-            .await?;
+        self.store.put_stream(row).await?;
         self.by_id.insert(id, stream.clone());
         stream.tell(&stream.to, events::STREAM_OFFER, &stream.offer);
         let position = stream.position(&stream.spool.lock());
@@ -414,9 +409,7 @@ impl Streams {
         .map_err(blocking_error)?
         .map_err(blocking_error)?;
         let (next_seq, offset) = (row.next_seq, row.offset);
-        self.store
-            .write(move |conn| sqlite_queries::put_stream(conn, &row))
-            .await?;
+        self.store.put_stream(row).await?;
         let checkpoint = StreamCheckpoint {
             stream_id: stream.id.clone(),
             next_seq,
@@ -617,11 +610,7 @@ impl Streams {
         }
         let (path, id) = (stream.path.clone(), stream.id.clone());
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-        if let Err(e) = self
-            .store
-            .write(move |conn| sqlite_queries::delete_stream(conn, &id))
-            .await
-        {
+        if let Err(e) = self.store.delete_stream(&id).await {
             tracing::warn!(error = %e, "forgetting a finished stream failed");
         }
     }

@@ -7,7 +7,7 @@
 //! original key that minted them, so a browser's refreshed keys add up in one place.
 
 use crate::error::Result;
-use crate::storage::{SqliteStore, UsageRow, sqlite_queries};
+use crate::storage::{Database, UsageRow};
 use dashmap::DashMap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -79,7 +79,7 @@ pub struct TenantSeries {
 
 /// Every key's counters, and the way to the store.
 pub struct Usage {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     counters: DashMap<(Arc<str>, Arc<str>), Arc<Counters>>,
     series: Arc<TenantSeries>,
 }
@@ -91,7 +91,7 @@ pub fn hour_of(ms: Millis) -> Millis {
 
 impl Usage {
     /// Counters that flush into `store` and `series`.
-    pub fn new(store: Arc<SqliteStore>, series: Arc<TenantSeries>) -> Usage {
+    pub fn new(store: Arc<dyn Database>, series: Arc<TenantSeries>) -> Usage {
         Usage {
             store,
             counters: DashMap::new(),
@@ -207,8 +207,6 @@ impl Usage {
         if rows.is_empty() {
             return Ok(());
         }
-        self.store
-            .write(move |conn| sqlite_queries::add_usage(conn, &rows))
-            .await
+        self.store.add_usage(rows).await
     }
 }

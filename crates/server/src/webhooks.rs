@@ -11,7 +11,7 @@ use crate::auth::random_id;
 use crate::config::WebhooksConfig;
 use crate::error::{Error, Result, err};
 use crate::metrics::Metrics;
-use crate::storage::{AttemptRow, SqliteStore, WebhookRow, sqlite_queries};
+use crate::storage::{AttemptRow, Database, WebhookRow};
 use bytes::Bytes;
 use dashmap::DashMap;
 use hmac::{Hmac, Mac};
@@ -58,7 +58,7 @@ struct Delivery {
 
 /// Every tenant's webhooks and the delivery machinery.
 pub struct Webhooks {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     config: WebhooksConfig,
     metrics: Arc<Metrics>,
     by_tenant: DashMap<Arc<str>, Arc<[Arc<Hook>]>>,
@@ -70,12 +70,12 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Loads the registered webhooks and starts delivering.
-    pub fn start(
-        store: Arc<SqliteStore>,
+    pub async fn start(
+        store: Arc<dyn Database>,
         config: WebhooksConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Webhooks>> {
-        let rows = store.read_now(sqlite_queries::load_webhooks)?;
+        let rows = store.load_webhooks().await?;
         let (queue, deliveries) = mpsc::channel(config.queue.max(1));
         let (log, attempts) = mpsc::unbounded_channel();
         let webhooks = Arc::new(Webhooks {
@@ -198,9 +198,7 @@ impl Webhooks {
                 .map(|t| serde_json::to_string(t).expect("strings serialize")),
             created_at: webhook.created_at,
         };
-        self.store
-            .write(move |conn| sqlite_queries::insert_webhook(conn, &row))
-            .await?;
+        self.store.insert_webhook(row).await?;
         let hook = Hook {
             types: webhook.types.as_ref().map(|t| t.iter().cloned().collect()),
             webhook: webhook.clone(),
@@ -222,10 +220,7 @@ impl Webhooks {
     /// Deletes one of `tenant`'s webhooks, its log, and its pending retries.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
         let (t, i) = (tenant.to_owned(), id.to_owned());
-        let deleted = self
-            .store
-            .write(move |conn| sqlite_queries::delete_webhook(conn, &t, &i))
-            .await?;
+        let deleted = self.store.delete_webhook(&t, &i).await?;
         if !deleted {
             return Err(not_found(id));
         }
@@ -254,10 +249,7 @@ impl Webhooks {
             return Err(not_found(id));
         }
         let hook = id.to_owned();
-        let rows = self
-            .store
-            .read(move |conn| sqlite_queries::attempts(conn, &hook, limit))
-            .await?;
+        let rows = self.store.attempts(&hook, limit).await?;
         let attempts = rows
             .into_iter()
             .filter_map(|r| {
@@ -477,7 +469,7 @@ fn hook_from_row(row: &WebhookRow) -> Option<Hook> {
 
 /// Writes delivery attempts in batches: one transaction for whatever queued meanwhile.
 async fn write_log(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     mut attempts: mpsc::UnboundedReceiver<AttemptRow>,
     keep: u64,
 ) {
@@ -488,10 +480,7 @@ async fn write_log(
         {
             rows.push(row);
         }
-        if let Err(e) = store
-            .write(move |conn| sqlite_queries::insert_attempts(conn, &rows, keep))
-            .await
-        {
+        if let Err(e) = store.insert_attempts(rows, keep).await {
             tracing::warn!(error = %e, "writing the webhook delivery log failed");
         }
     }

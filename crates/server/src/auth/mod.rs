@@ -10,7 +10,7 @@
 pub mod temporary;
 
 use crate::error::{Result, err};
-use crate::storage::{KeyRow, SqliteStore, TemporaryRow, TenantRow, sqlite_queries};
+use crate::storage::{Database, KeyRow, TemporaryRow, TenantRow};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -149,7 +149,7 @@ pub struct NewKey {
 
 /// The key registry: every tenant and key record in memory, backed by the store.
 pub struct Keys {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     keys: DashMap<String, KeyRow>,
     tenants: DashMap<String, TenantRow>,
     /// Temporary keys not yet expired.
@@ -205,19 +205,18 @@ fn key_info(row: &KeyRow) -> KeyInfo {
 impl Keys {
     /// Loads every tenant and key from the store, and the root key of temporary keys
     /// (creating it on first use).
-    pub async fn load(store: Arc<SqliteStore>) -> Result<Self> {
+    pub async fn load(store: Arc<dyn Database>) -> Result<Self> {
         let now = crate::now_ms();
-        let (tenants, keys) = store.read_now(sqlite_queries::load_keys)?;
-        let temporary = store.read_now(move |c| sqlite_queries::load_temporary(c, now))?;
-        let root = store.read_now(|c| sqlite_queries::get_setting(c, ROOT_KEY_SETTING))?;
+        let (tenants, keys) = store.load_keys().await?;
+        let temporary = store.load_temporary(now).await?;
+        let root = store.get_setting(ROOT_KEY_SETTING).await?;
         let authority = match root {
             Some(stored) => Authority::from_stored(&stored)?,
             None => {
-                let (authority, stored) = Authority::generate();
-                store
-                    .write(move |c| sqlite_queries::put_setting(c, ROOT_KEY_SETTING, &stored))
-                    .await?;
-                authority
+                // Nodes sharing a database that start at once keep whichever was first.
+                let (_, generated) = Authority::generate();
+                let stored = store.init_setting(ROOT_KEY_SETTING, &generated).await?;
+                Authority::from_stored(&stored)?
             }
         };
         Ok(Keys {
@@ -273,9 +272,7 @@ impl Keys {
             revoked_at: None,
         };
         let stored = row.clone();
-        self.store
-            .write(move |c| sqlite_queries::insert_temporary(c, &stored))
-            .await?;
+        self.store.insert_temporary(stored).await?;
         self.temporary.insert(id.clone(), row);
         Ok(TemporaryKey {
             key,
@@ -288,9 +285,7 @@ impl Keys {
     pub async fn prune_expired(&self) -> Result<()> {
         let now = crate::now_ms();
         self.temporary.retain(|_, t| t.expires_at >= now);
-        self.store
-            .write(move |c| sqlite_queries::prune_temporary(c, now))
-            .await
+        self.store.prune_temporary(now).await
     }
 
     /// Whether no tenant exists yet (first start).
@@ -319,10 +314,7 @@ impl Keys {
             revoked_at: None,
         };
         let stored = row.clone();
-        let inserted = self
-            .store
-            .write(move |conn| sqlite_queries::insert_tenant(conn, &stored))
-            .await?;
+        let inserted = self.store.insert_tenant(stored).await?;
         if !inserted {
             return Err(err!(TenantExists, "a tenant named {id:?} exists already"));
         }
@@ -362,9 +354,7 @@ impl Keys {
             revoked_at: None,
         };
         let stored = row.clone();
-        self.store
-            .write(move |conn| sqlite_queries::insert_key(conn, &stored))
-            .await?;
+        self.store.insert_key(stored).await?;
         let info = key_info(&row);
         self.keys.insert(id.clone(), row);
         Ok(NewKey {
@@ -378,9 +368,7 @@ impl Keys {
         if self.temporary.contains_key(id) {
             let now = crate::now_ms();
             let stored = id.to_owned();
-            self.store
-                .write(move |conn| sqlite_queries::revoke_key(conn, &stored, now))
-                .await?;
+            self.store.revoke_key(&stored, now).await?;
             let mut row = self.temporary.get_mut(id).expect("checked above");
             row.revoked_at.get_or_insert(now);
             return Ok(temporary_info(&row));
@@ -390,9 +378,7 @@ impl Keys {
         }
         let now = crate::now_ms();
         let stored = id.to_owned();
-        self.store
-            .write(move |conn| sqlite_queries::revoke_key(conn, &stored, now))
-            .await?;
+        self.store.revoke_key(&stored, now).await?;
         let mut row = self.keys.get_mut(id).expect("checked above");
         row.revoked_at.get_or_insert(now);
         Ok(key_info(&row))
@@ -405,9 +391,7 @@ impl Keys {
         }
         let now = crate::now_ms();
         let stored = id.to_owned();
-        self.store
-            .write(move |conn| sqlite_queries::revoke_tenant(conn, &stored, now))
-            .await?;
+        self.store.revoke_tenant(&stored, now).await?;
         if let Some(mut t) = self.tenants.get_mut(id) {
             t.revoked_at.get_or_insert(now);
         }

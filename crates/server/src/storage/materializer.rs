@@ -6,8 +6,8 @@
 //! database holds: nothing is skipped and nothing is applied twice. Inbox entries of direct
 //! messages are written here too, and their consumers are woken once they exist.
 
+use super::Database;
 use super::log::{LogCursor, MessageLog};
-use super::{SqliteStore, sqlite_queries};
 use crate::error::Result;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ pub type Applied = Box<dyn FnOnce() + Send>;
 /// Follows the log into the database (see the module docs).
 pub struct Materializer {
     log: Arc<dyn MessageLog>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Database>,
     applied: watch::Sender<u64>,
     waiting: Mutex<BTreeMap<u64, Vec<Applied>>>,
     /// Someone waits for the database (an inbox entry, a read): write without the delay.
@@ -35,7 +35,7 @@ pub struct Materializer {
 
 impl Materializer {
     /// The writer for `log` into `store`, starting after the position the database records.
-    pub fn new(log: Arc<dyn MessageLog>, store: Arc<SqliteStore>, applied: u64) -> Arc<Self> {
+    pub fn new(log: Arc<dyn MessageLog>, store: Arc<dyn Database>, applied: u64) -> Arc<Self> {
         Arc::new(Materializer {
             cursor: tokio::sync::Mutex::new(Some(log.follow(applied))),
             log,
@@ -132,9 +132,7 @@ impl Materializer {
             return Ok(0);
         };
         let n = batch.len() as u64;
-        self.store
-            .write(move |conn| sqlite_queries::apply_log(conn, &batch, last))
-            .await?;
+        self.store.apply_log(batch, last).await?;
         *slot = Some(cursor);
         let ready = {
             let mut waiting = self.waiting.lock();

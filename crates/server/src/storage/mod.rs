@@ -6,44 +6,40 @@
 //! by `materializer`). The embedded default is a segment-file log under the data directory
 //! and one SQLite database in WAL mode beside it, which also holds all metadata. SQLite
 //! writes go through one writer thread; reads use a pool of read-only connections and never
-//! wait for the writer.
+//! wait for the writer. The database tier is the [`Database`] trait (`database.rs`), so
+//! PostgreSQL can take SQLite's place.
 
-mod directory;
-mod inbox;
+pub mod database;
 pub mod log;
 pub mod materializer;
+mod rows;
 mod sqlite;
-mod streams;
-mod webhooks;
 
-pub use directory::AgentRow;
-pub use inbox::{DeadRow, InboxRow, Outcome, Settle, Settled};
-pub use sqlite::{
-    ChannelRow, InboxWrite, KeyRow, KvRefused, KvRow, SqliteStore, StoreStats, TemporaryRow,
-    TenantRow, UsageRow,
-};
-pub use streams::StreamRow;
-pub use webhooks::{AttemptRow, WebhookRow};
+pub use database::{Database, DbFuture, KvWrite};
+pub use rows::*;
+pub use sqlite::SqliteStore;
 
-/// The SQL behind each store operation, run through `SqliteStore::read` / `write`.
-pub(crate) mod sqlite_queries {
-    pub(crate) use super::directory::{delete_agent, load_agents, put_agent};
-    pub(crate) use super::inbox::{
-        dead_letters, delete_dead_letter, inbox_counts, inbox_lease, inbox_next_visible,
-        inbox_prune, inbox_release, inbox_settle,
-    };
-    pub(crate) use super::sqlite::{
-        LOG_APPLIED, LOG_IDENTITY, add_usage, apply_log, bounds, create_channel, delete_channel,
-        durable_log_applied, expired_channels, get_channel, get_setting, history, insert_key,
-        insert_temporary, insert_tenant, kv_delete, kv_get, kv_list, kv_prune, kv_put, load_keys,
-        load_temporary, log_dropped, new_log_epochs, prune, prune_temporary, put_setting, recent,
-        recent_ids, revoke_key, revoke_tenant, set_epoch, set_pruned_through, storage_of,
-        usage_rows,
-    };
-    pub(crate) use super::streams::{delete_stream, load_streams, put_stream};
-    pub(crate) use super::webhooks::{
-        attempts, delete_webhook, insert_attempts, insert_webhook, load_webhooks,
-    };
+/// The setting holding the log position the database holds everything up to.
+pub(crate) const LOG_APPLIED: &str = "log_applied";
+/// The setting naming the log `LOG_APPLIED` is a position of.
+pub(crate) const LOG_IDENTITY: &str = "log_identity";
+
+/// Opens the database tier the configuration names: SQLite in `data_dir` (which it
+/// locks), or PostgreSQL.
+pub async fn open_database(
+    data_dir: &std::path::Path,
+    config: &crate::config::StorageConfig,
+) -> crate::error::Result<std::sync::Arc<dyn Database>> {
+    match config.db {
+        crate::config::DbBackend::Sqlite => {
+            let (dir, config) = (data_dir.to_owned(), config.clone());
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, &config))
+                .await
+                .map_err(unavailable)??;
+            Ok(std::sync::Arc::new(store))
+        }
+        crate::config::DbBackend::Postgres => Err(unavailable("PostgreSQL is not built in yet")),
+    }
 }
 
 use crate::error::Error;

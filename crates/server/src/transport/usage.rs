@@ -5,7 +5,6 @@ use super::http::{Params, bearer};
 use crate::App;
 use crate::auth::Caller;
 use crate::error::{Result, err};
-use crate::storage::sqlite_queries;
 use crate::usage::hour_of;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -71,16 +70,10 @@ async fn usage(
     }
     // Storage is counted in the database, which is written just behind the log.
     app.materializer.wait_for(app.log.end()).await;
-    let t = tenant.clone();
-    let (stored, storage) = app
-        .store
-        .read(move |c| {
-            Ok((
-                sqlite_queries::usage_rows(c, &t, from, to)?,
-                sqlite_queries::storage_of(c, &t)?,
-            ))
-        })
-        .await?;
+    let (stored, storage) = (
+        app.store.usage_rows(&tenant, from, to).await?,
+        app.store.storage_of(&tenant).await?,
+    );
     // What was counted since the last flush belongs to the current hour.
     let pending = app
         .usage

@@ -1,50 +1,7 @@
 //! The SQL of webhooks (table `webhooks`) and their delivery log (`webhook_attempts`).
 
+use crate::storage::rows::*;
 use rusqlite::{Connection, params};
-
-/// A registered webhook as stored.
-#[derive(Debug, Clone)]
-pub struct WebhookRow {
-    /// Its id.
-    pub id: String,
-    /// Its tenant.
-    pub tenant_id: String,
-    /// Where it POSTs.
-    pub url: String,
-    /// Its HMAC key.
-    pub secret: String,
-    /// JSON array of event names.
-    pub events: String,
-    /// Channel filter.
-    pub channel: Option<String>,
-    /// JSON array of message types.
-    pub types: Option<String>,
-    /// When it was registered, ms.
-    pub created_at: i64,
-}
-
-/// One delivery attempt as stored.
-#[derive(Debug, Clone)]
-pub struct AttemptRow {
-    /// The webhook.
-    pub webhook_id: String,
-    /// The delivery id.
-    pub delivery_id: String,
-    /// The event name.
-    pub event: String,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    /// When, ms.
-    pub ts: i64,
-    /// The receiver's status.
-    pub status: Option<u16>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// Whether another attempt follows.
-    pub will_retry: bool,
-}
 
 /// Every registered webhook (loaded at start).
 pub(crate) fn load_webhooks(conn: &Connection) -> rusqlite::Result<Vec<WebhookRow>> {

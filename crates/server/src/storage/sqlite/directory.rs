@@ -1,21 +1,7 @@
 //! The SQL of the agent directory (table `agents`): announced capabilities and metadata.
 
+use crate::storage::rows::*;
 use rusqlite::{Connection, params};
-
-/// An announced agent as stored.
-#[derive(Debug, Clone)]
-pub struct AgentRow {
-    /// Its tenant.
-    pub tenant_id: String,
-    /// Its name.
-    pub name: String,
-    /// Its capabilities, as a JSON array.
-    pub capabilities: String,
-    /// Its metadata, as a JSON object.
-    pub metadata: String,
-    /// When it last changed, ms.
-    pub updated_at: i64,
-}
 
 /// Every announced agent (loaded at start).
 pub(crate) fn load_agents(conn: &Connection) -> rusqlite::Result<Vec<AgentRow>> {

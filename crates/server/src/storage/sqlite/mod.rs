@@ -1,11 +1,19 @@
 //! SQLite implementation of the store (WAL, group commit on one writer thread).
 
-use super::inbox::inbox_insert;
+mod database;
+mod directory;
+mod inbox;
+mod streams;
+mod webhooks;
+
+use super::database::DbFuture;
 use super::log::Record;
-use super::unavailable;
+use super::rows::*;
+use super::{LOG_APPLIED, LOG_IDENTITY, unavailable};
 use crate::config::{Durability, StorageConfig};
 use crate::error::Result;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use inbox::inbox_insert;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -163,133 +171,21 @@ CREATE TABLE IF NOT EXISTS agents (
 ) WITHOUT ROWID;
 ";
 
-/// A stored channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelRow {
-    /// Row id.
-    pub id: i64,
-    /// Owning tenant, `""` for public channels.
-    pub tenant_id: String,
-    /// Channel name.
-    pub name: String,
-    /// Argon2id PHC string.
-    pub password_hash: Option<String>,
-    /// The tiers the channel keeps messages in.
-    pub storage: StoragePolicy,
-    /// The cache tier's bounds, where the channel sets its own.
-    pub cache_retention: Option<CacheRetention>,
-    /// The log tier's retention, where the channel sets its own.
-    pub log_retention: Option<LogRetention>,
-    /// Retention by count (0 = unlimited).
-    pub max_messages: u64,
-    /// Retention by age in seconds (0 = unlimited).
-    pub max_age_secs: u64,
-    /// Changes whenever the channel's history starts over.
-    pub epoch: String,
-    /// Team channels: the agent names that may join.
-    pub members: Option<Vec<String>>,
-    /// Team channels: when the channel completes itself, ms.
-    pub expires_at: Option<i64>,
-    /// Creation time, ms.
-    pub created_at: i64,
-}
-
-/// A stored API key (the secret itself is never stored).
-#[derive(Debug, Clone)]
-pub struct KeyRow {
-    /// Public key id (part of the key string).
-    pub id: String,
-    /// Owning tenant; `None` for an admin key.
-    pub tenant_id: Option<String>,
-    /// SHA-256 of the secret part.
-    pub secret_hash: Vec<u8>,
-    /// Creation time, ms.
-    pub created_at: i64,
-    /// Revocation time, ms.
-    pub revoked_at: Option<i64>,
-}
-
-/// A temporary key's record (the key itself is a signed token the server does not keep).
-#[derive(Debug, Clone)]
-pub struct TemporaryRow {
-    /// Key id (stated in the token).
-    pub id: String,
-    /// Owning tenant.
-    pub tenant_id: String,
-    /// The original key it was minted from.
-    pub parent: String,
-    /// Creation time, ms.
-    pub created_at: i64,
-    /// Expiry, ms.
-    pub expires_at: i64,
-    /// Revocation time, ms.
-    pub revoked_at: Option<i64>,
-}
-
-/// Usage of one key in one hour.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsageRow {
-    /// Tenant.
-    pub tenant_id: String,
-    /// Key (original keys; temporary keys count for their parent).
-    pub key_id: String,
-    /// The hour, ms.
-    pub period_start: i64,
-    /// Messages accepted.
-    pub messages_in: u64,
-    /// Messages delivered.
-    pub messages_out: u64,
-    /// Bytes accepted.
-    pub bytes_in: u64,
-    /// Bytes delivered.
-    pub bytes_out: u64,
-    /// Most connections at once.
-    pub peak_connections: u64,
-}
-
-/// A stored tenant.
-#[derive(Debug, Clone)]
-pub struct TenantRow {
-    /// Tenant id (a name).
-    pub id: String,
-    /// Creation time, ms.
-    pub created_at: i64,
-    /// Revocation time, ms: every key of a revoked tenant is refused.
-    pub revoked_at: Option<i64>,
-}
-
-/// What the first and last stored offsets of a channel are.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StoreStats {
-    /// The first offset still stored (`last + 1` when none is).
-    pub first: u64,
-    /// The channel's head: the highest offset ever stored (0 when none).
-    pub last: u64,
-    /// Newest stored timestamp (0 when none).
-    pub last_ts: i64,
-    /// The highest offset retention ever removed (0: none).
-    pub pruned: u64,
-}
-
 type Job = Box<dyn FnOnce(&Connection) + Send>;
-
-/// A direct message that also goes to its recipient's inbox.
-#[derive(Debug, Clone)]
-pub struct InboxWrite {
-    /// The sender's tenant (who may read it once dead-lettered).
-    pub sender_tenant: Arc<str>,
-    /// Whether the sender wants receipts.
-    pub receipt: bool,
-}
 
 /// The embedded store.
 pub struct SqliteStore {
-    path: PathBuf,
+    readers: Arc<Readers>,
     writer: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Mutex<Vec<Connection>>,
     /// The data directory's lock, held until `close`.
     lock: Mutex<Option<std::fs::File>>,
+}
+
+/// Read-only connections, reused across reads.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
 }
 
 impl SqliteStore {
@@ -327,16 +223,19 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx))
             .map_err(unavailable)?;
         Ok(SqliteStore {
-            path,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
-            readers: Mutex::new(Vec::new()),
             lock: Mutex::new(Some(lock)),
         })
     }
 
-    /// Runs `f` on the writer thread, after every write queued before it.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Queues `f` for the writer thread now (after every write queued before it); the
+    /// future resolves with its result.
+    fn write<T, F>(&self, f: F) -> DbFuture<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -345,50 +244,48 @@ impl SqliteStore {
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(f(conn));
         });
-        if self.send(job).is_err() {
-            return Err(stopped());
-        }
-        rx.await.map_err(|_| stopped())?.map_err(unavailable)
+        let sent = self.send(job).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(stopped());
+            }
+            rx.await.map_err(|_| stopped())?.map_err(unavailable)
+        })
     }
 
     /// Runs `f` on a pooled read-only connection on the blocking thread pool.
-    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    fn read<T, F>(&self, f: F) -> DbFuture<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match store.readers.lock().pop() {
-                Some(conn) => conn,
-                None => Connection::open_with_flags(
-                    &store.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?,
-            };
-            let out = f(&conn);
-            store.readers.lock().push(conn);
-            out
+        let readers = self.readers.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = match readers.idle.lock().pop() {
+                    Some(conn) => conn,
+                    None => Connection::open_with_flags(
+                        &readers.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?,
+                };
+                let out = f(&conn);
+                readers.idle.lock().push(conn);
+                out
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
         })
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)
-    }
-
-    /// Runs `f` on a read connection on the calling thread (start-up only).
-    pub fn read_now<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(unavailable)?;
-        f(&conn).map_err(unavailable)
     }
 
     /// Stops accepting writes, commits what is queued, and waits for the writer to finish.
-    pub fn close(&self) {
+    pub fn close_now(&self) {
         self.writer.lock().take();
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
-        self.readers.lock().clear();
+        self.readers.idle.lock().clear();
         self.lock.lock().take();
     }
 
@@ -402,7 +299,7 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        self.close_now();
     }
 }
 
@@ -522,11 +419,6 @@ fn apply_log_transaction(
     put_setting(&tx, LOG_APPLIED, &last.to_string())?;
     tx.commit()
 }
-
-/// The setting holding the log position the database holds everything up to.
-pub(crate) const LOG_APPLIED: &str = "log_applied";
-/// The setting naming the log `LOG_APPLIED` is a position of.
-pub(crate) const LOG_IDENTITY: &str = "log_identity";
 
 fn encode_attachments(list: &[Bytes]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -784,32 +676,6 @@ pub(crate) fn storage_of(conn: &Connection, tenant: &str) -> rusqlite::Result<(u
         [tenant],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )
-}
-
-/// A stored channel-storage entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvRow {
-    /// The key.
-    pub key: String,
-    /// The JSON value, as text.
-    pub value: String,
-    /// Its version.
-    pub version: u64,
-    /// Written at, ms.
-    pub updated_at: i64,
-    /// Written by.
-    pub updated_by: String,
-    /// Expires at, ms.
-    pub expires_at: Option<i64>,
-}
-
-/// Why a channel-storage write did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvRefused {
-    /// The key is at another version (0: absent).
-    Conflict(u64),
-    /// The channel holds its maximum of keys.
-    Full,
 }
 
 fn kv_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvRow> {

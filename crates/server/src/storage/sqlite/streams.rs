@@ -1,32 +1,8 @@
 //! The SQL of streams (table `streams`): each stream's durable position, so a stream
 //! survives a restart; the bytes themselves are in spool files.
 
+use crate::storage::rows::*;
 use rusqlite::{Connection, params};
-
-/// A stream as stored.
-#[derive(Debug, Clone)]
-pub struct StreamRow {
-    /// Its id.
-    pub id: String,
-    /// Its channel.
-    pub channel_id: i64,
-    /// The `stream_offer` JSON.
-    pub offer: String,
-    /// The recipient.
-    pub recipient: String,
-    /// The first chunk past the durable position.
-    pub next_seq: u64,
-    /// Bytes durable in the spool file.
-    pub offset: u64,
-    /// The recipient's checkpoint.
-    pub acked: u64,
-    /// Set once closed.
-    pub checksum: Option<String>,
-    /// Set once closed.
-    pub total_size: Option<u64>,
-    /// Last change, ms.
-    pub updated_at: i64,
-}
 
 /// Every stream (loaded at start).
 pub(crate) fn load_streams(conn: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
