@@ -149,6 +149,14 @@ pub struct StorageConfig {
     pub usage_flush_ms: u64,
 }
 
+impl StorageConfig {
+    /// Whether this node is one of several sharing the deployment: the log in JetStream and
+    /// the database in PostgreSQL, which every node reaches.
+    pub fn is_cluster(&self) -> bool {
+        self.log == LogBackend::Jetstream && self.db == DbBackend::Postgres
+    }
+}
+
 /// `[streams]`: large payloads spooled through the server.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -38,6 +38,8 @@ pub struct CreateOptions {
 /// Every loaded channel.
 pub struct Hub {
     channels: DashMap<ChannelKey, Arc<Channel>>,
+    /// The same channels by row id (for records the shared log's tail delivers).
+    by_id: DashMap<i64, Arc<Channel>>,
     store: Arc<dyn Database>,
     log: Arc<dyn MessageLog>,
     materializer: Arc<Materializer>,
@@ -63,6 +65,7 @@ impl Hub {
     ) -> Self {
         Hub {
             channels: DashMap::new(),
+            by_id: DashMap::new(),
             store,
             log,
             materializer,
@@ -221,6 +224,7 @@ impl Hub {
             .remove_if(&ChannelKey::new(tenant, scope, name), |_, c| {
                 Arc::ptr_eq(c, &channel)
             });
+        self.by_id.remove_if(&id, |_, c| Arc::ptr_eq(c, &channel));
         self.metrics.channels.set(self.channels.len() as i64);
         deleted
     }
@@ -238,10 +242,41 @@ impl Hub {
         .await?;
         let channel = match self.channels.entry(key) {
             Entry::Occupied(e) => e.get().clone(),
-            Entry::Vacant(e) => e.insert(loaded).clone(),
+            Entry::Vacant(e) => {
+                self.by_id.insert(loaded.row.id, loaded.clone());
+                e.insert(loaded).clone()
+            }
         };
         self.metrics.channels.set(self.channels.len() as i64);
+        if self.log.is_shared()
+            && let Some((_, last)) = self.log.bounds(channel.row.id)
+        {
+            // What the tail delivered while the channel was loading.
+            channel.fill_from_log(last).await;
+        }
         Ok(channel)
+    }
+
+    /// A record of the shared log, from any node, as the tail delivers it: loaded channels
+    /// deliver other nodes' messages, and a channel another node deleted goes.
+    pub fn tailed(&self, position: u64, record: &Record) {
+        match record {
+            Record::Message(r) => {
+                if let Some(channel) = self.by_id.get(&r.channel_id).map(|c| c.clone()) {
+                    channel.tailed(position, r);
+                }
+            }
+            Record::ChannelDeleted { channel_id } => {
+                if let Some((_, channel)) = self.by_id.remove(channel_id) {
+                    channel.delete(ErrorCode::ChannelDeleted, "the channel was deleted");
+                    let key =
+                        ChannelKey::new(&channel.row.tenant_id, channel.scope, channel.name());
+                    self.channels
+                        .remove_if(&key, |_, c| Arc::ptr_eq(c, &channel));
+                    self.metrics.channels.set(self.channels.len() as i64);
+                }
+            }
+        }
     }
 }
 

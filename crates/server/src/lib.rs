@@ -307,6 +307,15 @@ impl Server {
             Duration::from_millis(app.config.storage.db_batch_delay_ms),
             app.shutdown.clone(),
         ));
+        if app.log.is_shared() {
+            // Other nodes' messages reach this node's subscribers through the log's tail.
+            let weak = Arc::downgrade(&app);
+            app.log.set_tail(Arc::new(move |position, record| {
+                if let Some(app) = weak.upgrade() {
+                    app.hub.tailed(position, record);
+                }
+            }));
+        }
         tokio::spawn(retention_loop(app.clone()));
         tokio::spawn(usage_loop(app.clone()));
         tokio::spawn(discovery_loop(app.clone(), changes));
@@ -456,6 +465,7 @@ async fn open_tiers(
                     retention_secs: s.log_retention_secs,
                     retention_bytes: s.log_retention_bytes,
                     max_batch: s.max_batch,
+                    shared: s.is_cluster(),
                 },
                 observer,
             )

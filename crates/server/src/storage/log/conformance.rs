@@ -276,9 +276,18 @@ fn open_embedded(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
     Box::pin(async move { log })
 }
 
+fn open_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
+    jetstream_log(dir, false)
+}
+
+/// The same, as one node of a cluster sharing the stream (it follows the stream's tail too).
+fn open_shared_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
+    jetstream_log(dir, true)
+}
+
 /// A JetStream log on the server `SWITCHBOARD_TEST_NATS_URL` names (scripts/test.sh starts
 /// one), in a stream named after `dir`, so opening the same directory again is a restart.
-fn open_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
+fn jetstream_log(dir: &Path, shared: bool) -> BoxFuture<'static, Arc<dyn MessageLog>> {
     let url = std::env::var("SWITCHBOARD_TEST_NATS_URL").expect(
         "SWITCHBOARD_TEST_NATS_URL: the JetStream tests need a NATS server 2.10+ with JetStream \
          (scripts/test.sh starts one)",
@@ -298,6 +307,7 @@ fn open_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
                     retention_secs: 0,
                     retention_bytes: 0,
                     max_batch: 64,
+                    shared,
                 },
                 Arc::new(|_, _| {}),
             )
@@ -310,3 +320,4 @@ fn open_jetstream(dir: &Path) -> BoxFuture<'static, Arc<dyn MessageLog>> {
 
 conformance!(embedded, open_embedded);
 conformance!(jetstream, open_jetstream);
+conformance!(shared_jetstream, open_shared_jetstream);

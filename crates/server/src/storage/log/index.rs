@@ -28,7 +28,13 @@ impl OffsetIndex {
                 let offset = r.message.offset.unwrap_or(0);
                 let mut entry = self.0.entry(r.channel_id).or_default();
                 let index = entry.value_mut();
-                if index.locs.is_empty() || index.first + index.locs.len() as u64 != offset {
+                let next = index.first + index.locs.len() as u64;
+                if offset < next && (index.first > 0 || !index.locs.is_empty()) {
+                    // Held already, or trimmed: a record seen twice (a shared log's
+                    // writer and its tail) is indexed once.
+                    return;
+                }
+                if index.locs.is_empty() || next != offset {
                     // Offsets of a channel are consecutive; anything else starts the index
                     // over (only the newest run is served).
                     index.locs.clear();

@@ -16,13 +16,14 @@
 
 use super::index::OffsetIndex;
 use super::record::{HEADER, MAX_BODY, header};
-use super::{CommitObserver, LogCursor, LogDone, MessageLog, Record};
+use super::{Checked, CheckedDone, CommitObserver, LogCursor, LogDone, MessageLog, Record, TailFn};
 use crate::error::{Error, Result};
 use crate::storage::unavailable;
 use async_nats::jetstream::{self, consumer, stream};
+use dashmap::DashMap;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub struct JetStreamLogConfig {
     pub retention_bytes: u64,
     /// Most appends published at once before their acks are awaited.
     pub max_batch: usize,
+    /// Other nodes append to the stream too (a cluster): follow it, and settle offsets with
+    /// checked appends.
+    pub shared: bool,
 }
 
 /// How long one JetStream request may take before the log counts it as failed.
@@ -57,14 +61,31 @@ struct Shared {
     index: OffsetIndex,
     end: watch::Sender<u64>,
     failed: AtomicBool,
+    /// Several nodes append: the index follows the stream (the tail), not the acks.
+    shared: bool,
+    /// Shared: per channel, the sequence of its newest record this node knows of.
+    last_seq: DashMap<i64, u64>,
+    /// Shared: who sees every record.
+    tail: RwLock<Option<TailFn>>,
+    /// Shared: the tail has delivered every record up to here.
+    tailed: watch::Sender<u64>,
+}
+
+/// An append and what to tell once it ends.
+type Append = (Record, Completion);
+
+enum Completion {
+    Plain(LogDone),
+    Checked(CheckedDone),
 }
 
 /// The JetStream log (see the module docs).
 pub struct JetStreamLog {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
-    writer: Mutex<Option<mpsc::UnboundedSender<super::Append>>>,
+    writer: Mutex<Option<mpsc::UnboundedSender<Append>>>,
     stopped: Arc<(Mutex<bool>, Condvar)>,
+    tail_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn nats_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -128,9 +149,17 @@ impl JetStreamLog {
             index: OffsetIndex::default(),
             end: watch::Sender::new(0),
             failed: AtomicBool::new(false),
+            shared: config.shared,
+            last_seq: DashMap::new(),
+            tail: RwLock::new(None),
+            tailed: watch::Sender::new(0),
         });
         let last = rebuild(&shared).await?;
         shared.end.send_replace(last);
+        shared.tailed.send_replace(last);
+        let tail_task = config
+            .shared
+            .then(|| tokio::spawn(follow_tail(shared.clone(), last)));
         let (tx, rx) = mpsc::unbounded_channel();
         let stopped = Arc::new((Mutex::new(false), Condvar::new()));
         tokio::spawn(write_loop(
@@ -145,8 +174,84 @@ impl JetStreamLog {
             runtime: tokio::runtime::Handle::current(),
             writer: Mutex::new(Some(tx)),
             stopped,
+            tail_task: Mutex::new(tail_task),
         })
     }
+
+    fn enqueue(&self, record: Record, completion: Completion) {
+        let fail = |completion: Completion, e: Error| {
+            super::later(move || match completion {
+                Completion::Plain(done) => done(Err(e)),
+                Completion::Checked(done) => done(Checked::Failed(e)),
+            })
+        };
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return fail(completion, super::log_failed());
+        }
+        let rejected = match self.writer.lock().as_ref() {
+            Some(tx) => tx.send((record, completion)).err().map(|e| e.0.1),
+            None => Some(completion),
+        };
+        if let Some(completion) = rejected {
+            fail(completion, super::closed());
+        }
+    }
+}
+
+/// Shared: follows the stream after `last`, indexing every record (whoever appended it)
+/// and handing it to the tail function, until the log closes.
+async fn follow_tail(shared: Arc<Shared>, mut last: u64) {
+    loop {
+        let mut messages = match ordered_from(&shared, last + 1).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(error = %e, "following the shared log failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            let step = next
+                .map_err(|e| nats_error("following the stream", e))
+                .and_then(|m| {
+                    let sequence = m
+                        .info()
+                        .map_err(|e| nats_error("following the stream", e))?
+                        .stream_sequence;
+                    Ok((sequence, decode(&m.message.payload, sequence)?))
+                });
+            let (sequence, record) = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(error = %e, "following the shared log failed; retrying");
+                    break;
+                }
+            };
+            if sequence <= last {
+                continue;
+            }
+            last = sequence;
+            shared.index.add(&record, sequence);
+            note_last(&shared, record.channel_id(), sequence);
+            shared.end.send_if_modified(|end| {
+                let newer = sequence > *end;
+                *end = (*end).max(sequence);
+                newer
+            });
+            let tail = shared.tail.read().clone();
+            if let Some(tail) = tail {
+                tail(sequence, &record);
+            }
+            shared.tailed.send_replace(sequence);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Shared: remembers that `channel_id`'s newest record is at `sequence` or later.
+fn note_last(shared: &Shared, channel_id: i64, sequence: u64) {
+    let mut last = shared.last_seq.entry(channel_id).or_insert(0);
+    *last = (*last).max(sequence);
 }
 
 /// Reads the whole stream once, indexing every record; returns the last sequence.
@@ -172,6 +277,7 @@ async fn rebuild(shared: &Shared) -> Result<u64> {
             .stream_sequence;
         let record = decode(&message.message.payload, sequence)?;
         shared.index.add(&record, sequence);
+        note_last(shared, record.channel_id(), sequence);
         if sequence >= last {
             break;
         }
@@ -218,7 +324,7 @@ fn decode(payload: &[u8], sequence: u64) -> Result<Record> {
 /// Publishes queued appends in order, a batch in flight at once, and completes them in order.
 async fn write_loop(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<super::Append>,
+    mut rx: mpsc::UnboundedReceiver<Append>,
     max: usize,
     observer: CommitObserver,
     stopped: Arc<(Mutex<bool>, Condvar)>,
@@ -239,53 +345,138 @@ async fn write_loop(
     signal.notify_all();
 }
 
-async fn commit(shared: &Shared, batch: &mut Vec<(Record, LogDone)>, observer: &CommitObserver) {
+async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObserver) {
     let started = std::time::Instant::now();
     let n = batch.len();
     let mut pending = Vec::with_capacity(n);
-    for (record, done) in batch.drain(..) {
+    for (record, completion) in batch.drain(..) {
+        let expected = matches!(completion, Completion::Checked(_))
+            .then(|| shared.last_seq.get(&record.channel_id()).map_or(0, |s| *s));
         let ack = if shared.failed.load(Ordering::Relaxed) {
             Err(super::log_failed())
         } else {
-            let mut payload = Vec::new();
-            record.encode(0, &mut payload);
-            let subject = format!("{}.{}", shared.subject_prefix, record.channel_id());
-            shared
-                .context
-                .publish(subject, payload.into())
-                .await
-                .map_err(|e| nats_error("publishing", e))
+            publish(shared, &record, expected).await
         };
-        pending.push((record, done, ack));
+        pending.push((record, completion, ack));
     }
     let mut completed = Vec::with_capacity(n);
-    for (record, done, ack) in pending {
-        let result = match ack {
-            Ok(future) if !shared.failed.load(Ordering::Relaxed) => future
-                .await
-                .map(|ack| ack.sequence)
-                .map_err(|e| nats_error("storing", e)),
-            Ok(_) => Err(super::log_failed()),
-            Err(e) => Err(e),
+    for (record, completion, ack) in pending {
+        let mut result = match ack {
+            Ok(future) if !shared.failed.load(Ordering::Relaxed) => {
+                future.await.map(|ack| ack.sequence).map_err(|e| {
+                    (
+                        e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence,
+                        nats_error("storing", e),
+                    )
+                })
+            }
+            Ok(_) => Err((false, super::log_failed())),
+            Err(e) => Err((false, e)),
         };
-        match result {
-            Ok(sequence) => {
-                shared.index.add(&record, sequence);
-                shared.end.send_replace(sequence);
-            }
-            Err(ref e) if !shared.failed.swap(true, Ordering::Relaxed) => {
-                // Fail-stop: a record that may or may not be stored leaves a channel's
-                // offsets in doubt, so nothing more is accepted until a restart.
-                tracing::error!(error = %e, "log append failed; refusing further appends");
-            }
-            Err(_) => {}
+        if let (Err((true, _)), Completion::Checked(_)) = (&result, &completion) {
+            result = settle_conflict(shared, &record).await;
         }
-        completed.push((done, result));
+        let outcome = match result {
+            Ok(sequence) => {
+                // The tail indexes it too (once: a channel's records reach the stream in
+                // offset order, whichever node appends them).
+                shared.index.add(&record, sequence);
+                note_last(shared, record.channel_id(), sequence);
+                shared.end.send_if_modified(|end| {
+                    let newer = sequence > *end;
+                    *end = (*end).max(sequence);
+                    newer
+                });
+                Checked::Stored(sequence)
+            }
+            Err((true, _)) => {
+                let newest = shared.last_seq.get(&record.channel_id()).map_or(0, |s| *s);
+                Checked::Conflict(newest)
+            }
+            Err((_, e)) => {
+                if !shared.failed.swap(true, Ordering::Relaxed) {
+                    // Fail-stop: a record that may or may not be stored leaves a channel's
+                    // offsets in doubt, so nothing more is accepted until a restart.
+                    tracing::error!(error = %e, "log append failed; refusing further appends");
+                }
+                Checked::Failed(e)
+            }
+        };
+        completed.push((completion, outcome));
     }
     observer(n, started.elapsed());
-    for (done, result) in completed {
-        done(result);
+    for (completion, outcome) in completed {
+        match (completion, outcome) {
+            (Completion::Checked(done), outcome) => done(outcome),
+            (Completion::Plain(done), Checked::Stored(sequence)) => done(Ok(sequence)),
+            (Completion::Plain(done), Checked::Failed(e)) => done(Err(e)),
+            (Completion::Plain(done), Checked::Conflict(_)) => {
+                done(Err(unavailable("a plain append cannot conflict")))
+            }
+        }
     }
+}
+
+/// Publishes a record to its channel's subject; `expected`: only if the subject's newest
+/// record is at this sequence (0: the subject holds none).
+async fn publish(
+    shared: &Shared,
+    record: &Record,
+    expected: Option<u64>,
+) -> Result<jetstream::context::PublishAckFuture> {
+    let mut payload = Vec::new();
+    record.encode(0, &mut payload);
+    let subject = format!("{}.{}", shared.subject_prefix, record.channel_id());
+    let published = match expected {
+        None => shared.context.publish(subject, payload.into()).await,
+        Some(sequence) => {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                sequence.to_string().as_str(),
+            );
+            shared
+                .context
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+        }
+    };
+    published.map_err(|e| nats_error("publishing", e))
+}
+
+/// A checked append found a newer record on its channel's subject than this node knew of.
+/// If the subject's newest is one this node has seen (JetStream dropped records by age,
+/// say), the append is retried against it; otherwise another node appended first:
+/// `Err((true, _))`, with `last_seq` set to the subject's newest.
+async fn settle_conflict(shared: &Shared, record: &Record) -> Result<u64, (bool, Error)> {
+    let channel_id = record.channel_id();
+    let subject = format!("{}.{}", shared.subject_prefix, channel_id);
+    for _ in 0..3 {
+        let newest = match shared
+            .stream
+            .direct_get_last_for_subject(subject.as_str())
+            .await
+        {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => 0,
+            Err(e) => return Err((false, nats_error("reading the channel's newest record", e))),
+        };
+        let known = shared.last_seq.get(&channel_id).map_or(0, |s| *s);
+        if newest > known {
+            note_last(shared, channel_id, newest);
+            return Err((true, unavailable("another node appended first")));
+        }
+        shared.last_seq.insert(channel_id, newest);
+        let ack = publish(shared, record, Some(newest))
+            .await
+            .map_err(|e| (false, e))?;
+        match ack.await {
+            Ok(ack) => return Ok(ack.sequence),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {}
+            Err(e) => return Err((false, nats_error("storing", e))),
+        }
+    }
+    Err((true, unavailable("another node appended first")))
 }
 
 /// Fetches records by sequence, concurrently; a record JetStream no longer has is skipped.
@@ -303,8 +494,27 @@ async fn fetch(shared: &Shared, sequences: &[u64]) -> Result<Vec<(u64, Record)>>
 
 impl MessageLog for JetStreamLog {
     fn append(&self, record: Record, done: LogDone) {
-        let failed = self.shared.failed.load(Ordering::Relaxed);
-        super::enqueue(&self.writer, failed, record, done);
+        self.enqueue(record, Completion::Plain(done));
+    }
+
+    fn is_shared(&self) -> bool {
+        self.shared.shared
+    }
+
+    fn append_checked(&self, record: Record, done: CheckedDone) {
+        self.enqueue(record, Completion::Checked(done));
+    }
+
+    fn set_tail(&self, f: TailFn) {
+        *self.shared.tail.write() = Some(f);
+    }
+
+    fn watch_tail(&self) -> watch::Receiver<u64> {
+        if self.shared.shared {
+            self.shared.tailed.subscribe()
+        } else {
+            self.shared.end.subscribe()
+        }
     }
 
     fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {
@@ -401,6 +611,9 @@ impl MessageLog for JetStreamLog {
     }
 
     fn close(&self) {
+        if let Some(task) = self.tail_task.lock().take() {
+            task.abort();
+        }
         if self.writer.lock().take().is_none() {
             return;
         }

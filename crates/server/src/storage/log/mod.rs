@@ -30,6 +30,26 @@ use switchboard_protocol::history::Direction;
 /// Runs once an append is durable (with the record's position) or failed.
 pub type LogDone = Box<dyn FnOnce(Result<u64>) + Send>;
 
+/// How a checked append ([`MessageLog::append_checked`]) ended.
+#[derive(Debug)]
+pub enum Checked {
+    /// Durable at this position.
+    Stored(u64),
+    /// Not stored: another node appended to the channel first; its newest record is at
+    /// this position. Once [`MessageLog::watch_tail`] reaches it, the channel has seen those
+    /// records and may append again with the next offset.
+    Conflict(u64),
+    /// Not stored: the log failed.
+    Failed(crate::error::Error),
+}
+
+/// Runs once a checked append is durable, lost a race, or failed.
+pub type CheckedDone = Box<dyn FnOnce(Checked) + Send>;
+
+/// Sees every record of a shared log once it is durable, whichever node appended it, in
+/// position order.
+pub type TailFn = Arc<dyn Fn(u64, &Record) + Send + Sync>;
+
 /// Observes each group commit (for metrics): records covered and the time to make them
 /// durable.
 pub type CommitObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
@@ -87,6 +107,36 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Completes what is queued and stops accepting appends.
     fn close(&self);
+
+    /// Whether other nodes append to this log too (a JetStream stream a cluster shares).
+    /// Then a channel's offsets are settled by [`MessageLog::append_checked`].
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Appends `record` only if its channel has no record this node has not seen (an
+    /// optimistic check the log's engine makes atomically): so two nodes never store the
+    /// same offset of a channel. One checked append per channel at a time.
+    fn append_checked(&self, record: Record, done: CheckedDone) {
+        self.append(
+            record,
+            Box::new(move |result| {
+                done(match result {
+                    Ok(position) => Checked::Stored(position),
+                    Err(e) => Checked::Failed(e),
+                })
+            }),
+        );
+    }
+
+    /// Shared logs: calls `f` with every record from now on, in position order, before
+    /// [`MessageLog::watch_tail`] passes it.
+    fn set_tail(&self, _f: TailFn) {}
+
+    /// Shared logs: the position up to which the tail has delivered every record.
+    fn watch_tail(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch_end()
+    }
 }
 
 /// What a log's writer takes: the record and what to run once it is durable.
@@ -100,17 +150,35 @@ fn enqueue(
     done: LogDone,
 ) {
     if failed {
-        return done(Err(log_failed()));
+        return later(move || done(Err(log_failed())));
     }
     let rejected = match writer.lock().as_ref() {
         Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
         None => Some(done),
     };
     if let Some(done) = rejected {
-        done(Err(crate::error::Error::new(
-            switchboard_protocol::ErrorCode::ServerShutdown,
-            "the server is shutting down; retry on reconnect",
-        )));
+        later(move || done(Err(closed())));
+    }
+}
+
+/// The error of an append after the log closed.
+fn closed() -> crate::error::Error {
+    crate::error::Error::new(
+        switchboard_protocol::ErrorCode::ServerShutdown,
+        "the server is shutting down; retry on reconnect",
+    )
+}
+
+/// Runs a completion that failed at once on another task: the caller may hold the lock
+/// the completion takes (a channel queues appends under its lock).
+fn later(f: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { f() });
+        }
+        Err(_) => {
+            std::thread::spawn(f);
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! lock again to advance `head`, cache the message and fan it out. So delivery order is
 //! offset order, and nobody ever receives a message that is not yet durable.
 
+mod shared;
+
 use crate::auth::random_id;
 use crate::connection::{ConnHandle, message_frame, reply_error, reply_ok, text_frame};
 use crate::error::{Error, Result, err};
@@ -231,6 +233,11 @@ struct State {
     deleted: bool,
     /// Pending inbox messages per recipient (bounded by `max_messages_per_agent`).
     inbox_pending: HashMap<String, u32>,
+    /// Shared log (a cluster): publishes waiting for their turn; one checked append per
+    /// channel is in flight at a time (see `shared.rs`).
+    waiting: VecDeque<shared::Waiting>,
+    /// Shared log: a checked append is in flight (or waits for the tail after a conflict).
+    in_flight: bool,
 }
 
 /// Limits a channel applies.
@@ -469,6 +476,8 @@ impl Channel {
                 diff_scheduled: false,
                 deleted: false,
                 inbox_pending: inbox_pending.into_iter().collect(),
+                waiting: VecDeque::new(),
+                in_flight: false,
             }),
             head_tx: watch::Sender::new(head),
             store,
@@ -1023,28 +1032,7 @@ impl Channel {
         if let Some(&offset) = s.dedup.get(&message.id) {
             let head = s.head;
             drop(guard);
-            let result = PublishAck {
-                id: message.id,
-                offset: Some(offset),
-                duplicate: true,
-            };
-            if offset <= head {
-                ack.send(Ok(result), &self.metrics);
-            } else {
-                // The original is still being written: acknowledge once it is durable.
-                let mut head_rx = self.head_tx.subscribe();
-                let channel = self.clone();
-                tokio::spawn(async move {
-                    let outcome = match head_rx.wait_for(|h| *h >= offset).await {
-                        Ok(_) => Ok(result),
-                        Err(_) => Err(err!(
-                            ServerShutdown,
-                            "the server stopped before the original was stored"
-                        )),
-                    };
-                    ack.send(outcome, &channel.metrics);
-                });
-            }
+            self.duplicate(message.id, offset, head, ack);
             return Ok(());
         }
         // Inboxes are durable: a cache-only channel delivers direct messages live only.
@@ -1061,16 +1049,21 @@ impl Channel {
             Err(e) => return Err(Box::new((e, ack))),
         };
         self.metrics.messages_in.inc();
+        if self.log.is_shared() && policy.uses_log() {
+            // Other nodes append to this channel too: the offset is settled when the
+            // message's turn comes.
+            s.waiting.push_back(shared::Waiting {
+                message,
+                ack,
+                inbox,
+            });
+            self.send_next(s);
+            return Ok(());
+        }
         let offset = s.next_offset;
         s.next_offset += 1;
         message.offset = Some(offset);
-        s.dedup.insert(message.id.clone(), offset);
-        s.dedup_order.push_back(message.id.clone());
-        while s.dedup_order.len() > self.limits.dedup_window {
-            if let Some(old) = s.dedup_order.pop_front() {
-                s.dedup.remove(&old);
-            }
-        }
+        self.remember(s, &message.id, offset);
         let message = Arc::new(message);
         let entry = Arc::new(Entry {
             frame: message_frame(&self.topic, &message),
@@ -1096,6 +1089,44 @@ impl Channel {
             Box::new(move |result| channel.on_durable(entry, result, ack, inbox_to)),
         );
         Ok(())
+    }
+
+    /// Acknowledges a publish whose id was stored already at `offset`.
+    fn duplicate(self: &Arc<Self>, id: String, offset: u64, head: u64, ack: AckTo) {
+        let result = PublishAck {
+            id,
+            offset: Some(offset),
+            duplicate: true,
+        };
+        if offset <= head {
+            ack.send(Ok(result), &self.metrics);
+        } else {
+            // The original is still being written: acknowledge once it is durable.
+            let mut head_rx = self.head_tx.subscribe();
+            let channel = self.clone();
+            tokio::spawn(async move {
+                let outcome = match head_rx.wait_for(|h| *h >= offset).await {
+                    Ok(_) => Ok(result),
+                    Err(_) => Err(err!(
+                        ServerShutdown,
+                        "the server stopped before the original was stored"
+                    )),
+                };
+                ack.send(outcome, &channel.metrics);
+            });
+        }
+    }
+
+    /// Adds a stored (or being stored) message id to the dedup window.
+    fn remember(&self, s: &mut State, id: &str, offset: u64) {
+        if s.dedup.insert(id.to_owned(), offset).is_none() {
+            s.dedup_order.push_back(id.to_owned());
+        }
+        while s.dedup_order.len() > self.limits.dedup_window {
+            if let Some(old) = s.dedup_order.pop_front() {
+                s.dedup.remove(&old);
+            }
+        }
     }
 
     /// Makes a stored message the head: cache and fan-out (under the channel's lock, in
