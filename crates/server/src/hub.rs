@@ -48,6 +48,8 @@ pub struct Hub {
     limits: ChannelLimits,
     default_max_messages: u64,
     default_max_age_secs: u64,
+    /// Cluster: the bus, set once the server started it.
+    bus: std::sync::OnceLock<Arc<crate::cluster::Bus>>,
 }
 
 impl Hub {
@@ -74,7 +76,18 @@ impl Hub {
             limits,
             default_max_messages,
             default_max_age_secs,
+            bus: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster: hands channels the bus to the other nodes (before any channel loads).
+    pub fn set_bus(&self, bus: Arc<crate::cluster::Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// A loaded channel by row id.
+    pub fn by_id(&self, id: i64) -> Option<Arc<Channel>> {
+        self.by_id.get(&id).map(|c| c.clone())
     }
 
     /// Every loaded channel.
@@ -238,6 +251,7 @@ impl Hub {
             self.metrics.clone(),
             self.webhooks.clone(),
             self.limits,
+            self.bus.get().cloned(),
         )
         .await?;
         let channel = match self.channels.entry(key) {

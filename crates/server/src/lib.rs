@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod discovery;
@@ -307,6 +308,20 @@ impl Server {
             Duration::from_millis(app.config.storage.db_batch_delay_ms),
             app.shutdown.clone(),
         ));
+        if app.config.storage.is_cluster() {
+            let receiver: std::sync::Weak<dyn cluster::Receiver> = Arc::downgrade(&app) as _;
+            let bus = cluster::Bus::start(
+                &app.config.storage.nats_url,
+                &app.config.storage.jetstream_stream,
+                receiver,
+            )
+            .await
+            .map_err(storage_error)?;
+            app.hub.set_bus(bus.clone());
+            let keys_bus = bus.clone();
+            app.keys
+                .on_change(Box::new(move || keys_bus.send(cluster::Event::Keys)));
+        }
         if app.log.is_shared() {
             // Other nodes' messages reach this node's subscribers through the log's tail.
             let weak = Arc::downgrade(&app);
@@ -383,6 +398,63 @@ impl Server {
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         self.shutdown().await;
+    }
+}
+
+impl cluster::Receiver for App {
+    fn event(self: Arc<Self>, _node: &Arc<str>, event: cluster::Event) {
+        use cluster::Event;
+        match event {
+            Event::Presence {
+                channel,
+                joins,
+                leaves,
+                ..
+            } => {
+                if let Some(channel) = self.hub.by_id(channel) {
+                    channel.remote_presence(joins, leaves);
+                }
+            }
+            Event::Ephemeral { channel, message } => {
+                if let Some(channel) = self.hub.by_id(channel) {
+                    channel.remote_ephemeral(message);
+                }
+            }
+            Event::Kv { channel, change } => {
+                if let Some(channel) = self.hub.by_id(channel) {
+                    channel.kv_changed_here(&change);
+                }
+            }
+            Event::Keys => {
+                tokio::spawn(async move {
+                    if let Err(e) = self.keys.reload().await {
+                        tracing::warn!(error = %e, "reloading keys another node changed failed");
+                    }
+                });
+            }
+            Event::Hello | Event::Alive => {}
+        }
+    }
+
+    fn node_gone(
+        self: Arc<Self>,
+        _node: &Arc<str>,
+        left: Vec<(i64, Vec<switchboard_protocol::PresenceMeta>)>,
+    ) {
+        for (channel, metas) in left {
+            if let Some(channel) = self.hub.by_id(channel) {
+                channel.remote_presence(Vec::new(), metas);
+            }
+        }
+    }
+
+    fn presence(self: Arc<Self>) -> Vec<(i64, Vec<switchboard_protocol::PresenceMeta>)> {
+        self.hub
+            .loaded()
+            .into_iter()
+            .map(|c| (c.row.id, c.local_presence()))
+            .filter(|(_, metas)| !metas.is_empty())
+            .collect()
     }
 }
 

@@ -155,6 +155,8 @@ pub struct Keys {
     /// Temporary keys not yet expired.
     temporary: DashMap<String, TemporaryRow>,
     authority: Authority,
+    /// Runs after every change (a cluster tells the other nodes to reload).
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The setting holding the root key that signs temporary keys.
@@ -225,7 +227,36 @@ impl Keys {
             tenants: tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
             temporary: temporary.into_iter().map(|t| (t.id.clone(), t)).collect(),
             authority,
+            on_change: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs `f` after every change of a tenant or key made here.
+    pub fn on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_change.set(f);
+    }
+
+    fn changed(&self) {
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
+    }
+
+    /// Reads every tenant and key again (another node changed them).
+    pub async fn reload(&self) -> Result<()> {
+        let now = crate::now_ms();
+        let (tenants, keys) = self.store.load_keys().await?;
+        let temporary = self.store.load_temporary(now).await?;
+        for t in tenants {
+            self.tenants.insert(t.id.clone(), t);
+        }
+        for k in keys {
+            self.keys.insert(k.id.clone(), k);
+        }
+        for t in temporary {
+            self.temporary.insert(t.id.clone(), t);
+        }
+        Ok(())
     }
 
     /// The public key verifying temporary keys (`ed25519/<hex>`).
@@ -274,6 +305,7 @@ impl Keys {
         let stored = row.clone();
         self.store.insert_temporary(stored).await?;
         self.temporary.insert(id.clone(), row);
+        self.changed();
         Ok(TemporaryKey {
             key,
             id,
@@ -319,6 +351,7 @@ impl Keys {
             return Err(err!(TenantExists, "a tenant named {id:?} exists already"));
         }
         self.tenants.insert(row.id.clone(), row);
+        self.changed();
         Ok(self.tenant_info(id).expect("just inserted"))
     }
 
@@ -357,6 +390,7 @@ impl Keys {
         self.store.insert_key(stored).await?;
         let info = key_info(&row);
         self.keys.insert(id.clone(), row);
+        self.changed();
         Ok(NewKey {
             key: format!("{prefix}_{id}_{secret}"),
             info,
@@ -371,7 +405,10 @@ impl Keys {
             self.store.revoke_key(&stored, now).await?;
             let mut row = self.temporary.get_mut(id).expect("checked above");
             row.revoked_at.get_or_insert(now);
-            return Ok(temporary_info(&row));
+            let info = temporary_info(&row);
+            drop(row);
+            self.changed();
+            return Ok(info);
         }
         if !self.keys.contains_key(id) {
             return Err(err!(NotFound, "no key with id {id:?}"));
@@ -381,7 +418,10 @@ impl Keys {
         self.store.revoke_key(&stored, now).await?;
         let mut row = self.keys.get_mut(id).expect("checked above");
         row.revoked_at.get_or_insert(now);
-        Ok(key_info(&row))
+        let info = key_info(&row);
+        drop(row);
+        self.changed();
+        Ok(info)
     }
 
     /// Revokes a tenant and all its keys; the caller closes the connections.
@@ -400,6 +440,7 @@ impl Keys {
                 key.revoked_at.get_or_insert(now);
             }
         }
+        self.changed();
         Ok(self.tenant_info(id).expect("exists"))
     }
 

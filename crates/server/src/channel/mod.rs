@@ -346,6 +346,8 @@ pub struct Channel {
     webhooks: Arc<Webhooks>,
     pub(crate) limits: ChannelLimits,
     verified_passwords: Mutex<HashSet<[u8; 32]>>,
+    /// Cluster: the bus to the other nodes (presence, ephemeral messages, storage changes).
+    bus: Option<Arc<crate::cluster::Bus>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -365,6 +367,7 @@ impl Channel {
         metrics: Arc<Metrics>,
         webhooks: Arc<Webhooks>,
         limits: ChannelLimits,
+        bus: Option<Arc<crate::cluster::Bus>>,
     ) -> Result<Arc<Channel>> {
         let policy = row.storage;
         let cache = CacheBounds::new(&row, &limits);
@@ -488,6 +491,7 @@ impl Channel {
             webhooks,
             limits,
             verified_passwords: Mutex::new(HashSet::new()),
+            bus,
             row,
         }))
     }
@@ -670,6 +674,7 @@ impl Channel {
         }
         let state_frames = if params.presence {
             let mut state = presence_state(s);
+            self.add_remote_presence(&mut state);
             state
                 .entry(params.agent_name.clone())
                 .or_insert_with(|| PresenceEntry { metas: Vec::new() })
@@ -708,6 +713,14 @@ impl Channel {
             }
         }
         s.subscribers.insert(conn.id, sub);
+        if let Some(bus) = &self.bus {
+            bus.send(crate::cluster::Event::Presence {
+                channel: self.row.id,
+                joins: vec![presence.clone()],
+                leaves: Vec::new(),
+                full: false,
+            });
+        }
         self.queue_diff(s, Some(presence), None);
         Ok(outcome)
     }
@@ -734,6 +747,14 @@ impl Channel {
         if s.agents.get(&sub.agent) == Some(&conn_id) {
             s.agents.remove(&sub.agent);
         }
+        if let Some(bus) = &self.bus {
+            bus.send(crate::cluster::Event::Presence {
+                channel: self.row.id,
+                joins: Vec::new(),
+                leaves: vec![sub.presence.clone()],
+                full: false,
+            });
+        }
         self.queue_diff(s, None, Some(sub.presence.clone()));
         self.webhook(WebhookEvent::AgentLeft, None, || agent_data(&sub.agent));
         if s.subscribers.is_empty() {
@@ -744,6 +765,17 @@ impl Channel {
 
     /// Tells the agents that joined with `kv_events` that the channel's storage changed.
     pub fn kv_changed(&self, change: &switchboard_protocol::kv::KvChange) {
+        if let Some(bus) = &self.bus {
+            bus.send(crate::cluster::Event::Kv {
+                channel: self.row.id,
+                change: change.clone(),
+            });
+        }
+        self.kv_changed_here(change);
+    }
+
+    /// [`Channel::kv_changed`] for this node's agents only (a change another node made).
+    pub fn kv_changed_here(&self, change: &switchboard_protocol::kv::KvChange) {
         let body = serde_json::to_string(change).expect("changes serialize");
         let frame = text_frame(None, None, &self.topic, events::KV_CHANGE, &body);
         let s = self.state.lock();
@@ -939,7 +971,49 @@ impl Channel {
 
     /// The Phoenix presence map.
     pub fn presence(&self) -> PresenceState {
-        presence_state(&self.state.lock())
+        let mut state = presence_state(&self.state.lock());
+        self.add_remote_presence(&mut state);
+        state
+    }
+
+    /// Adds other nodes' agents to a presence map.
+    fn add_remote_presence(&self, state: &mut PresenceState) {
+        if let Some(bus) = &self.bus {
+            for meta in bus.remote_presence(self.row.id) {
+                state
+                    .entry(meta.agent_name.clone())
+                    .or_insert_with(|| PresenceEntry { metas: Vec::new() })
+                    .metas
+                    .push(meta);
+            }
+        }
+    }
+
+    /// This node's presences (to tell a node that just started).
+    pub fn local_presence(&self) -> Vec<PresenceMeta> {
+        let s = self.state.lock();
+        s.subscribers
+            .values()
+            .map(|sub| sub.presence.clone())
+            .collect()
+    }
+
+    /// Another node's agents joined or left.
+    pub fn remote_presence(&self, joins: Vec<PresenceMeta>, leaves: Vec<PresenceMeta>) {
+        let mut s = self.state.lock();
+        for meta in joins {
+            self.queue_diff(&mut s, Some(meta), None);
+        }
+        for meta in leaves {
+            self.queue_diff(&mut s, None, Some(meta));
+        }
+    }
+
+    /// An ephemeral message published on another node.
+    pub fn remote_ephemeral(&self, message: Message) {
+        let frame = message_frame(&self.topic, &message);
+        let mut s = self.state.lock();
+        self.fan_out(&mut s, &message, &frame);
     }
 
     /// Publishes from agent `from` of `tenant`; the result goes to `ack` (immediately for
@@ -990,6 +1064,10 @@ impl Channel {
         if ephemeral
             && let Some(to) = &p.to
             && !s.agents.contains_key(to.as_str())
+            && !self
+                .bus
+                .as_ref()
+                .is_some_and(|bus| bus.present_elsewhere(self.row.id, to))
         {
             return Err(Box::new((
                 err!(
@@ -1019,6 +1097,12 @@ impl Channel {
             let frame = message_frame(&self.topic, &message);
             self.fan_out(s, &message, &frame);
             drop(guard);
+            if let Some(bus) = &self.bus {
+                bus.send(crate::cluster::Event::Ephemeral {
+                    channel: self.row.id,
+                    message: message.clone(),
+                });
+            }
             ack.send(
                 Ok(PublishAck {
                     id: message.id,
