@@ -9,6 +9,7 @@
 //! wait for the writer. The database tier is the [`Database`] trait (`database.rs`), so
 //! PostgreSQL can take SQLite's place.
 
+mod columns;
 pub mod database;
 pub mod log;
 pub mod materializer;
@@ -44,6 +45,14 @@ pub async fn open_database(
 
 use crate::error::Error;
 use switchboard_protocol::ErrorCode;
+
+/// The error of an operation on a store that was closed.
+pub(crate) fn stopped() -> Error {
+    Error::new(
+        ErrorCode::ServerShutdown,
+        "the server is shutting down; retry on reconnect",
+    )
+}
 
 /// A storage failure as the client sees it.
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> Error {
