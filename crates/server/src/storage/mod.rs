@@ -7,16 +7,18 @@
 //! and one SQLite database in WAL mode beside it, which also holds all metadata. SQLite
 //! writes go through one writer thread; reads use a pool of read-only connections and never
 //! wait for the writer. The database tier is the [`Database`] trait (`database.rs`), so
-//! PostgreSQL can take SQLite's place.
+//! PostgreSQL (`postgres/`, one database several nodes share) can take SQLite's place.
 
 mod columns;
 pub mod database;
 pub mod log;
 pub mod materializer;
+mod postgres;
 mod rows;
 mod sqlite;
 
 pub use database::{Database, DbFuture, KvWrite};
+pub use postgres::PostgresStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
 
@@ -26,7 +28,7 @@ pub(crate) const LOG_APPLIED: &str = "log_applied";
 pub(crate) const LOG_IDENTITY: &str = "log_identity";
 
 /// Opens the database tier the configuration names: SQLite in `data_dir` (which it
-/// locks), or PostgreSQL.
+/// locks), or the PostgreSQL database at `postgres_url` (which other nodes may share).
 pub async fn open_database(
     data_dir: &std::path::Path,
     config: &crate::config::StorageConfig,
@@ -39,7 +41,11 @@ pub async fn open_database(
                 .map_err(unavailable)??;
             Ok(std::sync::Arc::new(store))
         }
-        crate::config::DbBackend::Postgres => Err(unavailable("PostgreSQL is not built in yet")),
+        crate::config::DbBackend::Postgres => {
+            let store =
+                PostgresStore::connect(&config.postgres_url, config.postgres_connections).await?;
+            Ok(std::sync::Arc::new(store))
+        }
     }
 }
 
