@@ -10,6 +10,8 @@
 //! PostgreSQL (`postgres/`, one database several nodes share) can take SQLite's place.
 
 mod columns;
+#[cfg(test)]
+mod conformance;
 pub mod database;
 pub mod log;
 pub mod materializer;
