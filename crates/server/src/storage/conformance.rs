@@ -74,6 +74,8 @@ struct TestDatabase {
     name: String,
     /// This database.
     options: PgConnectOptions,
+    /// This database's URL.
+    url: String,
 }
 
 impl TestDatabase {
@@ -94,10 +96,17 @@ impl TestDatabase {
             .unwrap();
         conn.close().await.unwrap();
         let options = base.clone().database(&name);
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let server = path.rsplit_once('/').map_or(path, |(server, _)| server);
+        let url = match query {
+            "" => format!("{server}/{name}"),
+            query => format!("{server}/{name}?{query}"),
+        };
         TestDatabase {
             base,
             name,
             options,
+            url,
         }
     }
 
@@ -2016,6 +2025,49 @@ mod postgres_nodes {
             stores[0].get_setting("node3").await.unwrap().as_deref(),
             Some("up")
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_database_connects_and_locks_the_nodes_data_directory() {
+        let t = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default().storage;
+        config.db = crate::config::DbBackend::Postgres;
+        config.postgres_url = t.url.clone();
+        config.postgres_connections = 2;
+        let first = open_database(dir.path(), &config).await.unwrap();
+        assert_eq!(first.backend(), "postgres");
+        first.put_setting("s", "1").await.unwrap();
+        // The database is shared, the data directory (embedded log, spools) is not.
+        let err = open_database(dir.path(), &config).await.err().unwrap();
+        assert!(
+            err.message
+                .contains("in use by another switchboard process"),
+            "{err:?}"
+        );
+        let other_dir = tempfile::tempdir().unwrap();
+        let second = open_database(other_dir.path(), &config).await.unwrap();
+        assert_eq!(second.get_setting("s").await.unwrap().as_deref(), Some("1"));
+        first.close().await;
+        let again = open_database(dir.path(), &config).await.unwrap();
+        assert_eq!(again.get_setting("s").await.unwrap().as_deref(), Some("1"));
+
+        // A server that is not there: a clear error, and the directory is not left locked.
+        config.postgres_url = "postgres://postgres@127.0.0.1:1/nothing".to_owned();
+        let lone = tempfile::tempdir().unwrap();
+        let err = open_database(lone.path(), &config).await.err().unwrap();
+        assert_eq!(
+            err.code,
+            switchboard_protocol::ErrorCode::StorageUnavailable
+        );
+        assert!(
+            err.message
+                .contains("cannot connect to PostgreSQL at 127.0.0.1:1/nothing"),
+            "{err:?}"
+        );
+        config.postgres_url = "mysql://nope".to_owned();
+        assert!(open_database(lone.path(), &config).await.is_err());
+        assert!(lock_data_dir(lone.path()).is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,11 +44,33 @@ pub async fn open_database(
             Ok(std::sync::Arc::new(store))
         }
         crate::config::DbBackend::Postgres => {
+            // The database is shared, but the data directory (the embedded log, stream
+            // spools) is this node's alone.
+            let lock = lock_data_dir(data_dir)?;
             let store =
                 PostgresStore::connect(&config.postgres_url, config.postgres_connections).await?;
-            Ok(std::sync::Arc::new(store))
+            Ok(std::sync::Arc::new(store.holding(lock)))
         }
     }
+}
+
+/// Creates and locks the data directory until the returned file is dropped: one server per
+/// data directory, since two would hand out the same offsets.
+pub(crate) fn lock_data_dir(dir: &std::path::Path) -> crate::error::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(unavailable)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(unavailable)?;
+    if lock.try_lock().is_err() {
+        return Err(unavailable(format!(
+            "{} is in use by another switchboard process; stop it or pick another --data-dir",
+            dir.display()
+        )));
+    }
+    Ok(lock)
 }
 
 use crate::error::Error;

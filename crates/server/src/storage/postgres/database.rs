@@ -17,8 +17,11 @@ impl Database for PostgresStore {
     }
 
     fn close(&self) -> BoxFuture<'static, ()> {
-        let pool = self.pool.clone();
-        Box::pin(async move { pool.close().await })
+        let (pool, lock) = (self.pool.clone(), self.dir_lock.lock().take());
+        Box::pin(async move {
+            pool.close().await;
+            drop(lock);
+        })
     }
 
     fn get_setting(&self, name: &str) -> DbFuture<Option<String>> {

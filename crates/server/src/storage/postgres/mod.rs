@@ -212,6 +212,8 @@ const RETRIES: u32 = 4;
 /// The PostgreSQL store (see the module docs).
 pub struct PostgresStore {
     pool: PgPool,
+    /// The node's data directory lock, held until `close` (see [`holding`](Self::holding)).
+    dir_lock: parking_lot::Mutex<Option<std::fs::File>>,
 }
 
 impl PostgresStore {
@@ -240,7 +242,17 @@ impl PostgresStore {
         create_schema(&pool)
             .await
             .map_err(|e| unavailable(format!("creating the schema in {place}: {e}")))?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            dir_lock: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Keeps `lock` (the node's data directory lock) until the store is closed, as
+    /// `SqliteStore` keeps its own.
+    pub(crate) fn holding(self, lock: std::fs::File) -> Self {
+        *self.dir_lock.lock() = Some(lock);
+        self
     }
 }
 

@@ -10,7 +10,7 @@ use super::columns::*;
 use super::database::DbFuture;
 use super::log::Record;
 use super::rows::*;
-use super::{LOG_APPLIED, LOG_IDENTITY, stopped, unavailable};
+use super::{LOG_APPLIED, LOG_IDENTITY, lock_data_dir, stopped, unavailable};
 use crate::config::{Durability, StorageConfig};
 use crate::error::Result;
 use inbox::inbox_insert;
@@ -191,20 +191,7 @@ struct Readers {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and starts the writer thread.
     pub fn open(dir: &Path, config: &StorageConfig) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
-        // One server per data directory: two writers would hand out the same offsets.
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))
-            .map_err(unavailable)?;
-        if lock.try_lock().is_err() {
-            return Err(unavailable(format!(
-                "{} is in use by another switchboard process; stop it or pick another --data-dir",
-                dir.display()
-            )));
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("switchboard.db");
         let conn = Connection::open(&path).map_err(unavailable)?;
         let sync = match config.durability {
