@@ -2,9 +2,22 @@
 # Runs the whole test suite: formatting, lints, every Rust test (nextest), the Node tests that
 # drive the real server with the official `phoenix` client, and the Python and JavaScript SDK
 # suites (the latter also in Chromium). Needs cargo-nextest, Node 20, Python 3 with venv and
-# Chromium; `.ci/run` installs what is missing. It installs and starts a NATS server itself.
+# Chromium; `.ci/run` installs what is missing. It installs and starts a NATS server itself, and
+# needs a PostgreSQL server (SWITCHBOARD_TEST_POSTGRES_URL, default postgres@127.0.0.1/test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# A PostgreSQL server for the database tier's PostgreSQL tests (checked first, so a missing one
+# fails in seconds): each test creates a database of its own there and drops it afterwards, so
+# the user needs CREATEDB.
+export SWITCHBOARD_TEST_POSTGRES_URL="${SWITCHBOARD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+command -v psql >/dev/null || { echo "psql not found: apt-get install postgresql-client" >&2; exit 1; }
+if ! psql "$SWITCHBOARD_TEST_POSTGRES_URL" -Atqc 'SELECT 1' >/dev/null; then
+  echo "PostgreSQL is not reachable at $SWITCHBOARD_TEST_POSTGRES_URL: start one (apt-get install" \
+    "postgresql, trust auth for 127.0.0.1, a database 'test'), or point" \
+    "SWITCHBOARD_TEST_POSTGRES_URL at a server where the tests may create databases" >&2
+  exit 1
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -63,8 +63,9 @@ pub trait Database: Send + Sync + 'static {
     fn set_log(&self, identity: &str, applied: u64, new_epochs: bool) -> DbFuture<()>;
     /// Copies a batch of log records (ascending positions, the last being `last`) into the
     /// database and records `last` as applied, atomically. Messages of channels that are
-    /// gone, or below what retention removed, are skipped; applying a record twice is
-    /// harmless.
+    /// gone, or below what retention removed, are skipped; so are records at or below the
+    /// position already applied (applying a batch twice changes nothing, also when several
+    /// nodes apply one log), and the applied position never moves back.
     fn apply_log(&self, batch: Vec<(u64, Record)>, last: u64) -> DbFuture<()>;
     /// Makes every applied batch durable and returns the log position the database holds
     /// for sure (the log may drop what is below it).

@@ -7,15 +7,20 @@
 //! and one SQLite database in WAL mode beside it, which also holds all metadata. SQLite
 //! writes go through one writer thread; reads use a pool of read-only connections and never
 //! wait for the writer. The database tier is the [`Database`] trait (`database.rs`), so
-//! PostgreSQL can take SQLite's place.
+//! PostgreSQL (`postgres/`, one database several nodes share) can take SQLite's place.
 
+mod columns;
+#[cfg(test)]
+mod conformance;
 pub mod database;
 pub mod log;
 pub mod materializer;
+mod postgres;
 mod rows;
 mod sqlite;
 
 pub use database::{Database, DbFuture, KvWrite};
+pub use postgres::PostgresStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
 
@@ -25,7 +30,7 @@ pub(crate) const LOG_APPLIED: &str = "log_applied";
 pub(crate) const LOG_IDENTITY: &str = "log_identity";
 
 /// Opens the database tier the configuration names: SQLite in `data_dir` (which it
-/// locks), or PostgreSQL.
+/// locks), or the PostgreSQL database at `postgres_url` (which other nodes may share).
 pub async fn open_database(
     data_dir: &std::path::Path,
     config: &crate::config::StorageConfig,
@@ -38,12 +43,46 @@ pub async fn open_database(
                 .map_err(unavailable)??;
             Ok(std::sync::Arc::new(store))
         }
-        crate::config::DbBackend::Postgres => Err(unavailable("PostgreSQL is not built in yet")),
+        crate::config::DbBackend::Postgres => {
+            // The database is shared, but the data directory (the embedded log, stream
+            // spools) is this node's alone.
+            let lock = lock_data_dir(data_dir)?;
+            let store =
+                PostgresStore::connect(&config.postgres_url, config.postgres_connections).await?;
+            Ok(std::sync::Arc::new(store.holding(lock)))
+        }
     }
+}
+
+/// Creates and locks the data directory until the returned file is dropped: one server per
+/// data directory, since two would hand out the same offsets.
+pub(crate) fn lock_data_dir(dir: &std::path::Path) -> crate::error::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(unavailable)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(unavailable)?;
+    if lock.try_lock().is_err() {
+        return Err(unavailable(format!(
+            "{} is in use by another switchboard process; stop it or pick another --data-dir",
+            dir.display()
+        )));
+    }
+    Ok(lock)
 }
 
 use crate::error::Error;
 use switchboard_protocol::ErrorCode;
+
+/// The error of an operation on a store that was closed.
+pub(crate) fn stopped() -> Error {
+    Error::new(
+        ErrorCode::ServerShutdown,
+        "the server is shutting down; retry on reconnect",
+    )
+}
 
 /// A storage failure as the client sees it.
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> Error {

@@ -6,13 +6,13 @@ mod inbox;
 mod streams;
 mod webhooks;
 
+use super::columns::*;
 use super::database::DbFuture;
 use super::log::Record;
 use super::rows::*;
-use super::{LOG_APPLIED, LOG_IDENTITY, unavailable};
+use super::{LOG_APPLIED, LOG_IDENTITY, lock_data_dir, stopped, unavailable};
 use crate::config::{Durability, StorageConfig};
 use crate::error::Result;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use inbox::inbox_insert;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchboard_protocol::history::Direction;
-use switchboard_protocol::{CacheRetention, HistoryQuery, LogRetention, Message, StoragePolicy};
+use switchboard_protocol::{HistoryQuery, Message};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = "
@@ -191,20 +191,7 @@ struct Readers {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and starts the writer thread.
     pub fn open(dir: &Path, config: &StorageConfig) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
-        // One server per data directory: two writers would hand out the same offsets.
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))
-            .map_err(unavailable)?;
-        if lock.try_lock().is_err() {
-            return Err(unavailable(format!(
-                "{} is in use by another switchboard process; stop it or pick another --data-dir",
-                dir.display()
-            )));
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("switchboard.db");
         let conn = Connection::open(&path).map_err(unavailable)?;
         let sync = match config.durability {
@@ -303,13 +290,6 @@ impl Drop for SqliteStore {
     }
 }
 
-fn stopped() -> crate::error::Error {
-    crate::error::Error::new(
-        switchboard_protocol::ErrorCode::ServerShutdown,
-        "the server is shutting down; retry on reconnect",
-    )
-}
-
 fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = rx.blocking_recv() {
         job(&conn);
@@ -319,7 +299,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
 
 /// Copies a batch of log records into the database and records the position reached, in
 /// one transaction (the database writer's step). Messages of channels that no longer exist,
-/// or that retention pruned already, are not inserted.
+/// or that retention pruned already, are not inserted; records at or below the position
+/// already applied are skipped, and that position never moves back.
 ///
 /// The transaction is not fsynced on its own: the log holds the records durably, and if a
 /// power loss takes this commit back, it takes `log_applied` back with it and the writer
@@ -362,6 +343,11 @@ fn apply_log_transaction(
     last: u64,
 ) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
+    // What an earlier batch applied already is skipped (so an acknowledged inbox entry is
+    // not written again), and the position never moves back.
+    let applied: u64 = get_setting(&tx, LOG_APPLIED)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO messages (channel_id, offset, id, sender, recipient, type, ts, data, attachments)
@@ -372,7 +358,7 @@ fn apply_log_transaction(
         // Per channel, what retention removed (None: the channel is gone); looked up once
         // per batch.
         let mut pruned: std::collections::HashMap<i64, Option<u64>> = Default::default();
-        for (_, record) in batch {
+        for (_, record) in batch.iter().filter(|(position, _)| *position > applied) {
             match record {
                 Record::ChannelDeleted { channel_id } => {
                     tx.execute("DELETE FROM messages WHERE channel_id = ?1", [channel_id])?;
@@ -416,38 +402,8 @@ fn apply_log_transaction(
             }
         }
     }
-    put_setting(&tx, LOG_APPLIED, &last.to_string())?;
+    put_setting(&tx, LOG_APPLIED, &last.max(applied).to_string())?;
     tx.commit()
-}
-
-fn encode_attachments(list: &[Bytes]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_u32(list.len() as u32);
-    for a in list {
-        out.put_u32(a.len() as u32);
-        out.put_slice(a);
-    }
-    out.to_vec()
-}
-
-fn decode_attachments(mut raw: &[u8]) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    if raw.remaining() < 4 {
-        return out;
-    }
-    let n = raw.get_u32();
-    for _ in 0..n {
-        if raw.remaining() < 4 {
-            break;
-        }
-        let len = raw.get_u32() as usize;
-        if raw.remaining() < len {
-            break;
-        }
-        out.push(Bytes::copy_from_slice(&raw[..len]));
-        raw.advance(len);
-    }
-    out
 }
 
 const MESSAGE_COLUMNS: &str = "offset, id, sender, recipient, type, ts, data, attachments";
@@ -671,7 +627,9 @@ pub(crate) fn usage_rows(
 /// Messages a tenant stores in its private channels, and their bytes.
 pub(crate) fn storage_of(conn: &Connection, tenant: &str) -> rusqlite::Result<(u64, u64)> {
     conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(LENGTH(m.data) + COALESCE(LENGTH(m.attachments), 0)), 0)
+        // Bytes, not characters: LENGTH of a text counts characters.
+        "SELECT COUNT(*),
+             COALESCE(SUM(LENGTH(CAST(m.data AS BLOB)) + COALESCE(LENGTH(m.attachments), 0)), 0)
          FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.tenant_id = ?1",
         [tenant],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -830,9 +788,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
-    let tiers: Option<TierRetention> = r
-        .get::<_, Option<String>>(11)?
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let (cache_retention, log_retention) =
+        TierRetention::parse(r.get::<_, Option<String>>(11)?.as_deref());
     Ok(ChannelRow {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -843,40 +800,11 @@ fn channel_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
         max_age_secs: r.get::<_, i64>(6)? as u64,
         epoch: r.get(7)?,
         created_at: r.get(8)?,
-        members: r
-            .get::<_, Option<String>>(9)?
-            .and_then(|m| serde_json::from_str(&m).ok()),
+        members: parse_members(r.get::<_, Option<String>>(9)?.as_deref()),
         expires_at: r.get(10)?,
-        cache_retention: tiers.as_ref().and_then(|t| t.cache),
-        log_retention: tiers.and_then(|t| t.log),
+        cache_retention,
+        log_retention,
     })
-}
-
-/// A channel's own tier limits, as the `tier_retention` column holds them.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct TierRetention {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cache: Option<CacheRetention>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    log: Option<LogRetention>,
-}
-
-fn policy_column(policy: StoragePolicy) -> i64 {
-    match policy {
-        StoragePolicy::Ephemeral => 0,
-        StoragePolicy::Persistent => 1,
-        StoragePolicy::Cache => 2,
-        StoragePolicy::Log => 3,
-    }
-}
-
-fn policy_from_column(v: i64) -> StoragePolicy {
-    match v {
-        0 => StoragePolicy::Ephemeral,
-        2 => StoragePolicy::Cache,
-        3 => StoragePolicy::Log,
-        _ => StoragePolicy::Persistent,
-    }
 }
 
 const CHANNEL_COLUMNS: &str = "id, tenant_id, name, password_hash, persistent, max_messages, \
@@ -940,17 +868,9 @@ pub(crate) fn create_channel(
             row.max_age_secs as i64,
             row.epoch,
             row.created_at,
-            row.members
-                .as_ref()
-                .map(|m| serde_json::to_string(m).expect("names serialize")),
+            members_column(&row.members),
             row.expires_at,
-            (row.cache_retention.is_some() || row.log_retention.is_some()).then(|| {
-                serde_json::to_string(&TierRetention {
-                    cache: row.cache_retention,
-                    log: row.log_retention,
-                })
-                .expect("limits serialize")
-            }),
+            TierRetention::column(row),
         ],
     )?;
     let stored = get_channel(conn, &row.tenant_id, &row.name)?
@@ -1170,20 +1090,4 @@ pub(crate) fn prune(
     )?;
     tx.commit()?;
     Ok(deleted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attachments_round_trip() {
-        let list = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::new(),
-            Bytes::from_static(b"\x00\xff"),
-        ];
-        assert_eq!(decode_attachments(&encode_attachments(&list)), list);
-        assert!(decode_attachments(&[0, 0]).is_empty());
-    }
 }
