@@ -469,7 +469,10 @@ impl Channel {
                 last_ts,
                 ring,
                 ring_bytes,
-                log_position: 0,
+                // The newest record's place (a shared log's checked appends expect it).
+                log_position: logged
+                    .and_then(|(_, last)| log.place(id, last))
+                    .unwrap_or(0),
                 dedup,
                 dedup_order,
                 subscribers: HashMap::new(),

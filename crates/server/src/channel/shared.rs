@@ -2,11 +2,12 @@
 //! message in one order.
 //!
 //! No node owns a channel. A node appends its channel's messages one at a time with a
-//! checked append ([`MessageLog::append_checked`]): the log's engine (JetStream's expected
-//! last subject sequence) stores it only if no other node appended to the channel since the
-//! last record this node has seen, so each offset is stored once. A node that loses the race
-//! waits until its tail of the log has delivered the winner's records (which advance its
-//! head), then appends again with the next offset. The tail also brings every other node's
+//! checked append ([`MessageLog::append_checked`]) that expects the channel's newest record
+//! to be the newest one this node has delivered (`log_position`): the log's engine
+//! (JetStream's expected last subject sequence) stores it only then, so each offset is
+//! stored once. A node that loses the race waits until its tail of the log has delivered the
+//! winner's records (which advance its head and `log_position`), then appends again with the
+//! next offset. The tail also brings every other node's
 //! messages to the channel's local subscribers, in offset order; a gap (the channel loaded
 //! while the tail was behind) is filled from the log first.
 //!
@@ -69,6 +70,7 @@ impl Channel {
                     to_database: self.row.storage.uses_database(),
                     inbox,
                 }),
+                s.log_position,
                 Box::new(move |outcome| channel.on_checked(entry, outcome, ack, resend, inbox_to)),
             );
         }
@@ -89,8 +91,8 @@ impl Channel {
                 {
                     let mut s = self.state.lock();
                     // The tail may have brought it already.
+                    s.log_position = s.log_position.max(position);
                     if offset > s.head {
-                        s.log_position = position;
                         self.accept(&mut s, entry.clone());
                     }
                     s.in_flight = false;
@@ -105,7 +107,7 @@ impl Channel {
                 self.accepted(&entry.message, ack);
             }
             Checked::Conflict(newest) => {
-                {
+                let behind = {
                     let mut s = self.state.lock();
                     let id = &entry.message.id;
                     if s.dedup.get(id) == Some(&offset) {
@@ -118,7 +120,19 @@ impl Channel {
                         ack,
                         inbox,
                     });
-                    // Still "in flight" until the tail has brought the winner's records.
+                    if newest <= s.log_position {
+                        // Nobody appended: the log dropped the channel's newest records.
+                        s.log_position = newest;
+                        s.in_flight = false;
+                        self.send_next(&mut s);
+                        false
+                    } else {
+                        // Still "in flight" until the tail brought the winner's records.
+                        true
+                    }
+                };
+                if !behind {
+                    return;
                 }
                 let mut tailed = self.log.watch_tail();
                 let channel = self.clone();
@@ -157,7 +171,12 @@ impl Channel {
         let offset = record.message.offset.unwrap_or(0);
         {
             let mut s = self.state.lock();
-            if s.deleted || offset <= s.head {
+            if s.deleted {
+                return;
+            }
+            if offset <= s.head {
+                // Seen already (this node's own append, or filled from the log).
+                s.log_position = s.log_position.max(position);
                 return;
             }
             if offset == s.head + 1 {
@@ -202,6 +221,11 @@ impl Channel {
             }
         };
         let mut s = self.state.lock();
+        if let Some(last) = found.last().and_then(|m| m.offset)
+            && let Some(position) = self.log.place(self.row.id, last)
+        {
+            s.log_position = s.log_position.max(position);
+        }
         for message in found {
             let offset = message.offset.unwrap_or(0);
             if s.deleted || offset <= s.head {

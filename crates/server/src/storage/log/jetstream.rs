@@ -20,7 +20,6 @@ use super::{Checked, CheckedDone, CommitObserver, LogCursor, LogDone, MessageLog
 use crate::error::{Error, Result};
 use crate::storage::unavailable;
 use async_nats::jetstream::{self, consumer, stream};
-use dashmap::DashMap;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -63,8 +62,6 @@ struct Shared {
     failed: AtomicBool,
     /// Several nodes append: the index follows the stream (the tail), not the acks.
     shared: bool,
-    /// Shared: per channel, the sequence of its newest record this node knows of.
-    last_seq: DashMap<i64, u64>,
     /// Shared: who sees every record.
     tail: RwLock<Option<TailFn>>,
     /// Shared: the tail has delivered every record up to here.
@@ -76,7 +73,8 @@ type Append = (Record, Completion);
 
 enum Completion {
     Plain(LogDone),
-    Checked(CheckedDone),
+    /// Only if the channel's subject's newest record is at this sequence.
+    Checked(u64, CheckedDone),
 }
 
 /// The JetStream log (see the module docs).
@@ -150,7 +148,6 @@ impl JetStreamLog {
             end: watch::Sender::new(0),
             failed: AtomicBool::new(false),
             shared: config.shared,
-            last_seq: DashMap::new(),
             tail: RwLock::new(None),
             tailed: watch::Sender::new(0),
         });
@@ -182,7 +179,7 @@ impl JetStreamLog {
         let fail = |completion: Completion, e: Error| {
             super::later(move || match completion {
                 Completion::Plain(done) => done(Err(e)),
-                Completion::Checked(done) => done(Checked::Failed(e)),
+                Completion::Checked(_, done) => done(Checked::Failed(e)),
             })
         };
         if self.shared.failed.load(Ordering::Relaxed) {
@@ -232,7 +229,6 @@ async fn follow_tail(shared: Arc<Shared>, mut last: u64) {
             }
             last = sequence;
             shared.index.add(&record, sequence);
-            note_last(&shared, record.channel_id(), sequence);
             shared.end.send_if_modified(|end| {
                 let newer = sequence > *end;
                 *end = (*end).max(sequence);
@@ -248,11 +244,6 @@ async fn follow_tail(shared: Arc<Shared>, mut last: u64) {
     }
 }
 
-/// Shared: remembers that `channel_id`'s newest record is at `sequence` or later.
-fn note_last(shared: &Shared, channel_id: i64, sequence: u64) {
-    let mut last = shared.last_seq.entry(channel_id).or_insert(0);
-    *last = (*last).max(sequence);
-}
 
 /// Reads the whole stream once, indexing every record; returns the last sequence.
 async fn rebuild(shared: &Shared) -> Result<u64> {
@@ -277,7 +268,6 @@ async fn rebuild(shared: &Shared) -> Result<u64> {
             .stream_sequence;
         let record = decode(&message.message.payload, sequence)?;
         shared.index.add(&record, sequence);
-        note_last(shared, record.channel_id(), sequence);
         if sequence >= last {
             break;
         }
@@ -350,8 +340,10 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
     let n = batch.len();
     let mut pending = Vec::with_capacity(n);
     for (record, completion) in batch.drain(..) {
-        let expected = matches!(completion, Completion::Checked(_))
-            .then(|| shared.last_seq.get(&record.channel_id()).map_or(0, |s| *s));
+        let expected = match &completion {
+            Completion::Checked(expected, _) => Some(*expected),
+            Completion::Plain(_) => None,
+        };
         let ack = if shared.failed.load(Ordering::Relaxed) {
             Err(super::log_failed())
         } else {
@@ -361,27 +353,22 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
     }
     let mut completed = Vec::with_capacity(n);
     for (record, completion, ack) in pending {
-        let mut result = match ack {
-            Ok(future) if !shared.failed.load(Ordering::Relaxed) => {
-                future.await.map(|ack| ack.sequence).map_err(|e| {
-                    (
-                        e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence,
-                        nats_error("storing", e),
-                    )
-                })
+        let result = match ack {
+            Ok(future) if !shared.failed.load(Ordering::Relaxed) => future.await.map(|ack| ack.sequence),
+            Ok(_) => {
+                completed.push((completion, Checked::Failed(super::log_failed())));
+                continue;
             }
-            Ok(_) => Err((false, super::log_failed())),
-            Err(e) => Err((false, e)),
+            Err(e) => {
+                completed.push((completion, Checked::Failed(e)));
+                continue;
+            }
         };
-        if let (Err((true, _)), Completion::Checked(_)) = (&result, &completion) {
-            result = settle_conflict(shared, &record).await;
-        }
         let outcome = match result {
             Ok(sequence) => {
                 // The tail indexes it too (once: a channel's records reach the stream in
                 // offset order, whichever node appends them).
                 shared.index.add(&record, sequence);
-                note_last(shared, record.channel_id(), sequence);
                 shared.end.send_if_modified(|end| {
                     let newer = sequence > *end;
                     *end = (*end).max(sequence);
@@ -389,31 +376,45 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
                 });
                 Checked::Stored(sequence)
             }
-            Err((true, _)) => {
-                let newest = shared.last_seq.get(&record.channel_id()).map_or(0, |s| *s);
-                Checked::Conflict(newest)
-            }
-            Err((_, e)) => {
-                if !shared.failed.swap(true, Ordering::Relaxed) {
-                    // Fail-stop: a record that may or may not be stored leaves a channel's
-                    // offsets in doubt, so nothing more is accepted until a restart.
-                    tracing::error!(error = %e, "log append failed; refusing further appends");
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                // Another node appended to the channel first (or JetStream dropped its
+                // newest records): say where the subject's newest record is.
+                match newest_of(shared, record.channel_id()).await {
+                    Ok(newest) => Checked::Conflict(newest),
+                    Err(e) => Checked::Failed(e),
                 }
-                Checked::Failed(e)
             }
+            Err(e) => Checked::Failed(nats_error("storing", e)),
         };
+        if let Checked::Failed(e) = &outcome
+            && !shared.failed.swap(true, Ordering::Relaxed)
+        {
+            // Fail-stop: a record that may or may not be stored leaves a channel's
+            // offsets in doubt, so nothing more is accepted until a restart.
+            tracing::error!(error = %e, "log append failed; refusing further appends");
+        }
         completed.push((completion, outcome));
     }
     observer(n, started.elapsed());
     for (completion, outcome) in completed {
         match (completion, outcome) {
-            (Completion::Checked(done), outcome) => done(outcome),
+            (Completion::Checked(_, done), outcome) => done(outcome),
             (Completion::Plain(done), Checked::Stored(sequence)) => done(Ok(sequence)),
             (Completion::Plain(done), Checked::Failed(e)) => done(Err(e)),
             (Completion::Plain(done), Checked::Conflict(_)) => {
                 done(Err(unavailable("a plain append cannot conflict")))
             }
         }
+    }
+}
+
+/// The sequence of the newest record on a channel's subject (0: none).
+async fn newest_of(shared: &Shared, channel_id: i64) -> Result<u64> {
+    let subject = format!("{}.{}", shared.subject_prefix, channel_id);
+    match shared.stream.direct_get_last_for_subject(subject.as_str()).await {
+        Ok(m) => Ok(m.sequence),
+        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(0),
+        Err(e) => Err(nats_error("reading the channel's newest record", e)),
     }
 }
 
@@ -444,41 +445,6 @@ async fn publish(
     published.map_err(|e| nats_error("publishing", e))
 }
 
-/// A checked append found a newer record on its channel's subject than this node knew of.
-/// If the subject's newest is one this node has seen (JetStream dropped records by age,
-/// say), the append is retried against it; otherwise another node appended first:
-/// `Err((true, _))`, with `last_seq` set to the subject's newest.
-async fn settle_conflict(shared: &Shared, record: &Record) -> Result<u64, (bool, Error)> {
-    let channel_id = record.channel_id();
-    let subject = format!("{}.{}", shared.subject_prefix, channel_id);
-    for _ in 0..3 {
-        let newest = match shared
-            .stream
-            .direct_get_last_for_subject(subject.as_str())
-            .await
-        {
-            Ok(m) => m.sequence,
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => 0,
-            Err(e) => return Err((false, nats_error("reading the channel's newest record", e))),
-        };
-        let known = shared.last_seq.get(&channel_id).map_or(0, |s| *s);
-        if newest > known {
-            note_last(shared, channel_id, newest);
-            return Err((true, unavailable("another node appended first")));
-        }
-        shared.last_seq.insert(channel_id, newest);
-        let ack = publish(shared, record, Some(newest))
-            .await
-            .map_err(|e| (false, e))?;
-        match ack.await {
-            Ok(ack) => return Ok(ack.sequence),
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {}
-            Err(e) => return Err((false, nats_error("storing", e))),
-        }
-    }
-    Err((true, unavailable("another node appended first")))
-}
-
 /// Fetches records by sequence, concurrently; a record JetStream no longer has is skipped.
 async fn fetch(shared: &Shared, sequences: &[u64]) -> Result<Vec<(u64, Record)>> {
     let gets = sequences.iter().map(|&s| async move {
@@ -501,8 +467,16 @@ impl MessageLog for JetStreamLog {
         self.shared.shared
     }
 
-    fn append_checked(&self, record: Record, done: CheckedDone) {
-        self.enqueue(record, Completion::Checked(done));
+    fn append_checked(&self, record: Record, expected: u64, done: CheckedDone) {
+        self.enqueue(record, Completion::Checked(expected, done));
+    }
+
+    fn place(&self, channel_id: i64, offset: u64) -> Option<u64> {
+        self.shared
+            .index
+            .places(channel_id, offset, offset, 1, Direction::Forward)
+            .first()
+            .copied()
     }
 
     fn set_tail(&self, f: TailFn) {

@@ -35,9 +35,11 @@ pub type LogDone = Box<dyn FnOnce(Result<u64>) + Send>;
 pub enum Checked {
     /// Durable at this position.
     Stored(u64),
-    /// Not stored: another node appended to the channel first; its newest record is at
-    /// this position. Once [`MessageLog::watch_tail`] reaches it, the channel has seen those
-    /// records and may append again with the next offset.
+    /// Not stored: the channel's newest record is not at the expected position but at
+    /// this one. If it is newer, another node appended first: once
+    /// [`MessageLog::watch_tail`] reaches it, the channel has seen those records and may
+    /// append again with the next offset. If it is older, the log dropped the channel's
+    /// newest records (retention): append again expecting this one.
     Conflict(u64),
     /// Not stored: the log failed.
     Failed(crate::error::Error),
@@ -114,10 +116,12 @@ pub trait MessageLog: Send + Sync + 'static {
         false
     }
 
-    /// Appends `record` only if its channel has no record this node has not seen (an
-    /// optimistic check the log's engine makes atomically): so two nodes never store the
-    /// same offset of a channel. One checked append per channel at a time.
-    fn append_checked(&self, record: Record, done: CheckedDone) {
+    /// Appends `record` only if its channel's newest record is at position `expected` (0:
+    /// the channel has none), which the log's engine checks atomically: a node that sets
+    /// `expected` to the newest record it has delivered never stores an offset another node
+    /// stored. One checked append per channel at a time. Logs that are never shared append
+    /// without the check.
+    fn append_checked(&self, record: Record, _expected: u64, done: CheckedDone) {
         self.append(
             record,
             Box::new(move |result| {
@@ -127,6 +131,11 @@ pub trait MessageLog: Send + Sync + 'static {
                 })
             }),
         );
+    }
+
+    /// Where the record of `channel_id`'s `offset` is, if the log holds it.
+    fn place(&self, _channel_id: i64, _offset: u64) -> Option<u64> {
+        None
     }
 
     /// Shared logs: calls `f` with every record from now on, in position order, before

@@ -1,0 +1,299 @@
+//! A three-node cluster on loopback: three `switchboard serve` processes sharing one
+//! JetStream stream and one PostgreSQL database. Publishers on every node, a subscriber on
+//! every node; one node is SIGKILLed mid-load, its subscriber resumes on another node from
+//! its offset, and every subscriber ends with every acknowledged message exactly once, in
+//! offset order, with no offset missing.
+//!
+//! Needs `SWITCHBOARD_TEST_NATS_URL` (a NATS 2.10+ with JetStream) and
+//! `SWITCHBOARD_TEST_POSTGRES_URL` (scripts/test.sh sets both).
+
+mod common;
+
+use common::{Guard, spawn_server_with};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_client::{ChannelEvent, Client, ClientConfig, JoinParams, Publish};
+
+/// A fresh PostgreSQL database and JetStream stream name for one test.
+struct Deployment {
+    nats: String,
+    postgres: String,
+    stream: String,
+    admin: String,
+    database: String,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        let nats = std::env::var("SWITCHBOARD_TEST_NATS_URL").expect(
+            "SWITCHBOARD_TEST_NATS_URL: the cluster tests need a NATS server 2.10+ with JetStream \
+             (scripts/test.sh starts one)",
+        );
+        let admin = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").expect(
+            "SWITCHBOARD_TEST_POSTGRES_URL: the cluster tests need PostgreSQL (scripts/test.sh \
+             sets it)",
+        );
+        let suffix = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let database = format!("sb_cluster_{suffix}");
+        psql(&admin, &format!("CREATE DATABASE {database}"));
+        let base = admin.rsplit_once('/').expect("a database in the URL").0;
+        Deployment {
+            nats,
+            postgres: format!("{base}/{database}"),
+            stream: format!("CLUSTER_{suffix}"),
+            admin,
+            database,
+        }
+    }
+
+    /// Starts one node with its own data directory.
+    fn node(&self, dir: &std::path::Path) -> (Guard, String) {
+        spawn_server_with(
+            dir,
+            &[
+                ("SWITCHBOARD_STORAGE_LOG", "jetstream"),
+                ("SWITCHBOARD_STORAGE_NATS_URL", &self.nats),
+                ("SWITCHBOARD_STORAGE_JETSTREAM_STREAM", &self.stream),
+                ("SWITCHBOARD_STORAGE_DB", "postgres"),
+                ("SWITCHBOARD_STORAGE_POSTGRES_URL", &self.postgres),
+                ("SWITCHBOARD_STORAGE_DB_BATCH_DELAY_MS", "10"),
+            ],
+        )
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql {sql}");
+}
+
+/// What one subscriber received: offset → id, in arrival order checked as it comes.
+#[derive(Default)]
+struct Received {
+    by_offset: BTreeMap<u64, String>,
+    last: u64,
+    out_of_order: Vec<(u64, u64)>,
+}
+
+async fn subscribe(
+    url: String,
+    key: String,
+    agent: String,
+    since: Option<u64>,
+    received: Arc<Mutex<Received>>,
+) -> (Client, tokio::task::JoinHandle<()>) {
+    let client = Client::connect(ClientConfig::new(&url, &key).with_reconnect(false))
+        .await
+        .unwrap();
+    let mut params = JoinParams::new(agent);
+    params.since = since;
+    let mut channel = client.join("load", params).await.unwrap();
+    let task = tokio::spawn(async move {
+        while let Some(event) = channel.recv().await {
+            if let ChannelEvent::Message(m) = event {
+                let offset = m.offset.unwrap();
+                let mut r = received.lock().unwrap();
+                if offset <= r.last {
+                    let last = r.last;
+                    r.out_of_order.push((last, offset));
+                }
+                r.last = r.last.max(offset);
+                if let Some(before) = r.by_offset.insert(offset, m.id.clone()) {
+                    assert_eq!(before, m.id, "offset {offset} holds one message");
+                }
+            }
+        }
+    });
+    (client, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_sigkill() {
+    let deployment = Deployment::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The first node creates the default tenant and its key; the others share them.
+    let mut nodes = vec![deployment.node(dirs[0].path())];
+    let key = std::fs::read_to_string(dirs[0].path().join("default.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    nodes.push(deployment.node(dirs[1].path()));
+    nodes.push(deployment.node(dirs[2].path()));
+    let urls: Vec<String> = nodes.iter().map(|(_, a)| format!("ws://{a}")).collect();
+
+    // A subscriber on every node.
+    let mut subscribers = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let received = Arc::new(Mutex::new(Received::default()));
+        let (client, task) = subscribe(
+            url.clone(),
+            key.clone(),
+            format!("subscriber-{i}"),
+            None,
+            received.clone(),
+        )
+        .await;
+        subscribers.push((received, client, task));
+    }
+
+    // Presence is cluster-wide: node 0 sees the agents of nodes 1 and 2.
+    let watcher = Client::connect(ClientConfig::new(&urls[0], &key).with_reconnect(false))
+        .await
+        .unwrap();
+    let watching = watcher
+        .join("load", JoinParams::new("watcher"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let present = watching.presence().await.unwrap();
+        if (0..3).all(|i| present.contains_key(&format!("subscriber-{i}"))) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence never showed every node's agents: {:?}",
+            present.keys().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Publishers on every node, several in flight each.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let mut publishers: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
+    let mut connections = Vec::new();
+    for (node, url) in urls.iter().enumerate() {
+        let client = Client::connect(ClientConfig::new(url, &key).with_reconnect(false))
+            .await
+            .unwrap();
+        let channel = client
+            .join("load", JoinParams::new(format!("publisher-{node}")))
+            .await
+            .unwrap();
+        for lane in 0..4 {
+            let sender = channel.sender();
+            let acked = acked.clone();
+            publishers.push((
+                node,
+                tokio::spawn(async move {
+                    for n in 0..100_000 {
+                        let mut publish = Publish::new("tick", &serde_json::json!({ "n": n }));
+                        publish.id = Some(format!("n{node}-l{lane}-{n}"));
+                        match sender.publish(publish.clone()).await {
+                            Ok(ack) => acked
+                                .lock()
+                                .unwrap()
+                                .push((publish.id.unwrap(), ack.offset.unwrap())),
+                            Err(_) => return,
+                        }
+                    }
+                }),
+            ));
+        }
+        connections.push((client, channel));
+    }
+    let wait_for_acks = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while acked.lock().unwrap().len() < n {
+                assert!(tokio::time::Instant::now() < deadline, "publishing stalled");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for_acks(600).await;
+
+    // SIGKILL node 2 mid-load.
+    nodes[2].0.kill().unwrap();
+    nodes[2].0.wait().unwrap();
+    let (received_2, client_2, task_2) = subscribers.pop().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task_2).await;
+    drop(client_2);
+    // Its subscriber resumes on node 0 after the last offset it received.
+    let resume_from = received_2.lock().unwrap().last;
+    let (client_2, task_2) = subscribe(
+        urls[0].clone(),
+        key.clone(),
+        "subscriber-2".to_owned(),
+        Some(resume_from),
+        received_2.clone(),
+    )
+    .await;
+    subscribers.push((received_2, client_2, task_2));
+
+    // The publishers of the surviving nodes carry on; then everyone stops.
+    let before = acked.lock().unwrap().len();
+    wait_for_acks(before + 600).await;
+    drop(connections);
+    for (node, publisher) in publishers {
+        let ended = tokio::time::timeout(Duration::from_secs(20), publisher).await;
+        assert!(ended.is_ok(), "the publishers of node {node} stop");
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let mut offsets: HashMap<u64, &str> = HashMap::new();
+    for (id, offset) in &acked {
+        if let Some(other) = offsets.insert(*offset, id) {
+            panic!("offset {offset} acknowledged twice: {other} and {id}");
+        }
+    }
+    let newest = *offsets.keys().max().unwrap();
+    // Every subscriber gets everything up to the newest acknowledged offset.
+    for (i, (received, _, _)) in subscribers.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while received.lock().unwrap().last < newest {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "subscriber {i} stopped at {} of {newest}",
+                received.lock().unwrap().last
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = received.lock().unwrap();
+        assert!(
+            r.out_of_order.is_empty(),
+            "subscriber {i} got offsets out of order: {:?}",
+            &r.out_of_order[..r.out_of_order.len().min(5)]
+        );
+        let missing: Vec<u64> = (1..=newest)
+            .filter(|o| !r.by_offset.contains_key(o))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "subscriber {i} misses offsets {missing:?}"
+        );
+        for (id, offset) in &acked {
+            assert_eq!(
+                r.by_offset.get(offset).map(String::as_str),
+                Some(id.as_str()),
+                "subscriber {i} has {id} at its acknowledged offset {offset}"
+            );
+        }
+    }
+    println!(
+        "{} acknowledged across three nodes (one SIGKILLed), newest offset {newest}",
+        acked.len()
+    );
+}
