@@ -27,7 +27,8 @@
 //! Operations start when their future is first polled: writes a caller awaits one after
 //! another apply in that order, but two futures awaited together may run in either order.
 //! Several nodes sharing one database must also share one log (JetStream): the database's
-//! log positions are positions in that log. The connection is plain TCP (no TLS).
+//! log positions are positions in that log. Connections use TLS when the server is built
+//! with the `tls` feature and `postgres_url` asks for it (`sslmode`); plain TCP otherwise.
 
 mod database;
 mod directory;
