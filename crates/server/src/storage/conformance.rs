@@ -1965,6 +1965,11 @@ async fn everything_survives_a_restart(mut f: Fixture) {
         .unwrap();
     f.reopen().await;
     let db = &f.db;
+    let backend = match f.place {
+        Place::Sqlite(_) => "sqlite",
+        Place::Postgres(_) => "postgres",
+    };
+    assert_eq!(db.backend(), backend);
     assert_eq!(db.get_setting("s").await.unwrap().as_deref(), Some("v"));
     assert_eq!(db.durable_log_applied().await.unwrap(), 1);
     assert_eq!(db.get_channel("t1", "c").await.unwrap().unwrap().id, id);

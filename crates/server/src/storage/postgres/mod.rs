@@ -263,6 +263,10 @@ async fn create_schema(pool: &PgPool) -> sqlx::Result<()> {
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
+    // Not one "already exists, skipping" notice per table at every start.
+    sqlx::raw_sql("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
     tx.commit().await
 }
