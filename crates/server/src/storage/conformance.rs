@@ -549,6 +549,40 @@ async fn apply_log_twice_changes_nothing_and_never_moves_back(f: Fixture) {
     );
 }
 
+async fn a_nul_in_a_message_id_or_type_never_stops_the_writer(f: Fixture) {
+    let db = &f.db;
+    let id = channel(db, "t1", "c", StoragePolicy::Persistent).await;
+    let mut odd = message(1, 1_000, "alice", Some("bob"), "t\0ype");
+    odd.id = "i\0d".to_owned();
+    apply(
+        db,
+        1,
+        vec![
+            direct(id, odd, "t1", true),
+            stored(id, message(2, 1_000, "alice", None, "chat")),
+        ],
+    )
+    .await;
+    // PostgreSQL's text holds no NUL: it may come back as U+FFFD, but the writer goes on.
+    let same = |a: &str, b: &str| a.replace('\0', "\u{FFFD}") == b.replace('\0', "\u{FFFD}");
+    let got = db.recent(id, "c", 10).await.unwrap();
+    assert_eq!(offsets(&got), vec![1, 2]);
+    assert!(same(&got[0].id, "i\0d") && same(&got[0].kind, "t\0ype"));
+    let q = HistoryQuery {
+        kind: Some("t\0ype".to_owned()),
+        ..HistoryQuery::default()
+    };
+    assert_eq!(
+        offsets(&db.history(id, "c", &q, 10, None).await.unwrap().0),
+        vec![1]
+    );
+    let leased = lease(db, id, 10, 1_000, 2_000).await.leased;
+    assert!(same(&leased[0].id, "i\0d"));
+    let settled = settle(db, id, vec![ack("i\0d")], 2_000).await;
+    assert_eq!(settled[0].as_ref().unwrap().outcome, Outcome::Acknowledged);
+    assert_eq!(db.durable_log_applied().await.unwrap(), 2);
+}
+
 // Tenants and keys.
 
 async fn keys_tenants_and_revocation(f: Fixture) {
@@ -1931,6 +1965,11 @@ async fn everything_survives_a_restart(mut f: Fixture) {
         .unwrap();
     f.reopen().await;
     let db = &f.db;
+    let backend = match f.place {
+        Place::Sqlite(_) => "sqlite",
+        Place::Postgres(_) => "postgres",
+    };
+    assert_eq!(db.backend(), backend);
     assert_eq!(db.get_setting("s").await.unwrap().as_deref(), Some("v"));
     assert_eq!(db.durable_log_applied().await.unwrap(), 1);
     assert_eq!(db.get_channel("t1", "c").await.unwrap().unwrap().id, id);
@@ -1967,6 +2006,7 @@ macro_rules! conformance {
                 apply_log_copies_messages_and_inbox_entries,
                 apply_log_skips_deleted_channels_and_pruned_offsets,
                 apply_log_twice_changes_nothing_and_never_moves_back,
+                a_nul_in_a_message_id_or_type_never_stops_the_writer,
                 keys_tenants_and_revocation,
                 temporary_keys_expire_and_revoke,
                 usage_adds_up_and_keeps_peaks,

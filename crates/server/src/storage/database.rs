@@ -8,7 +8,9 @@
 //!
 //! Every operation takes owned arguments and returns a `'static` future, so callers can
 //! hold it across awaits and implementations can run it on their own threads or pools.
-//! Writes issued one after another by one caller apply in that order.
+//! Writes a caller awaits one after another apply in that order. (SQLite also orders writes
+//! by when they were issued, since it queues each at once; PostgreSQL starts a write when
+//! its future is first polled, so two futures awaited together may apply in either order.)
 
 use super::log::Record;
 use super::rows::*;

@@ -8,7 +8,7 @@
 //! LOCKED`, so a message another consumer is settling or leasing right now is passed over,
 //! and no two consumers ever lease the same message.
 
-use super::{signed, unsigned};
+use super::{signed, text, unsigned};
 use crate::storage::rows::*;
 use sqlx::postgres::PgPool;
 use std::collections::HashMap;
@@ -34,7 +34,7 @@ pub(crate) async fn inbox_batch(
     let mut tx = pool.begin().await?;
     let mut result = InboxBatchResult::default();
     if !batch.settle.is_empty() {
-        let ids: Vec<&str> = batch.settle.iter().map(Settle::id).collect();
+        let ids: Vec<String> = batch.settle.iter().map(|s| text(s.id())).collect();
         // The first pending row per id (ids are unique per inbox in practice).
         let mut pending: HashMap<String, Pending> = HashMap::new();
         for (id, offset, sender, receipt, deliveries, rejections) in
@@ -60,7 +60,8 @@ pub(crate) async fn inbox_batch(
         }
         let max_rejections = limits.max_rejections.max(1);
         for settle in &batch.settle {
-            let Some(p) = pending.get_mut(settle.id()) else {
+            let id = text(settle.id());
+            let Some(p) = pending.get_mut(&id) else {
                 result.settled.push(None);
                 continue;
             };
@@ -130,7 +131,7 @@ pub(crate) async fn inbox_batch(
                 outcome,
             };
             if settled.removed() {
-                pending.remove(settle.id());
+                pending.remove(&id);
             }
             result.settled.push(Some(settled));
         }
@@ -227,7 +228,7 @@ pub(crate) async fn inbox_release(
     )
     .bind(channel_id)
     .bind(recipient)
-    .bind(ids)
+    .bind(ids.iter().map(|id| text(id)).collect::<Vec<_>>())
     .bind(now)
     .execute(pool)
     .await?;
@@ -305,7 +306,7 @@ pub(crate) async fn delete_dead_letter(
          WHERE channel_id = $1 AND id = $2 AND sender_tenant = $3 AND dead_at IS NOT NULL",
     )
     .bind(channel_id)
-    .bind(id)
+    .bind(text(id))
     .bind(tenant)
     .execute(pool)
     .await?

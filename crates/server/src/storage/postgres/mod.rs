@@ -27,7 +27,8 @@
 //! Operations start when their future is first polled: writes a caller awaits one after
 //! another apply in that order, but two futures awaited together may run in either order.
 //! Several nodes sharing one database must also share one log (JetStream): the database's
-//! log positions are positions in that log. The connection is plain TCP (no TLS).
+//! log positions are positions in that log. Connections use TLS when the server is built
+//! with the `tls` feature and `postgres_url` asks for it (`sslmode`); plain TCP otherwise.
 
 mod database;
 mod directory;
@@ -262,6 +263,10 @@ async fn create_schema(pool: &PgPool) -> sqlx::Result<()> {
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
+    // Not one "already exists, skipping" notice per table at every start.
+    sqlx::raw_sql("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
     tx.commit().await
 }
@@ -310,6 +315,17 @@ fn unsigned(v: i64) -> u64 {
 /// An unsigned value as BIGINT (saturating: offsets beyond it mean "no bound").
 fn signed(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
+}
+
+/// A string as PostgreSQL can store it: TEXT cannot hold NUL, which a client-chosen message
+/// id or type may contain, so NUL becomes U+FFFD rather than fail (and stop) the database
+/// writer. Every other character is kept.
+fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
 }
 
 fn decode_error(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
@@ -514,10 +530,10 @@ impl MessageColumns {
     fn push(&mut self, channel_id: i64, m: &Message) {
         self.channel.push(channel_id);
         self.offset.push(signed(m.offset.unwrap_or(0)));
-        self.id.push(m.id.clone());
-        self.sender.push(m.from.clone());
-        self.recipient.push(m.to.clone());
-        self.kind.push(m.kind.clone());
+        self.id.push(text(&m.id));
+        self.sender.push(text(&m.from));
+        self.recipient.push(m.to.as_deref().map(text));
+        self.kind.push(text(&m.kind));
         self.ts.push(m.ts);
         self.data.push(m.data.get().to_owned());
         self.attachments
@@ -572,11 +588,11 @@ impl InboxColumns {
         json: String,
     ) {
         self.channel.push(channel_id);
-        self.recipient.push(recipient.to_owned());
+        self.recipient.push(text(recipient));
         self.offset.push(signed(offset));
-        self.id.push(m.id.clone());
-        self.sender.push(m.from.clone());
-        self.sender_tenant.push(w.sender_tenant.to_string());
+        self.id.push(text(&m.id));
+        self.sender.push(text(&m.from));
+        self.sender_tenant.push(text(&w.sender_tenant));
         self.receipt.push(w.receipt);
         self.message.push(json);
         self.created_at.push(m.ts);
@@ -1350,16 +1366,16 @@ pub(crate) async fn history(
         bind(&mut sql, " AND ts <= ?", Arg::Int(v));
     }
     if let Some(v) = &q.sender {
-        bind(&mut sql, " AND sender = ?", Arg::Text(v.clone()));
+        bind(&mut sql, " AND sender = ?", Arg::Text(text(v)));
     }
     if let Some(v) = &q.kind {
-        bind(&mut sql, " AND type = ?", Arg::Text(v.clone()));
+        bind(&mut sql, " AND type = ?", Arg::Text(text(v)));
     }
     if let Some(agent) = visible_to {
         bind(
             &mut sql,
             " AND (recipient IS NULL OR recipient = ? OR sender = ?)",
-            Arg::Text(agent.to_owned()),
+            Arg::Text(text(agent)),
         );
     }
     sql.push_str(match q.direction {
