@@ -297,3 +297,132 @@ async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_s
         acked.len()
     );
 }
+
+/// Waits for `f` to be true, polling, for a few seconds.
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next message (ephemeral or stored) a channel receives, skipping presence and such.
+async fn next_message(channel: &mut switchboard_client::Channel) -> switchboard_client::Message {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), channel.recv())
+            .await
+            .expect("a message arrives")
+            .expect("the channel stays open");
+        if let ChannelEvent::Message(m) = event {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_storage_the_directory_and_ephemeral_messages_are_shared_across_nodes() {
+    let deployment = Deployment::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (_a, addr_a) = deployment.node(dirs[0].path());
+    let (_b, addr_b) = deployment.node(dirs[1].path());
+    let (url_a, url_b) = (format!("ws://{addr_a}"), format!("ws://{addr_b}"));
+    let key = std::fs::read_to_string(dirs[0].path().join("default.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // A key made on node A works on node B.
+    let made = switchboard_client::HttpClient::new(&url_a, &key)
+        .unwrap()
+        .create_key(&Default::default())
+        .await
+        .unwrap()
+        .key;
+    let config_b = ClientConfig::new(&url_b, &made).with_reconnect(false);
+    eventually("node B accepts a key made on node A", || {
+        let config = config_b.clone();
+        async move {
+            // A wrong key shows at the first request, not at the connect.
+            match Client::connect(config).await {
+                Ok(client) => client.join("keys", JoinParams::new("probe")).await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+
+    let client_a = Client::connect(ClientConfig::new(&url_a, &key).with_reconnect(false))
+        .await
+        .unwrap();
+    let client_b = Client::connect(config_b).await.unwrap();
+    let mut params = JoinParams::new("alice");
+    params.kv_events = true;
+    let alice = client_a.join("shared", params).await.unwrap();
+    let mut params = JoinParams::new("bob");
+    params.kv_events = true;
+    let mut bob = client_b.join("shared", params).await.unwrap();
+    eventually("node A sees bob present", || {
+        let alice = &alice;
+        async move { alice.presence().await.unwrap().contains_key("bob") }
+    })
+    .await;
+
+    // Channel storage: written on A, read and announced on B.
+    alice
+        .kv_put("colour", &serde_json::json!("teal"), None, None)
+        .await
+        .unwrap();
+    let change = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), bob.recv())
+            .await
+            .expect("bob hears of the change")
+            .unwrap();
+        if let ChannelEvent::KvChange(change) = event {
+            break change;
+        }
+    };
+    assert_eq!(change.key, "colour");
+    assert_eq!(bob.kv_get("colour").await.unwrap().value.get(), "\"teal\"");
+
+    // Ephemeral messages cross nodes, to the channel and to an agent on the other node.
+    let mut publish = Publish::new("typing", &serde_json::json!({ "who": "alice" }));
+    publish.ephemeral = true;
+    alice.publish(publish).await.unwrap();
+    let m = next_message(&mut bob).await;
+    assert!(m.ephemeral && m.kind == "typing" && m.from == "alice");
+    let mut publish = Publish::new("nudge", &serde_json::json!({}));
+    publish.ephemeral = true;
+    publish.to = Some("bob".to_owned());
+    alice.publish(publish).await.unwrap();
+    let m = next_message(&mut bob).await;
+    assert_eq!((m.kind.as_str(), m.to.as_deref()), ("nudge", Some("bob")));
+
+    // The directory: announced on A, discovered on B.
+    alice
+        .announce(&switchboard_client::Announce {
+            capabilities: vec!["translate".to_owned()],
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap();
+    eventually("node B discovers what alice announced on node A", || {
+        let bob = &bob;
+        async move {
+            let query = switchboard_client::Discover {
+                capability: Some("translate".to_owned()),
+                ..Default::default()
+            };
+            bob.discover(&query)
+                .await
+                .unwrap()
+                .iter()
+                .any(|card| card.name == "alice")
+        }
+    })
+    .await;
+}

@@ -3,7 +3,8 @@
 //! Messages that are stored travel through the shared log (each node follows its tail).
 //! Everything else that one node changes and the others must see goes over one core NATS
 //! subject, `<jetstream_stream>.bus`, as small JSON events: presence joins and leaves,
-//! ephemeral messages, channel-storage changes, and "the keys changed". Each node also
+//! ephemeral messages, channel-storage changes, agent cards, and "the keys (or webhooks)
+//! changed". Each node also
 //! says it is alive every [`ALIVE_EVERY`]; a node silent for [`NODE_TIMEOUT`] is gone, and
 //! its agents leave every channel. A starting node says hello, and the others answer with
 //! their presence, so nobody has to wait for a heartbeat to see who is where.
@@ -29,9 +30,10 @@ pub const ALIVE_EVERY: Duration = Duration::from_secs(1);
 /// A node not heard from for this long is gone.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One event on the bus.
+/// One event on the bus (externally tagged: messages carry raw JSON, which an internally
+/// tagged enum cannot buffer).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A node started: everyone answers with their presence.
     Hello,
@@ -64,14 +66,33 @@ pub enum Event {
         /// The change.
         change: KvChange,
     },
+    /// A WebRTC signal for an agent on the receiving node.
+    Signal {
+        /// The channel's row id.
+        channel: i64,
+        /// The agent it is for.
+        to: String,
+        /// The signal as delivered.
+        signal: switchboard_protocol::SignalEvent,
+    },
     /// Tenants or keys changed: reload them from the database.
     Keys,
+    /// Webhooks were registered or deleted: reload them from the database.
+    Webhooks,
+    /// An agent announced itself, changed its card, or removed it (`None`).
+    Card {
+        /// Its tenant.
+        tenant: String,
+        /// Its name.
+        name: String,
+        /// The card.
+        card: Option<crate::discovery::Card>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     node: String,
-    #[serde(flatten)]
     event: Event,
 }
 

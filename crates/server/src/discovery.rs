@@ -16,11 +16,15 @@ use switchboard_protocol::discovery::{
 };
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone)]
-struct Card {
-    capabilities: Vec<String>,
-    metadata: Map<String, Value>,
-    updated_at: i64,
+/// An announced agent's card as the directory keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    /// What it can do.
+    pub capabilities: Vec<String>,
+    /// What it says about itself.
+    pub metadata: Map<String, Value>,
+    /// When it last changed, ms.
+    pub updated_at: i64,
 }
 
 #[derive(Default)]
@@ -51,9 +55,40 @@ pub struct Directory {
     tenants: DashMap<Arc<str>, Arc<Mutex<TenantDirectory>>>,
     max_per_tenant: usize,
     changes: mpsc::UnboundedSender<Change>,
+    /// Cluster: the bus, to tell the other nodes of cards changed here.
+    bus: std::sync::OnceLock<Arc<crate::cluster::Bus>>,
 }
 
 impl Directory {
+    /// Cluster: tells the other nodes of every card changed here from now on.
+    pub fn set_bus(&self, bus: Arc<crate::cluster::Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    fn tell(&self, tenant: &str, name: &str, card: Option<Card>) {
+        if let Some(bus) = self.bus.get() {
+            bus.send(crate::cluster::Event::Card {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+                card,
+            });
+        }
+    }
+
+    /// A card another node changed (`None`: removed); its own discovery message reaches
+    /// the tenant's `sys.discovery` channel from that node.
+    pub fn changed_elsewhere(&self, tenant: &str, name: &str, card: Option<Card>) {
+        let dir = self.tenant(tenant);
+        let mut dir = dir.lock();
+        match card {
+            Some(card) => {
+                dir.cards.insert(name.to_owned(), card);
+            }
+            None => {
+                dir.cards.remove(name);
+            }
+        }
+    }
     /// Loads the announced agents; changes will go to `changes`.
     pub async fn load(
         store: Arc<dyn Database>,
@@ -66,6 +101,7 @@ impl Directory {
             tenants: DashMap::new(),
             max_per_tenant,
             changes,
+            bus: std::sync::OnceLock::new(),
         };
         for row in rows {
             let (Ok(capabilities), Ok(metadata)) = (
@@ -181,7 +217,8 @@ impl Directory {
             updated_at: card.updated_at,
         };
         self.store.put_agent(row).await?;
-        dir.lock().cards.insert(name.to_owned(), card);
+        dir.lock().cards.insert(name.to_owned(), card.clone());
+        self.tell(tenant, name, Some(card));
         Ok(())
     }
 
@@ -193,6 +230,7 @@ impl Directory {
         };
         self.store.delete_agent(tenant, name).await?;
         dir.lock().cards.remove(name);
+        self.tell(tenant, name, None);
         self.emit(tenant, AgentChange::Removed, card);
         Ok(())
     }

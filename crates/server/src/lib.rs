@@ -321,6 +321,10 @@ impl Server {
             let keys_bus = bus.clone();
             app.keys
                 .on_change(Box::new(move || keys_bus.send(cluster::Event::Keys)));
+            let hooks_bus = bus.clone();
+            app.webhooks
+                .on_change(Box::new(move || hooks_bus.send(cluster::Event::Webhooks)));
+            app.directory.set_bus(bus.clone());
         }
         if app.log.is_shared() {
             // Other nodes' messages reach this node's subscribers through the log's tail.
@@ -431,6 +435,25 @@ impl cluster::Receiver for App {
                         tracing::warn!(error = %e, "reloading keys another node changed failed");
                     }
                 });
+            }
+            Event::Webhooks => {
+                tokio::spawn(async move {
+                    if let Err(e) = self.webhooks.reload().await {
+                        tracing::warn!(error = %e, "reloading webhooks another node changed failed");
+                    }
+                });
+            }
+            Event::Signal {
+                channel,
+                to,
+                signal,
+            } => {
+                if let Some(channel) = self.hub.by_id(channel) {
+                    channel.signal_from_elsewhere(&to, &signal);
+                }
+            }
+            Event::Card { tenant, name, card } => {
+                self.directory.changed_elsewhere(&tenant, &name, card);
             }
             Event::Hello | Event::Alive => {}
         }

@@ -66,6 +66,8 @@ pub struct Webhooks {
     registered: AtomicUsize,
     queue: mpsc::Sender<Delivery>,
     log: mpsc::UnboundedSender<AttemptRow>,
+    /// Runs after a webhook is registered or deleted here (a cluster tells the others).
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Webhooks {
@@ -86,6 +88,7 @@ impl Webhooks {
             registered: AtomicUsize::new(0),
             queue,
             log,
+            on_change: std::sync::OnceLock::new(),
         });
         for row in rows {
             match hook_from_row(&row) {
@@ -206,7 +209,69 @@ impl Webhooks {
             removed: AtomicBool::new(false),
         };
         self.insert(tenant, Arc::new(hook));
+        self.changed();
         Ok(CreatedWebhook { webhook, secret })
+    }
+
+    /// Runs `f` after every webhook registered or deleted here.
+    pub fn on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_change.set(f);
+    }
+
+    fn changed(&self) {
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
+    }
+
+    /// Reads the registered webhooks again (another node changed them): new ones start
+    /// receiving events, deleted ones stop.
+    pub async fn reload(&self) -> Result<()> {
+        let rows = self.store.load_webhooks().await?;
+        let mut fresh: std::collections::HashMap<String, Vec<WebhookRow>> = Default::default();
+        for row in rows {
+            fresh.entry(row.tenant_id.clone()).or_default().push(row);
+        }
+        let tenants: Vec<Arc<str>> = self.by_tenant.iter().map(|e| e.key().clone()).collect();
+        for tenant in tenants {
+            if !fresh.contains_key(&*tenant) {
+                self.replace(&tenant, Vec::new());
+            }
+        }
+        for (tenant, rows) in fresh {
+            self.replace(&tenant, rows);
+        }
+        Ok(())
+    }
+
+    /// Sets `tenant`'s webhooks to `rows`, keeping the hooks that stay as they are.
+    fn replace(&self, tenant: &str, rows: Vec<WebhookRow>) {
+        let mut entry = self
+            .by_tenant
+            .entry(tenant.into())
+            .or_insert_with(|| Arc::new([]));
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match entry.iter().find(|h| h.webhook.id == row.id) {
+                Some(hook) => kept.push(hook.clone()),
+                None => match hook_from_row(row) {
+                    Some(hook) => kept.push(Arc::new(hook)),
+                    None => tracing::warn!(id = row.id, "skipping an unreadable webhook"),
+                },
+            }
+        }
+        for hook in entry.iter() {
+            if !kept.iter().any(|k| Arc::ptr_eq(k, hook)) {
+                hook.removed.store(true, Ordering::Relaxed);
+            }
+        }
+        let (before, after) = (entry.len(), kept.len());
+        *entry = kept.into();
+        if after >= before {
+            self.registered.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.registered.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     /// `tenant`'s webhooks.
@@ -237,6 +302,7 @@ impl Webhooks {
                 .fetch_sub(hooks.len() - kept.len(), Ordering::Relaxed);
             *hooks = kept.into();
         }
+        self.changed();
         Ok(())
     }
 

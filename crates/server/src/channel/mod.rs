@@ -804,23 +804,47 @@ impl Channel {
             ));
         }
         let to = signal.to.as_str();
-        let target = s
-            .agents
-            .get(to)
-            .and_then(|id| s.subscribers.get(id))
-            .ok_or_else(|| err!(AgentNotPresent, "{to:?} is not in {}", self.topic))?;
+        let event = switchboard_protocol::SignalEvent {
+            from: sender.agent.to_string(),
+            kind: signal.kind,
+            data: signal.data,
+        };
+        let Some(target) = s.agents.get(to).and_then(|id| s.subscribers.get(id)) else {
+            // On another node: that node delivers it if the agent relays signals.
+            if let Some(bus) = &self.bus
+                && bus.present_elsewhere(self.row.id, to)
+            {
+                bus.send(crate::cluster::Event::Signal {
+                    channel: self.row.id,
+                    to: to.to_owned(),
+                    signal: event,
+                });
+                return Ok(());
+            }
+            return Err(err!(AgentNotPresent, "{to:?} is not in {}", self.topic));
+        };
         if !target.relay {
             return Err(err!(
                 RelayDisabled,
                 "{to:?} did not join with enable_webrtc_relay"
             ));
         }
-        let event = switchboard_protocol::SignalEvent {
-            from: sender.agent.to_string(),
-            kind: signal.kind,
-            data: signal.data,
-        };
-        let body = serde_json::to_string(&event).expect("signals serialize");
+        self.deliver_signal(target, &event);
+        Ok(())
+    }
+
+    /// A signal from another node for an agent here (dropped unless it relays signals).
+    pub fn signal_from_elsewhere(&self, to: &str, event: &switchboard_protocol::SignalEvent) {
+        let s = self.state.lock();
+        if let Some(target) = s.agents.get(to).and_then(|id| s.subscribers.get(id))
+            && target.relay
+        {
+            self.deliver_signal(target, event);
+        }
+    }
+
+    fn deliver_signal(&self, target: &Subscriber, event: &switchboard_protocol::SignalEvent) {
+        let body = serde_json::to_string(event).expect("signals serialize");
         target.conn.push(text_frame(
             target.join_ref.as_deref(),
             None,
@@ -828,7 +852,6 @@ impl Channel {
             events::SIGNAL,
             &body,
         ));
-        Ok(())
     }
 
     /// Tells the tenant's webhooks about `event` (private channels only).

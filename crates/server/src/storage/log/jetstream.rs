@@ -244,7 +244,6 @@ async fn follow_tail(shared: Arc<Shared>, mut last: u64) {
     }
 }
 
-
 /// Reads the whole stream once, indexing every record; returns the last sequence.
 async fn rebuild(shared: &Shared) -> Result<u64> {
     let info = shared
@@ -354,7 +353,9 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
     let mut completed = Vec::with_capacity(n);
     for (record, completion, ack) in pending {
         let result = match ack {
-            Ok(future) if !shared.failed.load(Ordering::Relaxed) => future.await.map(|ack| ack.sequence),
+            Ok(future) if !shared.failed.load(Ordering::Relaxed) => {
+                future.await.map(|ack| ack.sequence)
+            }
             Ok(_) => {
                 completed.push((completion, Checked::Failed(super::log_failed())));
                 continue;
@@ -411,7 +412,11 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
 /// The sequence of the newest record on a channel's subject (0: none).
 async fn newest_of(shared: &Shared, channel_id: i64) -> Result<u64> {
     let subject = format!("{}.{}", shared.subject_prefix, channel_id);
-    match shared.stream.direct_get_last_for_subject(subject.as_str()).await {
+    match shared
+        .stream
+        .direct_get_last_for_subject(subject.as_str())
+        .await
+    {
         Ok(m) => Ok(m.sequence),
         Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(0),
         Err(e) => Err(nats_error("reading the channel's newest record", e)),
