@@ -184,6 +184,8 @@ async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_s
 
     // Publishers on every node, several in flight each.
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    // Why each publisher stopped (a failed publish ends it).
+    let stopped: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut publishers: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut connections = Vec::new();
     for (node, url) in urls.iter().enumerate() {
@@ -196,7 +198,7 @@ async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_s
             .unwrap();
         for lane in 0..4 {
             let sender = channel.sender();
-            let acked = acked.clone();
+            let (acked, stopped) = (acked.clone(), stopped.clone());
             publishers.push((
                 node,
                 tokio::spawn(async move {
@@ -208,7 +210,13 @@ async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_s
                                 .lock()
                                 .unwrap()
                                 .push((publish.id.unwrap(), ack.offset.unwrap())),
-                            Err(_) => return,
+                            Err(e) => {
+                                stopped
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("node {node} lane {lane} at {n}: {e}"));
+                                return;
+                            }
                         }
                     }
                 }),
@@ -217,11 +225,16 @@ async fn three_nodes_deliver_every_acknowledged_message_once_in_order_across_a_s
         connections.push((client, channel));
     }
     let wait_for_acks = |n: usize| {
-        let acked = acked.clone();
+        let (acked, stopped) = (acked.clone(), stopped.clone());
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while acked.lock().unwrap().len() < n {
-                assert!(tokio::time::Instant::now() < deadline, "publishing stalled");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "publishing stalled at {} of {n} acknowledged; stopped publishers: {:?}",
+                    acked.lock().unwrap().len(),
+                    stopped.lock().unwrap()
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -5,11 +5,11 @@
 //! checked append ([`MessageLog::append_checked`]) that expects the channel's newest record
 //! to be the newest one this node has delivered (`log_position`): the log's engine
 //! (JetStream's expected last subject sequence) stores it only then, so each offset is
-//! stored once. A node that loses the race waits until its tail of the log has delivered the
-//! winner's records (which advance its head and `log_position`), then appends again with the
-//! next offset. The tail also brings every other node's
-//! messages to the channel's local subscribers, in offset order; a gap (the channel loaded
-//! while the tail was behind) is filled from the log first.
+//! stored once. A node that loses the race reads the winner's records from the log at once
+//! (or, if that fails, waits for its tail to bring them), which advances its head and
+//! `log_position`, then appends again with the next offset. The tail also brings every other
+//! node's messages to the channel's local subscribers, in offset order; a gap (the channel
+//! loaded while the tail was behind) is filled from the log first.
 //!
 //! [`MessageLog::append_checked`]: crate::storage::log::MessageLog::append_checked
 
@@ -134,11 +134,9 @@ impl Channel {
                 if !behind {
                     return;
                 }
-                let mut tailed = self.log.watch_tail();
                 let channel = self.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(TAIL_WAIT, tailed.wait_for(|t| *t >= newest)).await;
+                    channel.learn_winners(newest).await;
                     let mut s = channel.state.lock();
                     s.in_flight = false;
                     channel.send_next(&mut s);
@@ -161,6 +159,38 @@ impl Channel {
                     self.send_next(&mut s);
                 }
                 ack.send(Err(e), &self.metrics);
+            }
+        }
+    }
+
+    /// After a lost race: takes the records other nodes stored up to position `newest`,
+    /// read from the log at once; if that fails, waits (a while) for the tail to bring them.
+    async fn learn_winners(self: &Arc<Self>, newest: u64) {
+        let after = self.state.lock().log_position;
+        match self.log.channel_records(self.row.id, after, newest).await {
+            Ok(records) => {
+                for (position, record) in records {
+                    let offset = record.message.offset.unwrap_or(0);
+                    let mut s = self.state.lock();
+                    if s.deleted {
+                        return;
+                    }
+                    if offset <= s.head {
+                        s.log_position = s.log_position.max(position);
+                    } else if offset == s.head + 1 {
+                        self.accept_tailed(&mut s, position, &record);
+                        drop(s);
+                        self.tailed_outside(position, &record);
+                    } else {
+                        // Not this channel's next offset: leave it to the tail.
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(channel = self.name(), error = %e, "reading the records that won a race failed; waiting for the tail");
+                let mut tailed = self.log.watch_tail();
+                let _ = tokio::time::timeout(TAIL_WAIT, tailed.wait_for(|t| *t >= newest)).await;
             }
         }
     }

@@ -484,6 +484,39 @@ impl MessageLog for JetStreamLog {
             .copied()
     }
 
+    fn channel_records(
+        &self,
+        channel_id: i64,
+        after: u64,
+        to: u64,
+    ) -> BoxFuture<'static, Result<Vec<(u64, super::MessageRecord)>>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let subject = format!("{}.{}", shared.subject_prefix, channel_id);
+            let mut out = Vec::new();
+            let mut next = after + 1;
+            while next <= to {
+                let m = match shared
+                    .stream
+                    .direct_get_next_for_subject(subject.as_str(), Some(next))
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
+                    Err(e) => return Err(nats_error("reading a channel's records", e)),
+                };
+                if m.sequence > to {
+                    break;
+                }
+                if let Record::Message(r) = decode(&m.payload, m.sequence)? {
+                    out.push((m.sequence, r));
+                }
+                next = m.sequence + 1;
+            }
+            Ok(out)
+        })
+    }
+
     fn set_tail(&self, f: TailFn) {
         *self.shared.tail.write() = Some(f);
     }

@@ -138,6 +138,18 @@ pub trait MessageLog: Send + Sync + 'static {
         None
     }
 
+    /// Shared logs: `channel_id`'s records at positions after `after`, up to `to`, with
+    /// their positions, read from the engine at once (not waiting for the tail): how a node
+    /// that lost a race learns the winner's messages.
+    fn channel_records(
+        &self,
+        _channel_id: i64,
+        _after: u64,
+        _to: u64,
+    ) -> BoxFuture<'static, Result<Vec<(u64, MessageRecord)>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Shared logs: calls `f` with every record from now on, in position order, before
     /// [`MessageLog::watch_tail`] passes it.
     fn set_tail(&self, _f: TailFn) {}
