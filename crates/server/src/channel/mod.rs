@@ -989,6 +989,10 @@ impl Channel {
     pub fn delete(&self, code: ErrorCode, why: &str) {
         let mut s = self.state.lock();
         s.deleted = true;
+        // Publishes waiting for their turn on a shared log are not stored.
+        for w in s.waiting.drain(..) {
+            w.ack.send(Err(Error::new(code, why)), &self.metrics);
+        }
         s.agents.clear();
         for (_, sub) in s.subscribers.drain() {
             kick(&sub, &self.topic, code, why);

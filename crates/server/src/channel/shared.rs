@@ -26,7 +26,9 @@ use switchboard_protocol::history::Direction;
 pub(super) struct Waiting {
     /// The message, without an offset yet.
     pub message: Message,
+    /// Where its acknowledgement goes.
     pub ack: AckTo,
+    /// Its inbox entry, for a direct message to an inbox.
     pub inbox: Option<InboxWrite>,
 }
 
