@@ -83,11 +83,13 @@ fn print_figures(report: &Report) {
 }
 
 /// Warnings from the storage layer (a torn log tail cut, …) and the progress of the copy,
-/// on stderr; `RUST_LOG` overrides.
+/// on stderr (not sqlx's slow-statement warnings: reading whole tables back is slow by
+/// design); `RUST_LOG` overrides.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,switchboard_server::storage::migrate=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,sqlx=error,switchboard_server::storage::migrate=info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
