@@ -1,8 +1,10 @@
-//! The switchboard binary: `serve` and `config` run the server; `tenants` and `keys` manage
-//! credentials; the other subcommands are a command-line client built on the Rust SDK.
+//! The switchboard binary: `serve` and `config` run the server; `migrate` moves an embedded
+//! deployment into PostgreSQL; `tenants` and `keys` manage credentials; the other
+//! subcommands are a command-line client built on the Rust SDK.
 
 mod admin;
 mod client;
+mod migrate;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the effective server configuration.
     Config(serve::ConfigArgs),
+    /// Copy a stopped embedded deployment into PostgreSQL (and JetStream), verified.
+    Migrate(migrate::MigrateArgs),
     /// Join a channel, publish one message and print its offset (its id if ephemeral).
     Send(client::send::SendArgs),
     /// Join a channel and print each message as one JSON line.
@@ -56,6 +60,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(args) => serve::print_config(args),
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Send(args) => client::send::run(args).await,
         Command::Listen(args) => client::listen::run(args).await,
         Command::History(args) => client::history::run(args).await,

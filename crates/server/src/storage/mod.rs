@@ -15,6 +15,7 @@ mod conformance;
 pub mod database;
 pub mod log;
 pub mod materializer;
+pub mod migrate;
 mod postgres;
 mod rows;
 mod sqlite;

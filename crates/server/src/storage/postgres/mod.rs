@@ -255,6 +255,11 @@ impl PostgresStore {
         *self.dir_lock.lock() = Some(lock);
         self
     }
+
+    /// The connection pool (for `migrate`, which copies whole tables).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 async fn create_schema(pool: &PgPool) -> sqlx::Result<()> {
