@@ -283,9 +283,14 @@ impl Server {
         )
         .await
         .map_err(storage_error)?;
-        let streams = stream::Streams::load(dir.join("streams"), store.clone(), config.streams)
-            .await
-            .map_err(storage_error)?;
+        let streams = stream::Streams::load(
+            dir.join("streams"),
+            store.clone(),
+            config.streams,
+            config.storage.is_cluster(),
+        )
+        .await
+        .map_err(storage_error)?;
         let app = Arc::new(App {
             streams,
             directory: Arc::new(directory),

@@ -140,6 +140,7 @@ impl Streams {
         dir: PathBuf,
         store: Arc<dyn Database>,
         config: StreamsConfig,
+        shared: bool,
     ) -> Result<Streams> {
         std::fs::create_dir_all(&dir).map_err(blocking_error)?;
         let streams = Streams {
@@ -153,6 +154,9 @@ impl Streams {
                 Ok(stream) => {
                     streams.by_id.insert(row.id.clone(), Arc::new(stream));
                 }
+                // A shared database (a cluster) holds every node's streams: one whose spool
+                // file is not here is another node's.
+                Err(e) if shared && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(stream = row.id, error = %e, "dropping a stream that cannot be resumed");
                     let _ = std::fs::remove_file(streams.dir.join(&row.id));
