@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Plots bench/results/latest.json: S1 efficiency vs subscribers, S3 latency percentiles,
-S4 memory per connection. Usage: plot.py latest.json OUT_DIR"""
+S4 memory per connection, S7 cluster vs single-node latency per step. Usage: plot.py latest.json OUT_DIR"""
 import json
 import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,4 +61,29 @@ if mem:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "s4-memory.png", dpi=110)
+cross = results.get("cross_node", {}).get("results", [])
+if cross:
+    counts = sorted({c["subscribers"] for c in cross})
+    fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 4.5), squeeze=False)
+    for ax, n in zip(axes[0], counts):
+        ticks = set()
+        for color, c in enumerate(c for c in cross if c["subscribers"] == n):
+            steps = [s for s in c["steps"] if not s["all"].get("error")]
+            x = [s["all"]["offered"] / 1000 for s in steps]
+            ticks.update(x)
+            for key, style in [("p50_us", "--"), ("p99_us", "-")]:
+                y = [s["all"]["latency"][key] / 1000 for s in steps]
+                ax.plot(x, y, style, color=f"C{color}", marker="o", label=f'{c["deployment"]} {key[:3]}')
+        ax.axhline(50, color="grey", linestyle=":", label="bar: p99 50 ms")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_yscale("log")
+        ax.set_xlabel("offered deliveries/s (thousands)")
+        ax.set_ylabel("latency from scheduled time (ms)")
+        ax.set_title(f"S7 persisted fan-out, {n} subscribers")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "s7-cross-node.png", dpi=110)
 print(f"plots written to {out}")

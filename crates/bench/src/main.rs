@@ -4,6 +4,7 @@
 //! the processes it starts: the bare baseline server and the subscriber workers.
 
 mod baseline;
+mod cluster;
 mod payload;
 mod peers;
 mod proto;
@@ -40,6 +41,8 @@ enum Scenario {
     S5,
     /// History reads.
     S6,
+    /// Cross-node fan-out: persisted messages on a three-node cluster vs one node.
+    S7,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +218,9 @@ fn main() -> anyhow::Result<()> {
                     }
                     Scenario::S6 => {
                         results.history = rt.block_on(scenarios::history(&bins, &plan))?
+                    }
+                    Scenario::S7 => {
+                        results.cross_node = rt.block_on(scenarios::cross_node(&bins, &plan))?
                     }
                 }
                 // Write after every scenario, so an interrupted run keeps what it measured.

@@ -277,13 +277,19 @@ fn log_tail(dir: &Path) -> String {
 
 /// nats-server's (major, minor) version.
 fn nats_version(paths: &PeerPaths) -> Option<(u32, u32)> {
-    let text = output(&paths.nats_server, &["--version"])?;
+    nats_server_version(&paths.nats_server)
+}
+
+/// The (major, minor) version of the nats-server at `program`.
+pub fn nats_server_version(program: &Path) -> Option<(u32, u32)> {
+    let text = output(program, &["--version"])?;
     let v = text.rsplit('v').next()?;
     let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().ok());
     Some((parts.next()??, parts.next()??))
 }
 
-fn output(program: &Path, args: &[&str]) -> Option<String> {
+/// What `program args` printed (stdout then stderr), trimmed; `None` if it could not run.
+pub fn output(program: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

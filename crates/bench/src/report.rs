@@ -1,7 +1,9 @@
 //! Results: `latest.json` (every figure, machine-readable) and `latest.md` (tables, ratios to
 //! the baseline and to each peer, the targets and where each stands).
 
-use crate::scenarios::{Durable, FanOut, HistoryRead, Latency, Memory, Pairs};
+use crate::scenarios::{
+    CrossNodeRun, Durable, FanOut, HistoryRead, Latency, Memory, Pairs, StepSummary,
+};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -27,6 +29,9 @@ pub struct Results {
     pub durable: Vec<Durable>,
     /// S6.
     pub history: Vec<HistoryRead>,
+    /// S7.
+    #[serde(default)]
+    pub cross_node: CrossNodeRun,
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -53,6 +58,17 @@ impl Results {
         }
         for p in &mut self.pairs {
             (p.capacity, p.efficiency) = crate::scenarios::FanOut::figures(&p.steps);
+        }
+        let steps = self.cross_node.offered.len();
+        for c in &mut self.cross_node.results {
+            c.capacity = c
+                .steps
+                .iter()
+                .filter(|s| s.all.passed)
+                .map(|s| s.all.delivered)
+                .fold(0.0, f64::max);
+            c.capacity_is_lower_bound =
+                c.steps.len() == steps && c.steps.last().is_some_and(|s| s.all.passed);
         }
     }
 
@@ -358,6 +374,10 @@ impl Results {
             }
         }
 
+        if !self.cross_node.results.is_empty() {
+            cross_node_section(&mut md, &self.cross_node);
+        }
+
         if !targets.is_empty() {
             let _ = writeln!(md, "\n## Targets\n\n| target | measured | |\n|---|---|---|");
             for (t, m, v) in targets {
@@ -366,6 +386,200 @@ impl Results {
         }
         md
     }
+}
+
+/// `p50 / p99` of a step part, in ms.
+fn p50_p99(s: &StepSummary) -> String {
+    format!("{} / {}", ms(s.latency.p50_us), ms(s.latency.p99_us))
+}
+
+/// `delivered % · p50 / p99` of an optional step part.
+fn part(s: Option<&StepSummary>) -> String {
+    s.map(|s| format!("{:.2} % · {}", s.delivered_pct, p50_p99(s)))
+        .unwrap_or("–".into())
+}
+
+/// The S7 section: capacity, latency side by side at common rates, every step.
+fn cross_node_section(md: &mut String, run: &CrossNodeRun) {
+    let _ = writeln!(
+        md,
+        "\n## S7 cross-node fan-out: persisted messages on a three-node cluster\n"
+    );
+    let _ = writeln!(
+        md,
+        "One publisher on node 1 publishes persisted 100-byte messages (a `publish` with a ref: stored, then acknowledged) to one channel. In the cluster the subscribers are spread evenly over the three nodes: a third are on the publisher's node, two thirds receive each message through their node's tail of the shared JetStream stream. The single node (the default embedded log and SQLite) holds all its subscribers and runs in the same run as the reference; each step alternates the two. Latency is from the scheduled send time; the bar is S1's (p99 < 50 ms and ≥ 99.9 % delivered). The cluster's CPU time is its three nodes' plus nats-server's (PostgreSQL's is not counted).\n"
+    );
+    let _ = writeln!(md, "| | |\n|---|---|");
+    for (k, v) in &run.setup {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let find = |deployment: &str, n: u64| {
+        run.results
+            .iter()
+            .find(|c| c.deployment == deployment && c.subscribers == n)
+    };
+    let mut counts: Vec<u64> = run.results.iter().map(|c| c.subscribers).collect();
+    counts.dedup();
+
+    let _ = writeln!(
+        md,
+        "\n| N | deployment | capacity (deliveries/s) | messages/s | vs single | p99 at capacity (ms) | ack p50 / p99 at capacity (ms) |\n|---|---|---|---|---|---|---|"
+    );
+    for c in &run.results {
+        let at = c.steps.iter().rev().find(|s| s.all.passed);
+        let single = find("single", c.subscribers);
+        let bound = if c.capacity_is_lower_bound {
+            "≥ "
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {bound}{:.0} | {bound}{:.0} | {} | {} | {} |",
+            c.subscribers,
+            c.deployment,
+            c.capacity,
+            at.map(|s| s.all.rate).unwrap_or(0.0),
+            single
+                .map(|s| ratio(c.capacity, s.capacity))
+                .unwrap_or("–".into()),
+            at.map(|s| ms(s.all.latency.p99_us)).unwrap_or("–".into()),
+            at.map(|s| format!("{} / {}", ms(s.ack.p50_us), ms(s.ack.p99_us)))
+                .unwrap_or("–".into()),
+        );
+    }
+
+    if !run.append_ceiling.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nThe append path alone: persisted 200-byte publishes from one connection to channels nobody subscribes to, rate stepped until acks fall behind (as S5), on fresh deployments before the subscribers connect.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| deployment | peak acked/s | vs single | ack p50 / p99 at half peak (ms) | steps (offered → acked/s, ack p99 ms, server core busy: % of one core, by process) |\n|---|---|---|---|---|"
+        );
+        let single = run.append_ceiling.iter().find(|a| a.deployment == "single");
+        for a in &run.append_ceiling {
+            let bound = if a.peak_is_lower_bound { "≥ " } else { "" };
+            let steps: Vec<String> = a
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(offered, acked, p99))| {
+                    let cpu = a
+                        .cpu_share
+                        .get(i)
+                        .map(|shares| {
+                            let total: f64 = shares.iter().sum();
+                            let each: Vec<String> = if shares.len() > 1 {
+                                a.processes
+                                    .iter()
+                                    .zip(shares)
+                                    .map(|(name, c)| format!("{name} {:.0}", 100.0 * c))
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            if each.is_empty() {
+                                format!(", core {:.0} %", 100.0 * total)
+                            } else {
+                                format!(", core {:.0} %: {}", 100.0 * total, each.join(" + "))
+                            }
+                        })
+                        .unwrap_or_default();
+                    format!("{offered:.0} → {acked:.0} ({} ms{cpu})", ms(p99))
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {bound}{:.0} | {} | {} / {} | {} |",
+                a.deployment,
+                a.peak_per_s,
+                single
+                    .map(|s| ratio(a.peak_per_s, s.peak_per_s))
+                    .unwrap_or("–".into()),
+                ms(a.ack_at_half_peak.p50_us),
+                ms(a.ack_at_half_peak.p99_us),
+                steps.join("; "),
+            );
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\nLatency side by side at the lowest rate and at the highest rate both deployments met the bar (ratios: cluster / single).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| N | msg/s | deliveries/s | p50 cluster / single (ms) | p50 ratio | p99 cluster / single (ms) | p99 ratio | cluster, publisher's node: delivered · p50 / p99 | cluster, other nodes: delivered · p50 / p99 |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for &n in &counts {
+        let (Some(cl), Some(si)) = (find("cluster", n), find("single", n)) else {
+            continue;
+        };
+        // Steps are the same offered rates in the same order for both deployments.
+        let both: Vec<usize> = (0..cl.steps.len().min(si.steps.len()))
+            .filter(|&i| cl.steps[i].all.passed && si.steps[i].all.passed)
+            .collect();
+        let rows = match (both.first(), both.last()) {
+            (Some(&a), Some(&b)) if a != b => vec![a, b],
+            (Some(&a), _) => vec![a],
+            _ => Vec::new(),
+        };
+        for i in rows {
+            let (c, s) = (&cl.steps[i], &si.steps[i]);
+            let r = |a: u64, b: u64| ratio(a as f64, b as f64);
+            let _ = writeln!(
+                md,
+                "| {n} | {:.0} | {:.0} | {} / {} | {} | {} / {} | {} | {} | {} |",
+                c.all.rate,
+                c.all.offered,
+                ms(c.all.latency.p50_us),
+                ms(s.all.latency.p50_us),
+                r(c.all.latency.p50_us, s.all.latency.p50_us),
+                ms(c.all.latency.p99_us),
+                ms(s.all.latency.p99_us),
+                r(c.all.latency.p99_us, s.all.latency.p99_us),
+                part(c.same_node.as_ref()),
+                part(c.other_nodes.as_ref()),
+            );
+        }
+    }
+
+    let _ = writeln!(md, "\n<details><summary>Every step</summary>\n");
+    let _ = writeln!(
+        md,
+        "| N | deployment | msg/s | offered/s | delivered/s | delivered % | p50 / p99 (ms) | publisher's node | other nodes | ack p50 / p99 (ms) | refused | deliveries/CPU-s (min–max) | met |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for c in &run.results {
+        for s in &c.steps {
+            let met = match &s.all.error {
+                Some(e) => format!("no ({e})"),
+                None if s.all.passed => "yes".into(),
+                None => "no".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} / {} | {} | {:.0} ({:.0}–{:.0}) | {met} |",
+                c.subscribers,
+                c.deployment,
+                s.all.rate,
+                s.all.offered,
+                s.all.delivered,
+                s.all.delivered_pct,
+                p50_p99(&s.all),
+                part(s.same_node.as_ref()),
+                part(s.other_nodes.as_ref()),
+                ms(s.ack.p50_us),
+                ms(s.ack.p99_us),
+                s.refused,
+                s.all.per_cpu_second.0,
+                s.all.per_cpu_second.1,
+                s.all.per_cpu_second.2,
+            );
+        }
+    }
+    let _ = writeln!(md, "\n</details>");
 }
 
 /// Facts about this machine and the software measured.

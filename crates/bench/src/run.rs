@@ -347,7 +347,8 @@ pub async fn fan_out_step(
     let win_from = start + timing.warmup.as_nanos() as u64;
     let win_to = win_from + timing.window.as_nanos() as u64;
     workers.window(win_from, win_to).await?;
-    let cpu_probe = cpu_between(pid, win_from, win_to);
+    let pids = [pid];
+    let cpu_probe = cpu_between(&pids, win_from, win_to);
     let publish = publish_open_loop(
         target,
         channel,
@@ -378,7 +379,7 @@ pub async fn fan_out_step(
 impl Step {
     /// A step in which `received` of `expected` deliveries arrived within `window`.
     #[allow(clippy::too_many_arguments)]
-    fn measured(
+    pub fn measured(
         rate: f64,
         subscribers: u64,
         received: u64,
@@ -402,12 +403,14 @@ impl Step {
     }
 }
 
-/// Server CPU seconds used between two wall-clock instants (ns since the Unix epoch).
-async fn cpu_between(pid: u32, from_ns: u64, to_ns: u64) -> anyhow::Result<f64> {
+/// Server CPU seconds used between two wall-clock instants (ns since the Unix epoch), summed
+/// over `pids`.
+async fn cpu_between(pids: &[u32], from_ns: u64, to_ns: u64) -> anyhow::Result<f64> {
+    let total = || -> anyhow::Result<f64> { pids.iter().map(|&p| cpu_seconds(p)).sum() };
     sleep_until_ns(from_ns).await;
-    let before = cpu_seconds(pid)?;
+    let before = total()?;
     sleep_until_ns(to_ns).await;
-    Ok(cpu_seconds(pid)? - before)
+    Ok(total()? - before)
 }
 
 /// Sleeps until the wall clock reads `ns`.
@@ -448,7 +451,7 @@ pub async fn pairs_step(
     workers
         .command(&serde_json::json!({ "publish": [rate, size as f64] }))
         .await?;
-    let cpu = cpu_between(pid, win_from, win_to).await?;
+    let cpu = cpu_between(&[pid], win_from, win_to).await?;
     workers.command(&serde_json::json!("quiet")).await?;
     tokio::time::sleep(timing.drain).await;
     let (received, histogram, lost, published) = workers.report().await?;
@@ -462,4 +465,112 @@ pub async fn pairs_step(
         timing.window,
         lost,
     ))
+}
+
+/// What each group of subscribers got in one step of [`groups_step`].
+pub struct GroupReport {
+    /// Subscribers in the group.
+    pub connections: u64,
+    /// Deliveries of messages scheduled in the window.
+    pub received: u64,
+    /// Their latency from the scheduled time.
+    pub histogram: Histogram<u64>,
+    /// Subscriber connections that dropped.
+    pub lost: u64,
+}
+
+/// One step of [`groups_step`]: every group's deliveries and the publisher's side.
+pub struct GroupsStep {
+    /// Per group, in the order given.
+    pub groups: Vec<GroupReport>,
+    /// Messages scheduled in the window (each subscriber should receive every one).
+    pub in_window: u64,
+    /// CPU seconds of every process in `pids` during the window.
+    pub cpu_seconds: f64,
+    /// Ack latency from the scheduled time, over the whole run (durable publishes).
+    pub ack_latency: Histogram<u64>,
+    /// Publishes the server refused.
+    pub refused: u64,
+}
+
+impl GroupsStep {
+    /// The step as seen by the groups `which` together (all of them for the whole step).
+    pub fn step(
+        &self,
+        which: impl Iterator<Item = usize>,
+        rate: f64,
+        cpu_seconds: f64,
+        window: Duration,
+    ) -> anyhow::Result<Step> {
+        let (mut connections, mut received, mut lost) = (0, 0, 0);
+        let mut histogram = new_histogram();
+        for g in which.map(|i| &self.groups[i]) {
+            connections += g.connections;
+            received += g.received;
+            lost += g.lost;
+            histogram.add(&g.histogram)?;
+        }
+        Ok(Step::measured(
+            rate,
+            connections,
+            received,
+            self.in_window * connections,
+            &histogram,
+            cpu_seconds,
+            window,
+            lost,
+        ))
+    }
+}
+
+/// Publishes `size`-byte payloads at `rate` to `channel` on `target` (persisted and
+/// acknowledged when `durable`) and measures deliveries to each group of subscribers
+/// separately, e.g. one group per node of a cluster. CPU time is summed over `pids`.
+#[allow(clippy::too_many_arguments)]
+pub async fn groups_step(
+    target: &Target,
+    pids: &[u32],
+    groups: &mut [Workers],
+    channel: &str,
+    rate: f64,
+    size: usize,
+    timing: Timing,
+    durable: bool,
+) -> anyhow::Result<GroupsStep> {
+    let start = payload::now_ns() + 50_000_000;
+    let win_from = start + timing.warmup.as_nanos() as u64;
+    let win_to = win_from + timing.window.as_nanos() as u64;
+    for workers in groups.iter_mut() {
+        workers.window(win_from, win_to).await?;
+    }
+    let publish = publish_open_loop(
+        target,
+        channel,
+        rate,
+        size,
+        start,
+        timing.warmup + timing.window,
+        (win_from, win_to),
+        durable,
+    );
+    let (published, cpu) = tokio::join!(publish, cpu_between(pids, win_from, win_to));
+    let (published, cpu_seconds) = (published?, cpu?);
+    tokio::time::sleep(timing.drain).await;
+    let mut reports = Vec::new();
+    for workers in groups.iter_mut() {
+        let (received, histogram, lost, _) = workers.report().await?;
+        reports.push(GroupReport {
+            connections: workers.connections,
+            received,
+            histogram,
+            lost,
+        });
+    }
+    Ok(GroupsStep {
+        groups: reports,
+        in_window: published.in_window,
+        cpu_seconds,
+        ack_latency: published.ack_latency,
+        refused: published.refusals,
+    })
 }

@@ -519,20 +519,40 @@ pub struct Durable {
     pub steps: Vec<(f64, f64, u64)>,
 }
 
-/// Steps the durable publish rate up on `target` until acks stop keeping up; returns the
-/// peak, the mean fsync batch at the peak (Switchboard only), every step, and the ack latency
-/// at half the peak.
+/// A durable publish curve (see [`durable_curve`]).
+struct Curve {
+    /// Highest acked/s that kept up.
+    peak: f64,
+    /// Mean publishes per fsync at the peak (Switchboard's embedded log only).
+    peak_batch: f64,
+    /// Every step: (offered/s, acked/s, ack p99 µs).
+    steps: Vec<(f64, f64, u64)>,
+    /// Per step, per process given: CPU seconds per second, from the first publish until the
+    /// last ack (or the ack wait's end).
+    cpu_share: Vec<Vec<f64>>,
+    /// Ack latency at half the peak.
+    ack_at_half: Percentiles,
+}
+
+/// Steps the durable publish rate up on `target` until acks stop keeping up; measures the
+/// CPU time of `pids` over each step.
 async fn durable_curve(
+    label: &str,
     target: &Target,
+    pids: &[u32],
     rates: &[f64],
     duration: Duration,
-) -> anyhow::Result<(f64, f64, Vec<(f64, f64, u64)>, Percentiles)> {
+) -> anyhow::Result<Curve> {
     const SIZE: usize = 200;
     let mut steps = Vec::new();
+    let mut cpu_share = Vec::new();
+    let cpu =
+        || -> anyhow::Result<Vec<f64>> { pids.iter().map(|&p| servers::cpu_seconds(p)).collect() };
     let (mut peak, mut peak_batch) = (0.0f64, 0.0);
     for (i, &rate) in rates.iter().enumerate() {
         let channel = format!("durable{i}");
         let before = fsync_batches(target).await.unwrap_or_default();
+        let cpu_before = (cpu()?, Instant::now());
         let start = payload::now_ns() + 20_000_000;
         let end = start + duration.as_nanos() as u64;
         let published = match publish_open_loop(
@@ -551,16 +571,26 @@ async fn durable_curve(
             // Overload may end the connection (a publisher that cannot read its acks fast
             // enough is a slow consumer): the step failed, the curve ends here.
             Err(e) => {
-                eprintln!("s5 {:>14} offered {rate:>8.0}/s failed: {e:#}", target.name);
+                eprintln!(
+                    "{label} {:>14} offered {rate:>8.0}/s failed: {e:#}",
+                    target.name
+                );
                 steps.push((rate, 0.0, 0));
                 break;
             }
         };
+        let seconds = cpu_before.1.elapsed().as_secs_f64();
+        let shares = cpu()?
+            .iter()
+            .zip(&cpu_before.0)
+            .map(|(after, before)| (after - before) / seconds)
+            .collect();
+        cpu_share.push(shares);
         let after = fsync_batches(target).await.unwrap_or_default();
         let acked_per_s = published.acks as f64 / duration.as_secs_f64();
         let p = Percentiles::of(&published.ack_latency);
         eprintln!(
-            "s5 {:>14} offered {rate:>8.0}/s acked {acked_per_s:>8.0}/s ack p99 {} us (refused {})",
+            "{label} {:>14} offered {rate:>8.0}/s acked {acked_per_s:>8.0}/s ack p99 {} us (refused {})",
             target.name, p.p99_us, published.refusals
         );
         steps.push((rate, acked_per_s, p.p99_us));
@@ -588,10 +618,16 @@ async fn durable_curve(
     .await?;
     let ack_at_half = Percentiles::of(&at_half.ack_latency);
     eprintln!(
-        "s5 {:>14} at half peak ({half:.0}/s): ack p50 {} us p99 {} us",
+        "{label} {:>14} at half peak ({half:.0}/s): ack p50 {} us p99 {} us",
         target.name, ack_at_half.p50_us, ack_at_half.p99_us
     );
-    Ok((peak, peak_batch, steps, ack_at_half))
+    Ok(Curve {
+        peak,
+        peak_batch,
+        steps,
+        cpu_share,
+        ack_at_half,
+    })
 }
 
 /// Runs S5: Switchboard, the fdatasync floor batched the same way, and NATS JetStream.
@@ -610,17 +646,17 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
     };
     let mut out = Vec::new();
     let r = servers::start_switchboard(bins, true)?;
-    let (peak, batch, steps, ack_at_half_peak) = durable_curve(&r.target, rates, duration).await?;
+    let curve = durable_curve("s5", &r.target, &[], rates, duration).await?;
     drop(r);
     out.push(Durable {
         server: "switchboard".into(),
-        peak_per_s: peak,
-        ack_at_half_peak,
-        mean_batch: batch,
+        peak_per_s: curve.peak,
+        ack_at_half_peak: curve.ack_at_half,
+        mean_batch: curve.peak_batch,
         durability: "fsync before ack, group commit (embedded log: one pwrite + fdatasync per batch; the database written behind it)".into(),
-        steps,
+        steps: curve.steps,
     });
-    let floor_batch = batch.max(1.0).round() as u64;
+    let floor_batch = curve.peak_batch.max(1.0).round() as u64;
     let floor = fsync_floor(bins, 200, floor_batch, duration).await?;
     eprintln!("s5 fdatasync floor (batch {floor_batch}): {floor:.0} records/s");
     out.push(Durable {
@@ -633,15 +669,14 @@ pub async fn durable(bins: &Binaries, plan: &Plan) -> anyhow::Result<Vec<Durable
     });
     match peers::start_nats(&bins.peers, true) {
         Ok(r) => {
-            let (peak, _, steps, ack_at_half_peak) =
-                durable_curve(&r.target, rates, duration).await?;
+            let curve = durable_curve("s5", &r.target, &[], rates, duration).await?;
             out.push(Durable {
                 server: "nats-jetstream".into(),
-                peak_per_s: peak,
-                ack_at_half_peak,
+                peak_per_s: curve.peak,
+                ack_at_half_peak: curve.ack_at_half,
                 mean_batch: 0.0,
                 durability: "JetStream file store; nats-server 2.9 acks after the OS write and fsyncs on a timer (weaker than fsync before ack)".into(),
-                steps,
+                steps: curve.steps,
             });
         }
         Err(e) => eprintln!("s5 nats-jetstream skipped: {e:#}"),
@@ -880,4 +915,398 @@ async fn preload(target: &Target, channel: &str, count: u64, size: usize) -> any
         acked += ok;
     }
     Ok(())
+}
+
+/// S7, one step of one deployment, summarised over its repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossNodeStep {
+    /// Every subscriber (the bar is decided here, as in S1).
+    pub all: StepSummary,
+    /// Cluster only: the subscribers on the publisher's node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_node: Option<StepSummary>,
+    /// Cluster only: the subscribers on the other nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_nodes: Option<StepSummary>,
+    /// The publisher's ack latency from the scheduled time (medians of each percentile).
+    pub ack: Percentiles,
+    /// Publishes refused, over every repetition (more than the in-flight limit awaited acks).
+    pub refused: u64,
+}
+
+/// S7 for one deployment and subscriber count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossNode {
+    /// `cluster` (three nodes) or `single` (one node, the default embedded storage).
+    pub deployment: String,
+    /// Subscribers in all (spread evenly over the nodes of a cluster).
+    pub subscribers: u64,
+    /// Payload bytes.
+    pub payload: usize,
+    /// Steps, in increasing rate, up to the first that failed the bar.
+    pub steps: Vec<CrossNodeStep>,
+    /// Deliveries per second of the highest step that met the bar (0 if none).
+    pub capacity: f64,
+    /// Whether the highest step offered met the bar (the capacity is then a lower bound).
+    pub capacity_is_lower_bound: bool,
+}
+
+/// S7's results: the setup (versions, where things ran) and every deployment's curve.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CrossNodeRun {
+    /// What the cluster was made of (name, value).
+    pub setup: Vec<(String, String)>,
+    /// Offered deliveries per second of every step (the same for both deployments).
+    pub offered: Vec<f64>,
+    /// One entry per deployment and subscriber count.
+    pub results: Vec<CrossNode>,
+    /// Persisted publishes to channels nobody subscribes to, rate stepped until acks fall
+    /// behind: the append path alone, without the fan-out.
+    #[serde(default)]
+    pub append_ceiling: Vec<AppendCeiling>,
+}
+
+/// S7's append ceiling of one deployment (as S5's curve, 200-byte messages, one publisher).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendCeiling {
+    /// `cluster` (publishing on node 1) or `single`.
+    pub deployment: String,
+    /// Highest acknowledged publishes per second that kept up with the offered rate.
+    pub peak_per_s: f64,
+    /// Whether the highest rate offered kept up (the peak is then a lower bound).
+    pub peak_is_lower_bound: bool,
+    /// Ack latency at half the peak.
+    pub ack_at_half_peak: Percentiles,
+    /// Every step: (offered/s, acked/s, ack p99 µs).
+    pub steps: Vec<(f64, f64, u64)>,
+    /// The deployment's processes on the server core (the cluster: its nodes, nats-server).
+    #[serde(default)]
+    pub processes: Vec<String>,
+    /// Per step, per process: CPU seconds per second, from the first publish to the last ack.
+    #[serde(default)]
+    pub cpu_share: Vec<Vec<f64>>,
+}
+
+/// A deployment taking part in S7: its servers, the node the publisher uses, and one group
+/// of subscriber workers per node (group 0 on the publisher's node).
+struct Deployment {
+    name: &'static str,
+    publisher: Target,
+    pids: Vec<u32>,
+    groups: Vec<Workers>,
+    steps: Vec<CrossNodeStep>,
+    alive: bool,
+    // Dropped last: the servers (workers are killed first, as fields drop in order).
+    _cluster: Option<crate::cluster::Cluster>,
+    _single: Option<Running>,
+}
+
+/// One repetition of an S7 step: every subscriber, same node, other nodes; ack latency.
+struct CrossNodeRep {
+    all: Step,
+    same: Option<Step>,
+    other: Option<Step>,
+    ack: Percentiles,
+    refused: u64,
+}
+
+impl Deployment {
+    async fn measure(
+        &mut self,
+        channel: &str,
+        rate: f64,
+        size: usize,
+        timing: Timing,
+    ) -> anyhow::Result<CrossNodeRep> {
+        let m = crate::run::groups_step(
+            &self.publisher,
+            &self.pids,
+            &mut self.groups,
+            channel,
+            rate,
+            size,
+            timing,
+            true,
+        )
+        .await?;
+        let n = m.groups.len();
+        let all = m.step(0..n, rate, m.cpu_seconds, timing.window)?;
+        let (same, other) = if n > 1 {
+            (
+                Some(m.step(0..1, rate, 0.0, timing.window)?),
+                Some(m.step(1..n, rate, 0.0, timing.window)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(CrossNodeRep {
+            all,
+            same,
+            other,
+            ack: Percentiles::of(&m.ack_latency),
+            refused: m.refused,
+        })
+    }
+}
+
+fn summarise_cross_node(reps: Vec<CrossNodeRep>) -> CrossNodeStep {
+    let ack = Percentiles {
+        p50_us: median(&mut reps.iter().map(|r| r.ack.p50_us as f64).collect::<Vec<_>>()).0 as u64,
+        p99_us: median(&mut reps.iter().map(|r| r.ack.p99_us as f64).collect::<Vec<_>>()).0 as u64,
+        p999_us: median(
+            &mut reps
+                .iter()
+                .map(|r| r.ack.p999_us as f64)
+                .collect::<Vec<_>>(),
+        )
+        .0 as u64,
+    };
+    let refused = reps.iter().map(|r| r.refused).sum();
+    let (mut all, mut same, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for r in reps {
+        all.push(r.all);
+        same.extend(r.same);
+        other.extend(r.other);
+    }
+    let part = |steps: Vec<Step>| (!steps.is_empty()).then(|| summarise(steps));
+    CrossNodeStep {
+        all: summarise(all),
+        same_node: part(same),
+        other_nodes: part(other),
+        ack,
+        refused,
+    }
+}
+
+/// S7: persisted fan-out across a three-node cluster (shared JetStream log and PostgreSQL),
+/// beside a single node with the default embedded storage. One publisher on node 1 publishes
+/// persisted messages to one channel; the subscribers are spread evenly over the nodes (on
+/// the single node, all on it). The rate is stepped up until a deployment misses the bar;
+/// each step alternates the two deployments.
+pub async fn cross_node(bins: &Binaries, plan: &Plan) -> anyhow::Result<CrossNodeRun> {
+    use crate::cluster::{self, Cluster, NODES};
+    const SIZE: usize = 100;
+    const CHANNEL: &str = "crossnode";
+    let subscriber_counts: &[u64] = &[100, 1000];
+    let offered: Vec<f64> = if plan.quick {
+        vec![25_000.0, 100_000.0, 400_000.0]
+    } else {
+        vec![
+            25_000.0, 50_000.0, 100_000.0, 200_000.0, 400_000.0, 800_000.0,
+        ]
+    };
+    let admin = cluster::postgres_admin_url();
+    let postgres = cluster::postgres_version(&admin)?;
+    let (nats_server, nats_version) = cluster::nats_server()?;
+    let mut run = CrossNodeRun {
+        setup: vec![
+            (
+                "load average when S7 started".into(),
+                // Other work on this shared machine shows here (1, 5, 15 minutes).
+                std::fs::read_to_string("/proc/loadavg")
+                    .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
+            ),
+            ("switchboard".into(), switchboard_build(&bins.switchboard)),
+            ("nodes".into(), format!("{NODES} × switchboard serve (release), log = \"jetstream\", db = \"postgres\", each with its own data dir")),
+            ("nats-server".into(), format!("{nats_version} (`-js`, file store in a temp dir, default sync: acks once written, fsync every 2 minutes)")),
+            ("postgresql".into(), format!("{postgres} (the machine's service, not pinned; a fresh database per deployment)")),
+            ("single node".into(), "switchboard serve (release), default embedded log + SQLite, fsync before ack".into()),
+            ("pinning".into(), "core 0: the three nodes, nats-server and the single node; core 1: the publisher and the subscriber workers".into()),
+        ],
+        offered: offered.clone(),
+        results: Vec::new(),
+        append_ceiling: Vec::new(),
+    };
+    let ceiling_rates: &[f64] = if plan.quick {
+        &[500.0, 2_000.0, 8_000.0]
+    } else {
+        &[500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0]
+    };
+    let ceiling_duration = if plan.quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(2)
+    };
+    for &n in subscriber_counts {
+        let cluster = Cluster::start(bins, &nats_server, &admin)?;
+        let single = servers::start_switchboard(bins, true)?;
+        if run.append_ceiling.is_empty() {
+            // Once, on fresh deployments, before any subscriber connects.
+            for (deployment, target, pids, processes) in [
+                (
+                    "cluster",
+                    &cluster.nodes[0].target,
+                    cluster.pids(),
+                    cluster.process_names(),
+                ),
+                (
+                    "single",
+                    &single.target,
+                    vec![single.pid],
+                    vec!["switchboard".to_owned()],
+                ),
+            ] {
+                let curve =
+                    durable_curve("s7", target, &pids, ceiling_rates, ceiling_duration).await?;
+                run.append_ceiling.push(AppendCeiling {
+                    deployment: deployment.into(),
+                    peak_per_s: curve.peak,
+                    // The peak is the acked rate of the last step that kept up.
+                    peak_is_lower_bound: curve.peak > 0.0
+                        && curve.steps.len() == ceiling_rates.len()
+                        && curve
+                            .steps
+                            .last()
+                            .is_some_and(|&(_, acked, _)| acked == curve.peak),
+                    ack_at_half_peak: curve.ack_at_half,
+                    steps: curve.steps,
+                    processes,
+                    cpu_share: curve.cpu_share,
+                });
+            }
+        }
+        let mut groups = Vec::new();
+        let mut first_id = 0;
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            // n / NODES each, the remainder on the first nodes.
+            let here = n / NODES as u64 + u64::from((i as u64) < n % NODES as u64);
+            groups.push(
+                Workers::spawn(&bins.bench, &node.target, CHANNEL, here, first_id, false).await?,
+            );
+            first_id += here;
+        }
+        let single_workers =
+            Workers::spawn(&bins.bench, &single.target, CHANNEL, n, 0, false).await?;
+        let mut deployments = [
+            Deployment {
+                name: "cluster",
+                publisher: cluster.nodes[0].target.clone(),
+                pids: cluster.pids(),
+                groups,
+                steps: Vec::new(),
+                alive: true,
+                _cluster: Some(cluster),
+                _single: None,
+            },
+            Deployment {
+                name: "single",
+                publisher: single.target.clone(),
+                pids: vec![single.pid],
+                groups: vec![single_workers],
+                steps: Vec::new(),
+                alive: true,
+                _cluster: None,
+                _single: Some(single),
+            },
+        ];
+        for &deliveries in &offered {
+            let rate = deliveries / n as f64;
+            let mut reps: [Vec<CrossNodeRep>; 2] = Default::default();
+            for rep in 0..plan.repeats {
+                for k in 0..deployments.len() {
+                    let i = (k + rep) % deployments.len();
+                    let d = &mut deployments[i];
+                    if !d.alive {
+                        continue;
+                    }
+                    match d.measure(CHANNEL, rate, SIZE, plan.timing).await {
+                        Ok(r) => reps[i].push(r),
+                        Err(e) => {
+                            eprintln!("s7 n={n:<5} {:>7} failed at {rate:.0} msg/s: {e:#}", d.name);
+                            d.steps.push(CrossNodeStep {
+                                all: StepSummary::failed(rate, deliveries, format!("{e:#}")),
+                                same_node: None,
+                                other_nodes: None,
+                                ack: Percentiles::default(),
+                                refused: 0,
+                            });
+                            d.alive = false;
+                        }
+                    }
+                }
+            }
+            for (d, reps) in deployments.iter_mut().zip(reps) {
+                if reps.is_empty() || !d.alive {
+                    continue;
+                }
+                let s = summarise_cross_node(reps);
+                let part = |p: &Option<StepSummary>| {
+                    p.as_ref()
+                        .map(|p| format!(" [{:.2}% p99 {} us]", p.delivered_pct, p.latency.p99_us))
+                        .unwrap_or_default()
+                };
+                eprintln!(
+                    "s7 n={n:<5} {:>7} {rate:>6.0} msg/s offered {deliveries:>7.0}/s delivered {:>6.2}% p50 {:>6} us p99 {:>7} us same{} other{} ack p99 {} us refused {}",
+                    d.name,
+                    s.all.delivered_pct,
+                    s.all.latency.p50_us,
+                    s.all.latency.p99_us,
+                    part(&s.same_node),
+                    part(&s.other_nodes),
+                    s.ack.p99_us,
+                    s.refused,
+                );
+                d.alive = s.all.passed;
+                d.steps.push(s);
+            }
+            if deployments.iter().all(|d| !d.alive) {
+                break;
+            }
+        }
+        for d in deployments {
+            let capacity = d
+                .steps
+                .iter()
+                .filter(|s| s.all.passed)
+                .map(|s| s.all.delivered)
+                .fold(0.0, f64::max);
+            let capacity_is_lower_bound =
+                d.steps.len() == offered.len() && d.steps.last().is_some_and(|s| s.all.passed);
+            run.results.push(CrossNode {
+                deployment: d.name.to_owned(),
+                subscribers: n,
+                payload: SIZE,
+                steps: d.steps,
+                capacity,
+                capacity_is_lower_bound,
+            });
+        }
+    }
+    Ok(run)
+}
+
+/// The measured binary's version and the checkout's commit (marked when the server's sources
+/// differ from it: the binary was built from uncommitted changes).
+fn switchboard_build(binary: &std::path::Path) -> String {
+    let run = |program: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let git = std::path::Path::new("git");
+    let commit = run(git, &["rev-parse", "--short", "HEAD"]);
+    let dirty = !run(
+        git,
+        &[
+            "status",
+            "--porcelain",
+            "--",
+            "crates/server",
+            "crates/cli",
+            "crates/protocol",
+        ],
+    )
+    .is_empty();
+    format!(
+        "{} ({commit}{})",
+        run(binary, &["--version"]),
+        if dirty {
+            ", with uncommitted changes"
+        } else {
+            ""
+        }
+    )
 }

@@ -113,9 +113,34 @@ pub fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running> {
 /// Starts Switchboard with the suite's settings; `fsync` picks the durability.
 pub fn start_switchboard(bins: &Binaries, fsync: bool) -> anyhow::Result<Running> {
     let dir = TempDir::new("switchboard-bench")?;
+    let cmd = switchboard_command(bins, &dir.0, fsync);
+    let (child, addr) = spawn_and_read(cmd, SWITCHBOARD_LISTENING)?;
+    let key = std::fs::read_to_string(dir.0.join("default.key"))?
+        .trim()
+        .to_owned();
+    let pid = child.id();
+    Ok(Running {
+        target: Target {
+            name: "switchboard".into(),
+            proto: Proto::Switchboard,
+            addr,
+            key: Some(key),
+        },
+        pid,
+        child,
+        _dir: Some(dir),
+    })
+}
+
+/// What `switchboard serve` prints once it listens, before its address.
+pub const SWITCHBOARD_LISTENING: &str = "Switchboard listening on http://";
+
+/// `switchboard serve` on a free loopback port with `data_dir`, pinned to [`SERVER_CPU`], with
+/// the suite's settings (the limits a benchmark needs; `fsync` picks the durability).
+pub fn switchboard_command(bins: &Binaries, data_dir: &Path, fsync: bool) -> Command {
     let mut cmd = pinned(&bins.switchboard);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir.0)
+        .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env("SWITCHBOARD_LIMITS_MAX_CONNECTIONS", "30000")
         .env("SWITCHBOARD_LIMITS_MAX_CONNECTIONS_PER_TENANT", "30000")
@@ -143,22 +168,7 @@ pub fn start_switchboard(bins: &Binaries, fsync: bool) -> anyhow::Result<Running
             "SWITCHBOARD_STORAGE_DURABILITY",
             if fsync { "fsync" } else { "none" },
         );
-    let (child, addr) = spawn_and_read(cmd, "Switchboard listening on http://")?;
-    let key = std::fs::read_to_string(dir.0.join("default.key"))?
-        .trim()
-        .to_owned();
-    let pid = child.id();
-    Ok(Running {
-        target: Target {
-            name: "switchboard".into(),
-            proto: Proto::Switchboard,
-            addr,
-            key: Some(key),
-        },
-        pid,
-        child,
-        _dir: Some(dir),
-    })
+    cmd
 }
 
 /// A command pinned to the server core with `taskset`.
