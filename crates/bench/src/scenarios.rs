@@ -1276,8 +1276,9 @@ pub async fn cross_node(bins: &Binaries, plan: &Plan) -> anyhow::Result<CrossNod
     Ok(run)
 }
 
-/// The measured binary's version and the checkout's commit (marked when the server's sources
-/// differ from it: the binary was built from uncommitted changes).
+/// The measured binary's version, the checkout's commit and when the binary was built (a
+/// binary older than the commit was built from an earlier tree: in a shared checkout,
+/// `bench/run.sh` rebuilds it first).
 fn switchboard_build(binary: &std::path::Path) -> String {
     let run = |program: &std::path::Path, args: &[&str]| {
         std::process::Command::new(program)
@@ -1287,7 +1288,24 @@ fn switchboard_build(binary: &std::path::Path) -> String {
             .unwrap_or_default()
     };
     let git = std::path::Path::new("git");
-    let commit = run(git, &["rev-parse", "--short", "HEAD"]);
+    let commit = run(git, &["log", "-1", "--format=%h, committed %cI"]);
+    let built = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| {
+            let at = run(
+                std::path::Path::new("date"),
+                &[
+                    "-u",
+                    "-d",
+                    &format!("@{}", d.as_secs()),
+                    "+%Y-%m-%dT%H:%M:%SZ",
+                ],
+            );
+            format!("; binary built {at}")
+        })
+        .unwrap_or_default();
     let dirty = !run(
         git,
         &[
@@ -1301,10 +1319,10 @@ fn switchboard_build(binary: &std::path::Path) -> String {
     )
     .is_empty();
     format!(
-        "{} ({commit}{})",
+        "{} (checkout {commit}{}{built})",
         run(binary, &["--version"]),
         if dirty {
-            ", with uncommitted changes"
+            ", with uncommitted changes to the server"
         } else {
             ""
         }
