@@ -180,14 +180,17 @@ async fn sigkill_between_the_log_and_the_database_the_database_catches_up() {
         201,
         "every acknowledged message is in the log"
     );
+    // The writer's step for the direct message may have taken a few of the first plain
+    // messages along (whatever the log held when it read); the rest wait for it.
     let metrics = get(&addr, "/metrics").await;
+    let lag: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_database_lag_records "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag metric is exported");
     assert!(
-        metrics.contains("switchboard_database_lag_records 200"),
-        "the database has not copied them: {}",
-        metrics
-            .lines()
-            .find(|l| l.starts_with("switchboard_database_lag"))
-            .unwrap_or_default()
+        (100..=200).contains(&lag),
+        "the database has not copied most of them: lag {lag}"
     );
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
