@@ -207,11 +207,6 @@ impl Bus {
         Ok(bus)
     }
 
-    /// This node's id on the bus (new at every start).
-    pub fn node(&self) -> &Arc<str> {
-        &self.node
-    }
-
     /// Sends an event to the other nodes.
     pub fn send(&self, event: Event) {
         let _ = self.outbox.send(event);
