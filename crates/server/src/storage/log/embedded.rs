@@ -551,7 +551,7 @@ fn corrupt(segment: &Segment, at: u64, what: &str) -> std::io::Error {
 impl MessageLog for EmbeddedLog {
     fn append(&self, record: Record, done: LogDone) {
         let failed = self.shared.failed.load(Ordering::Relaxed);
-        super::enqueue(&self.writer, failed, record, done);
+        super::enqueue(&self.writer, failed, record, done, |done, e| done(Err(e)));
     }
 
     fn bounds(&self, channel_id: i64) -> Option<(u64, u64)> {

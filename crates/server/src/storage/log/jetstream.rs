@@ -176,23 +176,23 @@ impl JetStreamLog {
     }
 
     fn enqueue(&self, record: Record, completion: Completion) {
-        let fail = |completion: Completion, e: Error| {
-            super::later(move || match completion {
-                Completion::Plain(done) => done(Err(e)),
-                Completion::Checked(_, done) => done(Checked::Failed(e)),
-            })
-        };
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return fail(completion, super::log_failed());
-        }
-        let rejected = match self.writer.lock().as_ref() {
-            Some(tx) => tx.send((record, completion)).err().map(|e| e.0.1),
-            None => Some(completion),
-        };
-        if let Some(completion) = rejected {
-            fail(completion, super::closed());
-        }
+        let failed = self.shared.failed.load(Ordering::Relaxed);
+        super::enqueue(&self.writer, failed, record, completion, |c, e| match c {
+            Completion::Plain(done) => done(Err(e)),
+            Completion::Checked(_, done) => done(Checked::Failed(e)),
+        });
     }
+}
+
+/// Indexes a durable record and moves the log's end up to it (never back: acks and the
+/// tail both report records).
+fn stored(shared: &Shared, record: &Record, sequence: u64) {
+    shared.index.add(record, sequence);
+    shared.end.send_if_modified(|end| {
+        let newer = sequence > *end;
+        *end = (*end).max(sequence);
+        newer
+    });
 }
 
 /// Shared: follows the stream after `last`, indexing every record (whoever appended it)
@@ -228,12 +228,7 @@ async fn follow_tail(shared: Arc<Shared>, mut last: u64) {
                 continue;
             }
             last = sequence;
-            shared.index.add(&record, sequence);
-            shared.end.send_if_modified(|end| {
-                let newer = sequence > *end;
-                *end = (*end).max(sequence);
-                newer
-            });
+            stored(&shared, &record, sequence);
             let tail = shared.tail.read().clone();
             if let Some(tail) = tail {
                 tail(sequence, &record);
@@ -369,12 +364,7 @@ async fn commit(shared: &Shared, batch: &mut Vec<Append>, observer: &CommitObser
             Ok(sequence) => {
                 // The tail indexes it too (once: a channel's records reach the stream in
                 // offset order, whichever node appends them).
-                shared.index.add(&record, sequence);
-                shared.end.send_if_modified(|end| {
-                    let newer = sequence > *end;
-                    *end = (*end).max(sequence);
-                    newer
-                });
+                stored(shared, &record, sequence);
                 Checked::Stored(sequence)
             }
             Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {

@@ -163,22 +163,24 @@ pub trait MessageLog: Send + Sync + 'static {
 /// What a log's writer takes: the record and what to run once it is durable.
 type Append = (Record, LogDone);
 
-/// Hands an append to a log's writer, or fails it at once when the log failed or is closed.
-fn enqueue(
-    writer: &parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Append>>>,
+/// Hands an append to a log's writer, or fails its completion (with `fail`, on another task)
+/// when the log failed or is closed.
+fn enqueue<C: Send + 'static>(
+    writer: &parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<(Record, C)>>>,
     failed: bool,
     record: Record,
-    done: LogDone,
+    completion: C,
+    fail: fn(C, crate::error::Error),
 ) {
     if failed {
-        return later(move || done(Err(log_failed())));
+        return later(move || fail(completion, log_failed()));
     }
     let rejected = match writer.lock().as_ref() {
-        Some(tx) => tx.send((record, done)).err().map(|e| e.0.1),
-        None => Some(done),
+        Some(tx) => tx.send((record, completion)).err().map(|e| e.0.1),
+        None => Some(completion),
     };
-    if let Some(done) = rejected {
-        later(move || done(Err(closed())));
+    if let Some(completion) = rejected {
+        later(move || fail(completion, closed()));
     }
 }
 
